@@ -1,0 +1,68 @@
+"""The command line: compose (Hydra) → validate → launch. `python -m framework +experiment=smoke_cpu`."""
+import os
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from framework.config import register
+from framework.errors import ConfigError
+
+register()
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+
+
+def run_job(cfg: DictConfig, run_dir: str) -> dict:
+    """One job: validate, write config.yaml, launch the workers, return the result record."""
+    from framework.launch import RESULT, launch, result_record, write_json_atomic
+    from framework.validate import validate
+
+    os.makedirs(run_dir, exist_ok=True)
+    try:
+        nproc = validate(cfg)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr, flush=True)
+        rec = result_record("failed", None, cfg, error=f"config error: {exc}")
+        rec["seq_length"] = OmegaConf.select(cfg, "data.seq_length", default=None, throw_on_resolution_failure=False)
+        write_json_atomic(os.path.join(run_dir, RESULT), rec)
+        return rec
+    OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)
+    return launch(cfg, run_dir, nproc)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def app(cfg: DictConfig):
+    hc = HydraConfig.get()
+    rec = run_job(cfg, hc.runtime.output_dir)
+    status = rec.get("status", "failed")
+    line = f"[{status}] {hc.runtime.output_dir}"
+    if status != "ok":
+        line += f": {rec.get('error', '')}"
+    print(line, flush=True)
+    if status != "ok" and hc.mode.name == "RUN":
+        sys.exit(2 if rec.get("error", "").startswith("config error") else 1)
+    return rec
+
+
+def main():
+    from framework.launch import adopt_slurm_env
+
+    adopt_slurm_env()
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return follower_main()
+    app()
+
+
+def follower_main():
+    """A rank > 0 started by torchrun/SLURM: compose the same config (no run directory of its own) and join the
+    job; rank 0 tells it where the run directory is."""
+    from hydra import compose, initialize_config_dir
+
+    from framework.launch import worker
+
+    overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=False)
+    worker(OmegaConf.to_container(cfg, resolve=True), run_dir=None)

@@ -1,0 +1,33 @@
+"""The root schema: one field per config group, each typed by the dataclass that lives next to its code.
+
+Registered in Hydra's ConfigStore as `schema`; conf/config.yaml lists it first in its defaults, so every group file,
+experiment and override is merged onto typed fields: a typo or a wrong type fails at compose time with the full key.
+"""
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+from framework.attention import AttentionConfig
+from framework.data import DataConfig
+from framework.engine import EngineConfig
+from framework.engine.optim import OptimConfig
+from framework.loss import LossConfig
+from framework.model import ModelConfig
+from framework.parallel import ParallelismConfig
+from framework.track import TrackerConfig
+
+
+@dataclass
+class Config:
+    parallelism: ParallelismConfig = field(default_factory=ParallelismConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+
+def register():
+    ConfigStore.instance().store(name="schema", node=Config)

@@ -1,0 +1,119 @@
+"""Build the object graph from the config, one group at a time in dependency order, and run it (on every rank).
+
+mesh → model (+ ALST features) → SP attention → dataloader adapter → loss → engine. Each group's `_target_` names
+its builder, called with the group's config as `cfg` and the runtime objects built before it.
+"""
+import os
+import random
+from typing import Any, Dict
+
+import torch
+import torch.distributed as dist
+from hydra.utils import get_method
+from omegaconf import DictConfig, OmegaConf
+
+
+def call(node: DictConfig, *args, **runtime):
+    """Call the builder named by `node._target_` with the group's config and the runtime objects."""
+    return get_method(node._target_)(*args, cfg=node, **runtime)
+
+
+def device_type_of(cfg) -> str:
+    if cfg.engine.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.engine.device
+
+
+def seed_everything(seed: int):
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+
+
+def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
+    """Everything a rank does after the process group exists. Returns the last step's metrics."""
+    from framework.attention import apply_sp_attention  # noqa: F401  (imported for its registration side effects)
+    from framework.data.adapter import SPBatches
+    from framework.engine import Engine, deepspeed_config, find_checkpoint
+    from framework.engine.module import CausalLMWithLoss
+    from framework.model import hf_config, resolve_dtype
+    from framework.model.features import apply_features
+    from framework.parallel import MeshAxis, dp_rank_and_size
+    from framework.track.flops import flops_per_token
+
+    device_type = device_type_of(cfg)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    device = torch.device(device_type, int(os.environ.get("LOCAL_RANK", 0))) if device_type == "cuda" else \
+        torch.device("cpu")
+    if device_type == "cuda":
+        torch.cuda.set_device(device)
+    seed_everything(cfg.engine.seed)
+
+    # 1. mesh
+    mesh = call(cfg.parallelism, device_type=device_type)
+    sp_mesh = mesh[MeshAxis.SP.value]
+    sp_group, sp_rank, sp_size = sp_mesh.get_group(), sp_mesh.get_local_rank(), sp_mesh.size()
+    dp_rank, dp_size = dp_rank_and_size(mesh)
+
+    # 2. model; under ZeRO-3 the weights are partitioned as they are created (HfDeepSpeedConfig → zero.Init)
+    dtype = resolve_dtype(cfg.model.dtype, device_type)
+    ds_cfg = deepspeed_config(cfg.engine, grad_clip=cfg.optim.grad_clip, dtype=dtype)
+    keep_alive = None
+    if cfg.engine.zero_stage == 3:
+        from transformers.integrations import HfDeepSpeedConfig
+
+        keep_alive = HfDeepSpeedConfig(ds_cfg)  # noqa: F841  (transformers reads it while it exists)
+    attn = cfg.attention.implementation
+    attn = getattr(attn, "value", attn)
+    model = call(cfg.model, attn_implementation=attn, device_type=device_type)
+    apply_features(model, cfg=cfg.model)
+
+    # 3. SP attention (DeepSpeed's Ulysses, registered with transformers); its groups are the mesh's
+    seq_len = cfg.parallelism.sp_seq_length or cfg.data.seq_length
+    mpu = call(cfg.attention, model, mesh=mesh, micro_batch_size=cfg.engine.micro_batch_size,
+               seq_length_is_variable=cfg.parallelism.sp_seq_length_is_variable, seq_length=seq_len)
+
+    # 5. loss, and the module DeepSpeed runs (model + loss)
+    loss = call(cfg.loss, sp_group=sp_group if sp_size > 1 else None, liger=cfg.model.liger)
+    module = CausalLMWithLoss(model, loss)
+
+    # 6. engine (DeepSpeed), resumed from a checkpoint if asked
+    ds_engine = call(cfg.engine, module, optim=cfg.optim, ds_cfg=ds_cfg, mpu=mpu, device_type=device_type)
+    start_step = 0
+    ckpt = find_checkpoint(cfg.engine.resume, run_dir)
+    if ckpt is not None:
+        _, client = ds_engine.load_checkpoint(ckpt[0], tag=ckpt[1])
+        start_step = int(client["step"])
+        if rank == 0:
+            print(f"resumed from {ckpt[0]} (tag {ckpt[1] or 'latest'}) at step {start_step}", flush=True)
+
+    # 4. data: per-rank loader (who reads what: StepSampler) + the SP adapter
+    micro_done = start_step * cfg.engine.gradient_accumulation_steps
+    tok_path = cfg.data.tokenizer or cfg.model.name_or_path
+    vocab = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config().vocab_size
+    dl = call(cfg.data, vocab_size=vocab, tokenizer_path=tok_path, dp_rank=dp_rank, dp_size=dp_size,
+              sp_rank=sp_rank, sp_size=sp_size, micro_batch_size=cfg.engine.micro_batch_size,
+              seed=cfg.engine.seed, start_step=micro_done)
+    batches = SPBatches(dl, sp_group=sp_group, sp_rank=sp_rank, sp_size=sp_size, device=device,
+                        skip=micro_done % sp_size)
+
+    tracker = None
+    if rank == 0:
+        tracker = call(cfg.tracker, run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True))
+    model_config = model.config
+
+    engine = Engine(ds_engine=ds_engine, batches=batches, cfg=cfg.engine, run_dir=run_dir, tracker=tracker,
+                    flops_per_token=lambda s: flops_per_token(model_config, s), world_size=world, sp_size=sp_size,
+                    start_step=start_step, offload_activations=cfg.model.offload_activations)
+    try:
+        last = engine.run()
+    finally:
+        if tracker is not None:
+            tracker.finish({"peak_mem_gib": engine.peak_mem_gib, **engine.last})
+    last["peak_mem_gib"] = max(engine.peak_mem_gib, last.get("peak_mem_gib", 0.0))
+    return last

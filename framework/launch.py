@@ -1,0 +1,166 @@
+"""launch: one worker process per rank (torch's elastic launcher, as torchrun does it), or run as the rank that
+torchrun / SLURM already started. Writes result.json once, from rank 0 or from the launcher when a worker died."""
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+import uuid
+from typing import Any, Dict, Optional
+
+RESULT = "result.json"
+
+
+def write_json_atomic(path: str, obj: Dict[str, Any]):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def classify(exc: BaseException) -> str:
+    """'oom' for GPU or host out-of-memory, else 'failed'."""
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return "oom"
+    text = str(exc).lower()
+    return "oom" if "out of memory" in text or "cuda error: out of memory" in text else "failed"
+
+
+def one_line(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {msg}"[:500]
+
+
+def result_record(status: str, last: Optional[Dict[str, Any]], cfg, error: Optional[str] = None) -> Dict[str, Any]:
+    last = last or {}
+    rec = {"status": status, "steps": last.get("step", 0), "final_loss": last.get("loss"),
+           "seq_length": last.get("seq_length", cfg.data.seq_length), "peak_mem_gib": last.get("peak_mem_gib"),
+           "peak_reserved_gib": last.get("peak_reserved_gib"), "host_rss_gib": last.get("host_rss_gib"),
+           "tokens_per_s": last.get("tokens_per_s"), "tflops_per_gpu": last.get("tflops_per_gpu"),
+           "mfu": last.get("mfu"), "step_time_s": last.get("step_time_s")}
+    if error:
+        rec["error"] = error
+    return rec
+
+
+def init_distributed(device_type: str):
+    import deepspeed
+    import torch
+
+    if device_type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    deepspeed.init_distributed(dist_backend="nccl" if device_type == "cuda" else "gloo", verbose=False)
+
+
+def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
+    """Entry point of every rank. Rank 0 writes result.json. Under our own launcher any rank's failure leaves a
+    one-line reason in <run_dir>/.failed.rank<N> for the launcher (removed once it wrote result.json); under
+    torchrun/SLURM rank 0 records its own failure and torchrun stops the others."""
+    from omegaconf import OmegaConf
+    import torch.distributed as dist
+
+    from framework.graph import build_and_run, device_type_of
+
+    cfg = OmegaConf.create(cfg_container)
+    rank = int(os.environ.get("RANK", 0))
+    external = os.environ.get("FRAMEWORK_OWN_LAUNCH") != "1"
+    try:
+        init_distributed(device_type_of(cfg))
+        if external:  # ranks > 0 composed the config themselves and have no run directory yet
+            box = [run_dir]
+            dist.broadcast_object_list(box, src=0)  # every rank
+            run_dir = box[0]
+        last = build_and_run(cfg, run_dir)
+        if rank == 0:
+            write_json_atomic(os.path.join(run_dir, RESULT), result_record("ok", last, cfg))
+    except BaseException as exc:  # noqa: BLE001  (recorded, then re-raised so the launcher stops the others)
+        status = classify(exc)
+        if run_dir and not external:
+            rec = {"rank": rank, "status": status, "error": one_line(exc), "time": time.time()}
+            write_json_atomic(os.path.join(run_dir, f".failed.rank{rank}"), rec)
+        elif run_dir and rank == 0:
+            write_json_atomic(os.path.join(run_dir, RESULT), result_record(status, None, cfg, one_line(exc)))
+        traceback.print_exc()
+        sys.stderr.flush()
+        raise
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def already_launched() -> bool:
+    """True when torchrun or SLURM started this process as one rank of a job."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def adopt_slurm_env():
+    """Under `srun` (one task per GPU) map SLURM's variables to torch's, when torchrun did not set them."""
+    if "RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
+        return
+    os.environ["RANK"] = os.environ["SLURM_PROCID"]
+    os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
+    os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
+    os.environ.setdefault("MASTER_ADDR", os.environ.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"))
+    os.environ.setdefault("MASTER_PORT", "29500")
+
+
+def collect_failure(run_dir: str) -> Optional[Dict[str, Any]]:
+    """The earliest worker failure (the cause; later ones are usually ranks killed because of it)."""
+    recs = []
+    for name in os.listdir(run_dir):
+        if name.startswith(".failed.rank"):
+            with open(os.path.join(run_dir, name)) as f:
+                recs.append(json.load(f))
+            os.remove(os.path.join(run_dir, name))
+    if not recs:
+        return None
+    return min(recs, key=lambda r: (r["status"] != "oom", r["time"]))  # an OOM anywhere explains the rest
+
+
+def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
+    """Run the job on `nproc` local worker processes and return its result record (also in result.json)."""
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    path = os.path.join(run_dir, RESULT)
+    if already_launched():
+        worker(container, run_dir)
+        return json.load(open(path)) if os.path.exists(path) else {}
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    lc = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex[:8],
+                      rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
+                      monitor_interval=0.2, start_method="spawn")
+    os.environ["FRAMEWORK_OWN_LAUNCH"] = "1"  # inherited by the workers
+    error = None
+    try:
+        elastic_launch(lc, worker)(container, run_dir)
+    except ChildFailedError as exc:
+        error = exc
+    failure = collect_failure(run_dir)
+    if error is None and failure is None and os.path.exists(path):
+        return json.load(open(path))
+    if failure is None:  # killed from outside (host OOM killer: SIGKILL) before it could say why
+        text = str(error) if error else "a worker exited without a result"
+        status = "oom" if "Signal 9" in text or "SIGKILL" in text else "failed"
+        reason = "a worker was killed by SIGKILL (host out of memory?)" if status == "oom" else one_line(
+            Exception(text))
+        failure = {"status": status, "error": reason}
+    last = None
+    if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
+        lines = open(os.path.join(run_dir, "metrics.jsonl")).read().splitlines()
+        last = json.loads(lines[-1]) if lines else None
+    rec = result_record(failure["status"], last, cfg, error=failure["error"])
+    write_json_atomic(path, rec)
+    return rec

@@ -1,0 +1,102 @@
+"""loss: token-weighted causal-LM loss, aggregated across the SP ranks of one sequence; optionally tiled.
+
+Each SP rank holds `s_local = s // sp_size` positions of the sequence and their `shift_labels`. The rank computes
+the *sum* of cross-entropy over its valid (label != -100) positions; a differentiable all-gather over the SP group
+collects every rank's sum and count, and the loss is sum / count over the whole sequence. A rank with no valid
+token contributes nothing (its sum is not even added, so a NaN there cannot leak).
+"""
+from dataclasses import dataclass
+import math
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
+import torch.nn.functional as F
+
+IGNORE = -100
+
+
+@dataclass
+class LossConfig:
+    _target_: str = "framework.loss.CausalLMLoss"
+    tiled: bool = False
+    """Compute logits + cross-entropy tile by tile so the full [s_local, vocab] logits never exist."""
+    tiled_shards: int = 0
+    """Tiles for the tiled loss. 0: automatic (each tile's fp32 logits about 1 GiB at most)."""
+
+
+def aggregate(loss_sum: torch.Tensor, count: torch.Tensor, group) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-weighted mean over the ranks of `group` from each rank's (sum, valid count). Differentiable.
+
+    All ranks of `group` must call this (two all-gathers). Returns (loss, global valid count).
+    """
+    if group is None or dist.get_world_size(group) == 1:
+        return loss_sum / count.clamp(min=1), count
+    sums = dist_fn.all_gather(loss_sum, group=group)
+    counts = [c.detach() for c in dist_fn.all_gather(count, group=group)]
+    total = sum(s for s, c in zip(sums, counts) if c > 0)  # CPU-GPU sync point (c > 0)
+    n = sum(counts)
+    if not torch.is_tensor(total):  # no rank had a valid token: a zero that still reaches every parameter
+        total = loss_sum * 0.0
+    return total / n.clamp(min=1), n
+
+
+def auto_tiles(s_local: int, vocab_size: int, budget_bytes: float = 2**30) -> int:
+    """Tiles so one tile's fp32 logits stay under `budget_bytes`."""
+    return max(1, math.ceil(s_local * vocab_size * 4 / budget_bytes))
+
+
+class CausalLMLoss:
+    """Computes the aggregated loss from the model's last hidden states and the LM head.
+
+    `__call__(hidden [b, s_local, h], lm_head, shift_labels [b, s_local])` -> (loss, global valid tokens).
+    """
+
+    def __init__(self, *, cfg, sp_group=None, liger: bool = False):
+        self.tiled, self.tiled_shards, self.sp_group, self.liger = cfg.tiled, cfg.tiled_shards, sp_group, liger
+
+    def local_sum(self, hidden, lm_head, shift_labels):
+        """Sum of CE over this rank's valid positions (fp32) and their count."""
+        labels = shift_labels.reshape(-1)
+        count = (labels != IGNORE).sum()
+        if not self.tiled:
+            logits = lm_head(hidden).float()
+            return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels, ignore_index=IGNORE,
+                                   reduction="sum"), count
+        if self.liger:
+            from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+            ce = LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE, reduction="sum")
+            return ce(lm_head.weight, hidden.reshape(-1, hidden.shape[-1]), labels, lm_head.bias), count
+        return tiled_ce_sum(hidden, lm_head, shift_labels, self.tiled_shards), count
+
+    def __call__(self, hidden, lm_head, shift_labels):
+        loss_sum, count = self.local_sum(hidden, lm_head, shift_labels)
+        return aggregate(loss_sum, count, self.sp_group)
+
+
+def tiled_ce_sum(hidden, lm_head, shift_labels, shards: int):
+    """CE sum over valid positions, computed tile by tile with DeepSpeed's `sequence_tiled_compute`: one tile's
+    logits exist at a time, forward and backward (the backward recomputes a tile's logits, one extra LM-head matmul).
+
+    DeepSpeed's TiledFusedLogitsLoss is not used: it computes the LM-head weight gradient inside forward at scale
+    1.0 and only rescales the hidden-state gradient afterwards, so any loss scaling after it (the division by the
+    global token count, gradient accumulation) would leave the head's gradient wrong.
+    """
+    from deepspeed.runtime.sequence_parallel.ulysses_sp import sequence_tiled_compute
+
+    vocab = lm_head.weight.shape[0]
+    seqlen = hidden.shape[1]
+    if shards <= 0:
+        shards = auto_tiles(hidden.shape[0] * seqlen, vocab)
+    shards = max(1, min(shards, seqlen))
+    shards = math.ceil(seqlen / math.ceil(seqlen / shards))  # no empty tile at the end
+
+    def loss_fn(x, y):
+        logits = lm_head(x).float()
+        return F.cross_entropy(logits.view(-1, vocab), y.reshape(-1), ignore_index=IGNORE, reduction="sum")
+
+    return sequence_tiled_compute(loss_fn, seqlen, shards, kwargs_to_shard=dict(x=hidden, y=shift_labels),
+                                  kwargs_to_pass={}, grad_requiring_tensor_key="x",
+                                  compute_params=list(lm_head.parameters()), output_unshard_dimension=0,
+                                  output_reduction="sum")

@@ -1,0 +1,60 @@
+"""model: a Hugging Face causal LM, from a local directory / hub id or from architecture fields with random weights."""
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import torch
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = "framework.model.build_model"
+    name_or_path: Optional[str] = None
+    """Local directory or hub id of a pretrained model. null: build `arch` with random weights."""
+    arch: Dict[str, Any] = field(default_factory=dict)
+    """Architecture fields (`model_type` plus its config's fields) used when name_or_path is null."""
+    dtype: str = "auto"
+    """Parameter dtype: auto (bf16 on GPU, fp32 on CPU), bf16, fp16, fp32."""
+    activation_checkpointing: bool = False
+    """Non-reentrant checkpointing of every decoder layer."""
+    offload_activations: bool = False
+    """Offload the checkpointed hidden states to pinned CPU memory on a side stream (needs activation_checkpointing, GPU)."""
+    tiled_mlp: bool = False
+    """Compute each decoder MLP in sequence tiles (DeepSpeed's TiledMLP); recomputes the MLP forward in backward."""
+    tiled_mlp_shards: int = 0
+    """Tiles per MLP call. 0: ceil(s_local / hidden_size), the max over ranks."""
+    liger: bool = False
+    """Apply Liger kernels (RMSNorm, RoPE, SwiGLU) where installed; with loss.tiled it supplies the fused linear CE."""
+
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def resolve_dtype(name: str, device_type: str) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device_type == "cuda" else torch.float32
+    return DTYPES[name]
+
+
+def hf_config(*, name_or_path: Optional[str], arch: Dict[str, Any]):
+    """The transformers config the model is built from (no weights loaded)."""
+    from transformers import AutoConfig
+
+    if name_or_path:
+        return AutoConfig.from_pretrained(name_or_path)
+    fields = dict(arch)
+    return AutoConfig.for_model(fields.pop("model_type"), **fields)
+
+
+def build_model(*, cfg, attn_implementation: str, device_type: str):
+    """Build the HF causal LM (the ALST features are applied by framework.model.features)."""
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = resolve_dtype(cfg.dtype, device_type)
+    if cfg.name_or_path:
+        model = AutoModelForCausalLM.from_pretrained(cfg.name_or_path, dtype=torch_dtype,
+                                                     attn_implementation=attn_implementation)
+    else:
+        config = hf_config(name_or_path=None, arch=cfg.arch)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=attn_implementation)
+    model.config.use_cache = False
+    return model

@@ -1,0 +1,82 @@
+"""The ALST memory features applied to a built HF model: Liger kernels, tiled MLP, activation checkpointing, and the
+context that offloads checkpointed hidden states to CPU."""
+import contextlib
+import math
+
+import torch
+import torch.distributed as dist
+
+
+def decoder_layers(model):
+    """The decoder layers of any HF causal LM (the modules transformers checkpoints)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+def apply_liger(model):
+    """Liger's RMSNorm, RoPE and SwiGLU kernels on this model instance (its loss kernels are the loss group's)."""
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+    _apply_liger_kernel_to_instance(model=model, cross_entropy=False, fused_linear_cross_entropy=False)
+
+
+def tiled_mlp_shards(x: torch.Tensor, fixed: int) -> int:
+    """Tiles for one MLP call: `fixed` if > 0, else ceil(b * s_local / hidden), the max over all ranks.
+
+    All ranks must call this when the world has several ranks: under ZeRO-3 each tile gathers the MLP weights, so
+    ranks that chose different tile counts would hang.
+    """
+    if fixed > 0:
+        return fixed
+    shards = math.ceil(x.shape[0] * x.shape[1] / x.shape[-1])
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        t = torch.tensor(shards, device=x.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)  # every rank, every MLP call; a CPU-GPU sync point
+        shards = int(t.item())
+    return max(1, min(shards, x.shape[1]))
+
+
+def apply_tiled_mlp(model, shards: int = 0):
+    """Compute every decoder layer's MLP in sequence tiles with DeepSpeed's TiledMLP.
+
+    The MLP's intermediate activations ([b, s, intermediate] x 3) then exist for one tile at a time; the backward
+    recomputes each tile's forward. Any MLP module works: its own forward is called on each tile.
+    """
+    from deepspeed.runtime.sequence_parallel.ulysses_sp import TiledMLP
+
+    count = 0
+    for layer in decoder_layers(model):
+        mlp = getattr(layer, "mlp", None) or getattr(layer, "feed_forward", None)
+        if mlp is None:
+            continue
+        orig = type(mlp).forward
+
+        def forward(x, _mlp=mlp, _orig=orig):
+            n = tiled_mlp_shards(x, shards)
+            return TiledMLP.apply(_orig, _mlp, x, n, list(_mlp.parameters()))
+
+        mlp.forward = forward
+        count += 1
+    if count == 0:
+        raise ValueError(f"model.tiled_mlp: found no decoder MLP in {type(model).__name__}")
+
+
+def apply_features(model, *, cfg):
+    if cfg.liger:
+        apply_liger(model)
+    if cfg.tiled_mlp:
+        apply_tiled_mlp(model, cfg.tiled_mlp_shards)
+    if cfg.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def offload_context(enabled: bool):
+    """A fresh context for one forward+backward that offloads checkpointed hidden states to pinned CPU memory
+    (DeepSpeed's CheckpointHiddenStatesOffload); a null context when disabled."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from deepspeed.runtime.activation_checkpointing.offload_activations import CheckpointHiddenStatesOffload
+
+    return CheckpointHiddenStatesOffload()
