@@ -18,6 +18,8 @@ class AttentionConfig:
     _target_: str = "framework.attention.apply_sp_attention"
     implementation: AttnImpl = AttnImpl.sdpa
     """Core attention kernel the model runs (inside the Ulysses all-to-all when sp_size > 1)."""
+    document_masking: bool = True
+    """Keep the documents of packed rows apart (framework.attention.packed). false: rows attend across documents."""
 
 
 def installed(impl: str) -> tuple[bool, str]:
@@ -41,6 +43,10 @@ def apply_sp_attention(model, *, cfg, mesh, micro_batch_size: int, seq_length_is
     mesh's own.
     """
     impl = getattr(cfg.implementation, "value", cfg.implementation)
+    if cfg.get("document_masking", True):  # before Ulysses wraps it, so the wrapper calls the document-aware core
+        from framework.attention.packed import install
+
+        install(impl)
     sp_mesh = mesh["sp"]
     if sp_mesh.size() == 1:
         return None
