@@ -1,16 +1,16 @@
 """loss: token-weighted causal-LM loss, aggregated across the SP ranks of one sequence; optionally tiled.
 
 Each SP rank holds `s_local = s // sp_size` positions of the sequence and their `shift_labels`. The rank computes
-the *sum* of cross-entropy over its valid (label != -100) positions; a differentiable all-gather over the SP group
-collects every rank's sum and count, and the loss is sum / count over the whole sequence. A rank with no valid
-token contributes nothing (its sum is not even added, so a NaN there cannot leak).
+the *sum* of cross-entropy over its valid (label != -100) positions; an all-gather over the SP group collects every
+rank's sum and count, and the loss is sum / count over the whole sequence, its gradient flowing through the rank's
+own sum only (DeepSpeed sums gradients over the SP ranks). A rank with no valid token contributes nothing (its sum
+is not even added, so a NaN there cannot leak).
 """
 from dataclasses import dataclass
 import math
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 
 IGNORE = -100
@@ -26,18 +26,29 @@ class LossConfig:
 
 
 def aggregate(loss_sum: torch.Tensor, count: torch.Tensor, group) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-weighted mean over the ranks of `group` from each rank's (sum, valid count). Differentiable.
+    """Token-weighted mean over the ranks of `group` from each rank's (sum, valid count).
+
+    Every rank returns the same value, sum of all sums / sum of all counts, but its gradient flows only into this
+    rank's own `loss_sum`: DeepSpeed *sums* gradients over the SP ranks (it divides by the DP size only), so
+    back-propagating the other ranks' terms as well (a differentiable all-gather, as in DeepSpeed's ALST example)
+    would make every gradient sp_size times too large. A rank with no valid token adds nothing (a NaN in its sum
+    cannot leak into the value or the gradient); its graph still reaches every parameter with a zero gradient.
 
     All ranks of `group` must call this (two all-gathers). Returns (loss, global valid count).
     """
     if group is None or dist.get_world_size(group) == 1:
         return loss_sum / count.clamp(min=1), count
-    sums = dist_fn.all_gather(loss_sum, group=group)
-    counts = [c.detach() for c in dist_fn.all_gather(count, group=group)]
-    total = sum(s for s, c in zip(sums, counts) if c > 0)  # CPU-GPU sync point (c > 0)
-    n = sum(counts)
-    if not torch.is_tensor(total):  # no rank had a valid token: a zero that still reaches every parameter
-        total = loss_sum * 0.0
+    sums = [torch.empty_like(loss_sum) for _ in range(dist.get_world_size(group))]
+    counts = [torch.empty_like(count) for _ in range(len(sums))]
+    dist.all_gather(sums, loss_sum.detach().contiguous(), group=group)
+    dist.all_gather(counts, count.detach().contiguous(), group=group)
+    sums, counts = torch.stack(sums), torch.stack(counts)
+    others = torch.ones_like(counts, dtype=torch.bool)
+    others[dist.get_rank(group)] = False
+    # torch.where, not multiplication by a 0/1 mask: NaN * 0 is NaN
+    total = torch.where(others & (counts > 0), sums, torch.zeros_like(sums)).sum()
+    total = total + torch.where(count > 0, loss_sum, torch.zeros_like(loss_sum))
+    n = counts.sum()
     return total / n.clamp(min=1), n
 
 
