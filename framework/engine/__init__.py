@@ -27,6 +27,10 @@ class EngineConfig:
     """Keep optimizer states in CPU memory and step there (DeepSpeed CPU Adam)."""
     offload_params: bool = False
     """Keep parameters in CPU memory (ZeRO-3 only)."""
+    offload_ratio: float = 1.0
+    """ZeRO-3 only: share of the optimizer states stepped on the CPU (the rest stays on the GPU). 1: all."""
+    super_offload: bool = False
+    """ZeRO-3 + offload_optimizer: DeepSpeed's SuperOffload, which overlaps the CPU optimizer step with backward."""
     save_every: int = 0
     """Save a checkpoint every N optimizer steps (and at the end); 0: never."""
     resume: Optional[str] = None
@@ -45,6 +49,9 @@ class EngineConfig:
     """dtype of the Ulysses all-to-all (auto: the model's dtype)."""
     deepspeed: Dict[str, Any] = field(default_factory=dict)
     """Raw DeepSpeed config merged over the generated one (expert escape hatch)."""
+    dump_grads: bool = False
+    """Debug: write the full fp32 gradients (before clipping) of this run's first optimizer step to
+    <run_dir>/grads_step<N>.pt, a dict keyed like the HF model's parameters. For correctness tests."""
 
 
 def deepspeed_config(ecfg, *, grad_clip: float, dtype: torch.dtype) -> Dict[str, Any]:
@@ -55,6 +62,10 @@ def deepspeed_config(ecfg, *, grad_clip: float, dtype: torch.dtype) -> Dict[str,
                     stage3_gather_16bit_weights_on_model_save=False)
     if ecfg.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
+        if ecfg.zero_stage == 3 and ecfg.offload_ratio < 1.0:
+            zero["offload_optimizer"]["ratio"] = ecfg.offload_ratio
+        if ecfg.super_offload:
+            zero["offload_optimizer"]["super_offload"] = True
     if ecfg.offload_params:
         zero["offload_param"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
     comm = {"auto": dtype, "bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[ecfg.sp_comm_dtype]
@@ -117,6 +128,21 @@ class Engine:
         self.peak = peak_tflops(cfg.peak_tflops_per_gpu)
         self.last: Dict[str, Any] = {}
         self.peak_mem_gib = 0.0
+        self.grads_dumped = False
+
+    def dump_grads(self):
+        """engine.dump_grads: save every parameter's full gradient, reduced over DP/SP ranks, before the optimizer
+        step. All ranks must call this (under ZeRO each safe_get_full_grad gathers the gradient's partitions)."""
+        from deepspeed.utils import safe_get_full_grad
+
+        grads = {}
+        for name, p in self.ds.module.named_parameters():
+            g = safe_get_full_grad(p)  # every rank, same order: a collective under ZeRO 1-3
+            if g is not None:
+                grads[name.removeprefix("model.")] = g.detach().float().cpu().clone()
+        if self.rank == 0:
+            torch.save(grads, os.path.join(self.run_dir, f"grads_step{self.step + 1}.pt"))
+        self.grads_dumped = True
 
     def reduce(self, values):
         """Sum a few floats over every rank. All ranks must call this."""
@@ -133,11 +159,14 @@ class Engine:
         t0 = time.perf_counter()
         loss_x_n = n_valid = tokens = flops = 0.0
         seq_len = 0
+        lr = self.ds.get_lr()[0]  # the rate this step uses (the schedule moves on at its end)
         for _ in range(self.cfg.gradient_accumulation_steps):
             batch = next(self.batches)
             with offload_context(self.offload_activations):  # hidden states leave in forward, return in backward
                 loss, n = self.ds(**batch)
                 self.ds.backward(loss)
+            if self.cfg.dump_grads and not self.grads_dumped and self.ds.is_gradient_accumulation_boundary():
+                self.dump_grads()
             self.ds.step()
             loss_x_n += float(loss.detach()) * float(n)  # CPU-GPU sync point
             n_valid += float(n)
@@ -156,7 +185,7 @@ class Engine:
         m = {"step": self.step, "loss": loss_x_n / max(n_valid, 1), "seq_length": seq_len, "tokens": int(tokens),
              "tokens_per_s": tokens / dt, "tokens_per_s_per_gpu": tokens / dt / self.world,
              "tflops_per_gpu": tflops, "mfu": tflops / self.peak if self.peak else 0.0,
-             "lr": self.ds.get_lr()[0], "grad_norm": float(grad_norm) if grad_norm is not None else 0.0,
+             "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else 0.0,
              "step_time_s": dt, **mem}
         self.peak_mem_gib = max(self.peak_mem_gib, mem["peak_mem_gib"])
         return m
