@@ -129,6 +129,11 @@ class Engine:
         self.last: Dict[str, Any] = {}
         self.peak_mem_gib = 0.0
         self.grads_dumped = False
+        # SP partial gradients must be summed over the SP ranks. ZeRO-1/2 and ZeRO-3's all-reduce path divide by the DP
+        # size only, but ZeRO-3's reduce-scatter path (the default) averages over all sp x dp ranks: scale the loss
+        # that is back-propagated by sp_size there (tests/distributed/test_sp_equivalence.py checks the gradients).
+        zero3_rs = ds_engine.zero_optimization_stage() == 3 and ds_engine.zero_reduce_scatter()
+        self.backward_scale = float(sp_size) if sp_size > 1 and zero3_rs else 1.0
 
     def dump_grads(self):
         """engine.dump_grads: save every parameter's full gradient, reduced over DP/SP ranks, before the optimizer
@@ -164,7 +169,7 @@ class Engine:
             batch = next(self.batches)
             with offload_context(self.offload_activations):  # hidden states leave in forward, return in backward
                 loss, n = self.ds(**batch)
-                self.ds.backward(loss)
+                self.ds.backward(loss * self.backward_scale if self.backward_scale != 1.0 else loss)
             if self.cfg.dump_grads and not self.grads_dumped and self.ds.is_gradient_accumulation_boundary():
                 self.dump_grads()
             self.ds.step()
