@@ -125,6 +125,9 @@ def check_data(cfg):
     if d.source == "hf" and not d.path:
         raise ConfigError("data.path", d.path, "data=hf needs a file, glob, directory or hub id",
                           "set data.path=/path/to/corpus.jsonl")
+    from framework.data import check  # loads and tokenizes the corpus (fills the cache the workers read)
+
+    check(cfg)
 
 
 def check_engine(cfg):

@@ -10,6 +10,7 @@ from typing import List, Optional
 import torch
 
 from framework.data.sampler import StepSampler
+from framework.errors import ConfigError
 
 IGNORE = -100
 
@@ -36,7 +37,7 @@ class DataConfig:
     tokenizer: Optional[str] = None
     """Tokenizer directory or hub id. null: the model's directory."""
     truncation: bool = True
-    """Cut rows longer than seq_length (else such rows are an error)."""
+    """Unpacked rows: cut documents longer than seq_length (false: leave them out; all too long is an error)."""
     pad_to_seq_length: bool = False
     """Unpacked rows: pad every row to seq_length (else to a multiple of sp_size)."""
     num_proc: int = 1
@@ -45,6 +46,16 @@ class DataConfig:
     """Stream the corpus instead of loading it (for corpora that do not fit on disk)."""
     num_workers: int = 0
     """DataLoader worker processes."""
+    split: str = "train"
+    """Split to read from a hub dataset or a saved DatasetDict."""
+    cache_dir: Optional[str] = None
+    """Where tokenized documents (and HF datasets' own download/Arrow cache) live. null: ~/.cache/framework/tokenized."""
+    chat_template: Optional[str] = None
+    """Jinja chat template for `messages` rows. null: the tokenizer's own."""
+    add_eos: bool = True
+    """Text rows: end every document with the tokenizer's EOS token (if it has one and did not add it)."""
+    shuffle_buffer: int = 10000
+    """streaming + shuffle: documents in the seeded shuffle buffer."""
 
 
 class SyntheticRows(torch.utils.data.Dataset):
@@ -79,6 +90,41 @@ def collate(rows, *, multiple_of: int, length: Optional[int] = None, pad_id: int
     return {k: torch.stack(v) for k, v in out.items()}
 
 
+def check(cfg):
+    """Data rules that need the data itself (run by framework.validate before any worker starts).
+
+    data=hf: loads and tokenizes the corpus once (filling the tokenization cache the workers then read), so a
+    missing path, a broken row, an empty corpus, a missing field or tokenizer, or documents all too long stop the
+    job here with one ConfigError. Also refuses attention implementations that cannot keep packed documents apart.
+    """
+    from framework.attention.packed import check as check_document_masking
+
+    check_document_masking(cfg)
+    d = cfg.data
+    if d.source != "hf":
+        return
+    from framework.data.hf import build_hf_dataset
+    from framework.validate import world_size
+
+    key = "data.tokenizer" if d.tokenizer else "model.name_or_path"
+    dataset = build_hf_dataset(d, tokenizer_path=d.tokenizer or cfg.model.name_or_path, seed=cfg.engine.seed,
+                               tokenizer_key=key)
+    if d.streaming:
+        next(iter(dataset.rows(0)), None)
+        return
+    p, e = cfg.parallelism, cfg.engine
+    need = world_size(cfg) * e.micro_batch_size  # one micro-step of every DP replica for each SP rank
+    if len(dataset) < need:
+        raise ConfigError("data.path", d.path, f"gives {len(dataset)} rows of data.seq_length={d.seq_length}, fewer "
+                          f"than one step needs ({need}: processes x micro_batch_size)",
+                          "add data, lower data.seq_length or engine.micro_batch_size")
+    if not d.packing and not d.pad_to_seq_length and p.sp_size > 1 and not p.sp_seq_length_is_variable:
+        raise ConfigError("data.pad_to_seq_length", False, "unpacked rows vary in length, and "
+                          "parallelism.sp_seq_length_is_variable=false needs them all of one length",
+                          "set data.pad_to_seq_length=true, data.packing=true or "
+                          "parallelism.sp_seq_length_is_variable=true")
+
+
 def build_dataset(cfg, *, vocab_size: int, seed: int, tokenizer_path: Optional[str]):
     if cfg.source == "synthetic":
         return SyntheticRows(num_samples=cfg.num_samples, lengths=list(cfg.lengths) or [cfg.seq_length],
@@ -95,8 +141,14 @@ def build_dataloader(*, cfg, vocab_size: int, tokenizer_path: Optional[str], dp_
     from functools import partial
 
     dataset = build_dataset(cfg, vocab_size=vocab_size, seed=seed, tokenizer_path=tokenizer_path)
+    length = cfg.seq_length if (cfg.pad_to_seq_length or cfg.packing) and not cfg.lengths else None
+    if isinstance(dataset, torch.utils.data.IterableDataset):  # streaming: the dataset itself picks this rank's rows
+        dataset.assign(dp_rank=dp_rank, dp_size=dp_size, sp_rank=sp_rank, sp_size=sp_size,
+                       micro_batch_size=micro_batch_size, seed=seed, start_step=start_step)
+        return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=0,
+                                           collate_fn=partial(collate, multiple_of=sp_size, length=length,
+                                                              pad_id=pad_id))
     sampler = StepSampler(len(dataset), dp_rank=dp_rank, dp_size=dp_size, sp_rank=sp_rank, sp_size=sp_size,
                           micro_batch_size=micro_batch_size, seed=seed, shuffle=cfg.shuffle, start_step=start_step)
-    length = cfg.seq_length if (cfg.pad_to_seq_length or cfg.packing) and not cfg.lengths else None
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
                                        collate_fn=partial(collate, multiple_of=sp_size, length=length, pad_id=pad_id))
