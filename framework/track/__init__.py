@@ -1,58 +1,145 @@
-"""tracker: where step metrics go besides metrics.jsonl (console line on rank 0; W&B with tracker=wandb)."""
+"""tracker: where step metrics go besides metrics.jsonl (the rank-0 console line with progress and ETA; W&B too with
+tracker=wandb). Only rank 0 builds a tracker."""
 from dataclasses import dataclass, field
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional
+import time
+from typing import Any, Dict, List, Optional, TextIO
 
 
 @dataclass
 class TrackerConfig:
     _target_: str = "framework.track.build_tracker"
     kind: str = "console"
-    """console (the rank-0 log line only) or wandb."""
+    """console (the rank-0 log line only) or wandb (the console line, and a W&B run)."""
     project: str = "framework"
     entity: Optional[str] = None
     group: Optional[str] = None
-    """W&B group; null: the sweep directory's name in a multirun, else none."""
+    """W&B group; null: the sweep directory in a multirun, else none."""
     name: Optional[str] = None
     """W&B run name; null: the job's overrides (or the run directory's name)."""
     tags: List[str] = field(default_factory=list)
     mode: Optional[str] = None
-    """W&B mode: null means WANDB_MODE from the environment, else offline."""
+    """W&B mode (offline, online, disabled); null: WANDB_MODE from the environment, else offline."""
+    progress: bool = True
+    """Show progress and ETA: a bar redrawn in place in a terminal, an `eta` field on each line in a log file."""
 
 
-def fmt_step(m: Dict[str, Any]) -> str:
+def fmt_duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def fmt_step(m: Dict[str, Any], max_steps: Optional[int] = None, eta_s: Optional[float] = None) -> str:
     """The rank-0 line for one optimizer step."""
-    return (f"step {m['step']:>5} | loss {m['loss']:.4f} | grad_norm {m['grad_norm']:.3f} | lr {m['lr']:.2e} | "
+    step = f"{m['step']:>5}" + (f"/{max_steps}" if max_steps else "")
+    line = (f"step {step} | loss {m['loss']:.4f} | grad_norm {m['grad_norm']:.3f} | lr {m['lr']:.2e} | "
             f"seq {m['seq_length']} | {m['tokens_per_s_per_gpu']:,.0f} tok/s/gpu | {m['tflops_per_gpu']:.1f} TFLOP/s "
             f"| mfu {100 * m['mfu']:.1f}% | mem {m['peak_mem_gib']:.2f} GiB ({m['peak_mem_pct']:.0f}%) "
             f"| host {m['host_rss_gib']:.1f} GiB | {m['step_time_s']:.2f} s")
+    if eta_s is not None:
+        line += f" | eta {fmt_duration(eta_s)}"
+    return line
+
+
+class Progress:
+    """Steps done, and the time left at the pace of the steps since the first this process ran (the first one
+    carries the warm-up: allocator, kernels, communicator set-up)."""
+
+    def __init__(self, max_steps: Optional[int] = None, clock=time.monotonic):
+        self.max_steps, self.clock = max_steps, clock
+        self.first: Optional[tuple[int, float]] = None  # (step, clock) at the end of the first step seen
+        self.step = 0
+        self.first_step_s = 0.0
+
+    def update(self, step: int, step_time_s: float):
+        self.step = step
+        if self.first is None:
+            self.first, self.first_step_s = (step, self.clock()), step_time_s
+
+    def eta_s(self) -> Optional[float]:
+        if not self.max_steps or self.first is None:
+            return None
+        left = max(self.max_steps - self.step, 0)
+        done = self.step - self.first[0]
+        per_step = (self.clock() - self.first[1]) / done if done > 0 else self.first_step_s
+        return left * per_step
+
+    def bar(self, width: int = 30) -> str:
+        frac = min(self.step / self.max_steps, 1.0) if self.max_steps else 0.0
+        eta = self.eta_s()
+        fill = int(round(frac * width))
+        return (f"[{'#' * fill}{'.' * (width - fill)}] {self.step}/{self.max_steps or '?'} {100 * frac:.0f}%"
+                + (f" | eta {fmt_duration(eta)}" if eta is not None else ""))
 
 
 class ConsoleTracker:
-    def __init__(self, **_ignored):
-        pass
+    """One line per optimizer step. In a terminal a progress bar with the ETA sits under the last line and is
+    redrawn in place; in a file or pipe there is no bar and no carriage return, the line carries `eta` instead."""
+
+    def __init__(self, stream: Optional[TextIO] = None, progress: bool = True, **_ignored):
+        self.stream = stream or (sys.stderr if os.environ.get("FRAMEWORK_LOG_STDERR") else sys.stdout)
+        self.show_progress = progress
+        try:
+            self.tty = self.stream.isatty()
+        except (AttributeError, ValueError):
+            self.tty = False
+        self.progress = Progress()
+        self.bar_shown = False
 
     def log_config(self, config: Dict[str, Any]):
-        pass
+        self.progress.max_steps = (config.get("engine") or {}).get("max_steps")
 
     def log(self, metrics: Dict[str, Any]):
-        print(fmt_step(metrics), file=sys.stderr if os.environ.get("FRAMEWORK_LOG_STDERR") else sys.stdout,
-              flush=True)
+        self.progress.update(metrics["step"], metrics.get("step_time_s", 0.0))
+        eta = self.progress.eta_s() if self.show_progress and not self.tty else None
+        line = fmt_step(metrics, self.progress.max_steps, eta)
+        if self.tty and self.show_progress:
+            clear = "\r\033[K" if self.bar_shown else ""
+            self.stream.write(f"{clear}{line}\n{self.progress.bar()}")
+            self.bar_shown = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
 
     def finish(self, summary: Dict[str, Any]):
-        pass
+        if self.bar_shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.bar_shown = False
+
+
+class Trackers:
+    """Several trackers as one (the console line always; W&B besides it)."""
+
+    def __init__(self, *trackers):
+        self.trackers = trackers
+
+    def log_config(self, config: Dict[str, Any]):
+        for t in self.trackers:
+            t.log_config(config)
+
+    def log(self, metrics: Dict[str, Any]):
+        for t in self.trackers:
+            t.log(metrics)
+
+    def finish(self, summary: Dict[str, Any]):
+        for t in self.trackers:
+            t.finish(summary)
 
 
 def build_tracker(*, cfg, run_dir: str, config: Dict[str, Any]):
     """The tracker of rank 0 (other ranks build none). `config` is the resolved run config."""
+    tracker = ConsoleTracker(progress=cfg.get("progress", True))
     if cfg.kind == "wandb":
         from framework.track.wandb import WandbTracker
 
-        tracker = WandbTracker(cfg=cfg, run_dir=run_dir)
-    else:
-        tracker = ConsoleTracker()
+        tracker = Trackers(tracker, WandbTracker(cfg=cfg, run_dir=run_dir))
     tracker.log_config(config)
     return tracker
 
