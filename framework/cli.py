@@ -34,7 +34,15 @@ def run_job(cfg: DictConfig, run_dir: str) -> dict:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def app(cfg: DictConfig):
     hc = HydraConfig.get()
-    rec = run_job(cfg, hc.runtime.output_dir)
+    try:
+        rec = run_job(cfg, hc.runtime.output_dir)
+    except Exception as exc:  # a job's own failure is recorded, so a sweep goes on (and its exit status says so)
+        if hc.mode.name == "RUN":
+            raise
+        from framework.launch import RESULT, one_line, result_record, write_json_atomic
+
+        rec = result_record("failed", None, cfg, error=one_line(exc))
+        write_json_atomic(os.path.join(hc.runtime.output_dir, RESULT), rec)
     status = rec.get("status", "failed")
     line = f"[{status}] {hc.runtime.output_dir}"
     if status != "ok":
@@ -53,6 +61,10 @@ def main():
     if rank != 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return follower_main()
     app()
+    from framework.sweep import exit_code
+
+    if exit_code():  # a multirun in which some job failed (Hydra itself returns normally)
+        sys.exit(exit_code())
 
 
 def follower_main():
