@@ -69,6 +69,5 @@ def test_packed_row_loss_equals_documents_alone_and_differs_without_masking(tmp_
     expected = documents_alone_loss(model_dir, tok)
     masked = run_cli(tmp_path, "masked", model_dir, corpus)
     leaky = run_cli(tmp_path, "leaky", model_dir, corpus, "attention.document_masking=false")
-    print("losses", masked, expected, leaky)
     assert abs(masked - expected) < 1e-4, (masked, expected)
     assert abs(leaky - expected) > 1e-3, (leaky, expected)
