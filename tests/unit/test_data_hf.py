@@ -199,3 +199,16 @@ def test_streaming_rows_match_the_map_style_rows_and_split_over_ranks(tmp_path, 
         got.append([next(it)[0]["input_ids"].tolist() for _ in range(3)])
     assert got[0] == [mapped[0]["input_ids"], mapped[2]["input_ids"], mapped[4]["input_ids"]]
     assert got[1] == [mapped[1]["input_ids"], mapped[3]["input_ids"], mapped[0]["input_ids"]]  # next epoch
+
+
+def test_streaming_dataloader_yields_collated_batches_from_the_resume_step(tmp_path, tok):
+    from framework.data import build_dataloader
+
+    cfg = data_cfg(tmp_path, write(tmp_path, "jsonl"), seq_length=5, packing=True, streaming=True, shuffle=False)
+    mapped = rows(build_hf_dataset(data_cfg(tmp_path, write(tmp_path, "jsonl"), seq_length=5, packing=True),
+                                   tokenizer_path=None, tokenizer=tok))
+    tok.save_pretrained(tmp_path / "tok")
+    dl = build_dataloader(cfg=cfg, vocab_size=384, tokenizer_path=str(tmp_path / "tok"), dp_rank=1, dp_size=2,
+                          sp_rank=0, sp_size=1, micro_batch_size=1, seed=0, start_step=1)
+    batch = next(iter(dl))  # step 1, DP replica 1 → global row 3
+    assert batch["input_ids"].tolist() == [mapped[3]["input_ids"]] and batch["labels"].shape == (1, 5)

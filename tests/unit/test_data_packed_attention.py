@@ -82,3 +82,29 @@ def test_installed_function_masks_packed_rows_and_keeps_plain_rows(impl):
     finally:
         packed.uninstall(impl)
     assert ALL_ATTENTION_FUNCTIONS[impl] is original and impl not in ALL_MASK_ATTENTION_FUNCTIONS._local_mapping
+
+
+def test_model_without_sp_keeps_packed_documents_apart_and_builds_no_mask():
+    """sp_size=1: the model calls the installed function directly; transformers builds no [s, s] mask for it."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.masking_utils import create_causal_mask
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2),
+                             ).eval()
+    model.config._attn_implementation = "sdpa"
+    lengths = [5, 9, 3]
+    ids = torch.randint(0, 64, (1, sum(lengths)))
+    pos = positions(lengths)[None]
+    with torch.no_grad():
+        alone = torch.cat([model(input_ids=part).logits for part in ids.split(lengths, dim=1)], dim=1)
+        try:
+            packed.install("sdpa")
+            mask = create_causal_mask(config=model.config, inputs_embeds=torch.zeros(1, pos.shape[1], 32),
+                                      attention_mask=None, cache=None, position_ids=pos)
+            ours = model(input_ids=ids, position_ids=pos).logits
+        finally:
+            packed.uninstall("sdpa")
+    assert mask is None
+    torch.testing.assert_close(ours, alone, atol=1e-5, rtol=1e-4)
