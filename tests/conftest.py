@@ -1,0 +1,37 @@
+"""Fixtures shared by the test suite: tiny models saved once per session, and a cache of CLI runs so that tests
+comparing against the same baseline do not launch it twice."""
+import os
+import sys
+
+import pytest
+
+import helpers  # noqa: E402  (tests/ is on sys.path: pytest inserts a rootless conftest's directory)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    return helpers.save_tiny_model(str(tmp_path_factory.mktemp("tiny_llama")), "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory):
+    return helpers.save_tiny_model(str(tmp_path_factory.mktemp("tiny_qwen3")), "qwen3")
+
+
+class RunCache:
+    """run(name, overrides) launches the CLI once per distinct override list for the whole session."""
+
+    def __init__(self, root):
+        self.root, self.runs = root, {}
+
+    def run(self, overrides, **kw):
+        key = tuple(overrides)
+        if key not in self.runs:
+            run_dir = os.path.join(str(self.root), f"run{len(self.runs)}")
+            self.runs[key] = helpers.run_cli(list(overrides), run_dir, **kw)
+        return self.runs[key]
+
+
+@pytest.fixture(scope="session")
+def cli_runs(tmp_path_factory):
+    return RunCache(tmp_path_factory.mktemp("cli_runs"))
