@@ -1,0 +1,107 @@
+"""The FLOPs formula (framework.track.flops): a hand count of one layer, torch's own FLOP counter, and the published
+figures (Llama-3-8B's parameter count, PaLM's and Megatron-LM's per-token formulas)."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from framework.track.flops import (flops_of_rows, flops_per_token, matmul_params, peak_for_name, peak_tflops)
+
+ONE_LAYER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=384, max_position_embeddings=4096)
+
+
+def llama_config(**fields):
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model("llama", **fields)
+
+
+def test_one_llama_layer_matches_a_hand_count():
+    c = llama_config(**ONE_LAYER)
+    h, d, q_heads, kv_heads, inter, v = 64, 16, 4, 2, 128, 384
+    attn = h * (q_heads * d) + 2 * h * (kv_heads * d) + (q_heads * d) * h  # q, k, v, o projections
+    mlp = 3 * h * inter  # gate, up, down
+    head = h * v
+    assert matmul_params(c) == attn + mlp + head == 12288 + 24576 + 24576
+    s = 100
+    # forward per token: 2 FLOPs per matmul parameter; QK^T and PV are 2*s*d per head each, causal keeps half
+    forward = 2 * (attn + mlp + head) + (2 * s * d + 2 * s * d) * q_heads / 2
+    assert flops_per_token(c, s) == pytest.approx(3 * forward, rel=1e-12)
+
+
+def test_dense_flops_match_torch_flop_counter_and_attention_is_half_the_full_square():
+    """torch.utils.flop_counter counts a real forward+backward of the one-layer model. Its projections (mm) must
+    equal our 6N per token; its attention matmuls (bmm: eager attention computes the full s x s square and masks
+    it afterwards) are twice ours, which counts only the causal half."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForCausalLM
+
+    c = llama_config(**ONE_LAYER)
+    model = AutoModelForCausalLM.from_config(c, dtype=torch.float32, attn_implementation="eager")
+    s = 128
+    ids = torch.randint(0, c.vocab_size, (1, s))
+    with FlopCounterMode(display=False) as counter:
+        model(input_ids=ids).logits.sum().backward()
+    by_op = {str(k).split(".")[-1] if not hasattr(k, "__name__") else k.__name__: v
+             for k, v in counter.get_flop_counts()["Global"].items()}
+    assert set(by_op) == {"mm", "bmm"}, by_op
+    measured_attn, measured_dense = by_op["bmm"], by_op["mm"]
+    ours_dense = 6 * matmul_params(c) * s
+    ours_attn = flops_per_token(c, s) * s - ours_dense
+    assert measured_dense == pytest.approx(ours_dense, rel=1e-9)
+    assert measured_attn == pytest.approx(2 * ours_attn, rel=1e-9)
+
+
+def test_llama3_8b_parameter_count_is_the_published_one():
+    c = llama_config(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                     num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072)
+    embedding, norms = 128256 * 4096, (2 * 32 + 1) * 4096
+    assert matmul_params(c) + embedding + norms == 8_030_261_248  # Meta-Llama-3-8B: 8.03B parameters
+    # short sequences: 6 FLOPs per matmul parameter per token (~4.5e10); at 8K attention adds 6*L*h*s
+    assert flops_per_token(c, 0) == 6 * 7_504_658_432
+    assert flops_per_token(c, 8192) - flops_per_token(c, 0) == 6 * 32 * 4096 * 8192
+
+
+def test_llama3_2_1b_counts_its_tied_lm_head_as_a_matmul():
+    c = llama_config(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                     num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True)
+    # Llama-3.2-1B: 1,235,814,400 parameters (embedding shared with the head), norms 33 x 2048
+    assert matmul_params(c) + 33 * 2048 == 1_235_814_400
+
+
+def test_attention_term_is_palm_s_halved_for_a_causal_mask():
+    """PaLM (arXiv 2204.02311, appendix B): 6N + 12 * L * H * Q * T training FLOPs per token for full attention."""
+    L, H, Q, T = 118, 48, 256, 2048  # PaLM-540B
+    c = SimpleNamespace(hidden_size=H * Q, num_hidden_layers=L, num_attention_heads=H, num_key_value_heads=H,
+                        head_dim=Q, intermediate_size=4 * H * Q, vocab_size=256000, hidden_act="silu")
+    assert flops_per_token(c, T) - 6 * matmul_params(c) == pytest.approx(12 * L * H * Q * T / 2)
+
+
+def test_gpt3_175b_matches_megatron_lm_formula_with_causal_attention():
+    """Megatron-LM (Narayanan et al. 2021) without recompute: 72 * B*s * l * h^2 * (1 + s/(6h) + V/(12*l*h)) per
+    iteration, which counts the full s x s attention square; ours halves that term."""
+    l, h, V, s = 96, 12288, 51200, 2048
+    c = SimpleNamespace(hidden_size=h, num_hidden_layers=l, num_attention_heads=96, num_key_value_heads=96,
+                        n_inner=4 * h, vocab_size=V, activation_function="gelu", model_type="gpt2")
+    dense = 72 * l * h ** 2 * (1 + V / (12 * l * h))
+    attn_full = 72 * l * h ** 2 * s / (6 * h)
+    assert flops_per_token(c, s) == pytest.approx(dense + attn_full / 2, rel=1e-12)
+
+
+def test_packed_rows_count_attention_per_document():
+    c = llama_config(**ONE_LAYER)
+    one_doc = flops_of_rows(c, [[256]])
+    two_docs = flops_of_rows(c, [[128, 128]])
+    assert one_doc == pytest.approx(flops_per_token(c, 256) * 256)
+    assert one_doc - two_docs == pytest.approx((flops_per_token(c, 256) - flops_per_token(c, 128)) * 256)
+
+
+def test_peak_comes_from_the_card_name_and_an_override_wins():
+    assert peak_for_name("NVIDIA H100 80GB HBM3") == 989.0
+    assert peak_for_name("NVIDIA H100 PCIe") == 756.0
+    assert peak_for_name("NVIDIA H200") == 989.0
+    assert peak_for_name("NVIDIA A100-SXM4-80GB") == 312.0
+    assert peak_for_name("NVIDIA L40S") == 362.0
+    assert peak_for_name("Some CPU") == 0.0
+    assert peak_tflops(123.0) == 123.0

@@ -1,0 +1,188 @@
+"""Trackers in one process: the progress line (terminal vs log file), W&B that is missing or broken, the W&B run id
+kept for a resumed run, and the sweep summary read from job directories on disk."""
+import io
+import json
+import os
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from framework.track import ConsoleTracker, Progress, TrackerConfig, build_tracker
+from framework.track.wandb import RUN_ID_FILE, WandbTracker, read_offline_run
+
+
+def step_metrics(step, **over):
+    m = dict(step=step, loss=2.0, grad_norm=1.0, lr=1e-3, seq_length=64, tokens=128, tokens_per_s=100.0,
+             tokens_per_s_per_gpu=50.0, tflops_per_gpu=1.0, mfu=0.1, peak_mem_gib=1.0, peak_reserved_gib=1.5,
+             peak_mem_pct=10.0, host_rss_gib=2.0, pinned_gib=0.0, step_time_s=0.5)
+    m.update(over)
+    return m
+
+
+class FakeStream(io.StringIO):
+    def __init__(self, tty):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def test_eta_uses_the_pace_after_the_first_step():
+    now = [0.0]
+    p = Progress(max_steps=10, clock=lambda: now[0])
+    p.update(1, step_time_s=30.0)  # warm-up step
+    assert p.eta_s() == pytest.approx(9 * 30.0)
+    now[0] = 4.0
+    p.update(3, step_time_s=2.0)  # 2 steps in 4 s since the first
+    assert p.eta_s() == pytest.approx(7 * 2.0)
+
+
+def test_console_in_a_log_file_writes_one_line_per_step_with_eta_and_no_carriage_return():
+    out = FakeStream(tty=False)
+    t = ConsoleTracker(stream=out)
+    t.log_config({"engine": {"max_steps": 3}})
+    for s in (1, 2, 3):
+        t.log(step_metrics(s))
+    t.finish({})
+    lines = out.getvalue().split("\n")
+    assert "\r" not in out.getvalue() and "\033" not in out.getvalue()
+    assert len([x for x in lines if x]) == 3
+    assert lines[0].startswith("step     1/3 |") and "| eta " in lines[0]
+    for key in ("loss", "grad_norm", "lr", "seq", "tok/s/gpu", "TFLOP/s", "mfu", "mem", "host"):
+        assert key in lines[0]
+
+
+def test_console_in_a_terminal_redraws_one_progress_bar_in_place():
+    out = FakeStream(tty=True)
+    t = ConsoleTracker(stream=out)
+    t.log_config({"engine": {"max_steps": 4}})
+    t.log(step_metrics(1))
+    t.log(step_metrics(2))
+    text = out.getvalue()
+    assert text.count("\r\033[K") == 1  # the bar of step 1 is cleared before step 2's line
+    assert "] 2/4 50% | eta " in text.rsplit("\n", 1)[-1]  # the bar is the last, unterminated line
+    t.finish({})
+    assert out.getvalue().endswith("\r\033[K")  # no bar left behind
+
+
+def test_console_tracker_logs_nowhere_else(tmp_path):
+    cfg = OmegaConf.structured(TrackerConfig(kind="console"))
+    t = build_tracker(cfg=cfg, run_dir=str(tmp_path), config={"engine": {"max_steps": 1}})
+    assert isinstance(t, ConsoleTracker)
+    t.log(step_metrics(1))
+    t.finish({})
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_wandb_is_reported_once_and_training_goes_on(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
+    t = WandbTracker(cfg=OmegaConf.structured(TrackerConfig(kind="wandb")), run_dir=str(tmp_path))
+    t.log_config({"engine": {}})
+    for s in (1, 2):
+        t.log(step_metrics(s))
+    t.finish({})
+    err = capsys.readouterr().err
+    assert err.count("wandb:") == 1 and "training goes on without W&B" in err
+
+
+def test_broken_wandb_is_reported_once_and_training_goes_on(tmp_path, monkeypatch, capsys):
+    import wandb
+
+    def broken_init(**_kw):
+        raise RuntimeError("wandb-core crashed")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    cfg = OmegaConf.structured(TrackerConfig(kind="wandb"))
+    t = build_tracker(cfg=cfg, run_dir=str(tmp_path), config={"engine": {"max_steps": 2}})
+    for s in (1, 2):
+        t.log(step_metrics(s))
+    t.finish({})
+    captured = capsys.readouterr()
+    assert captured.err.count("wandb:") == 1 and "wandb-core crashed" in captured.err
+    assert captured.out.count("step ") == 2  # the console line goes on
+
+
+def records(run_dir):
+    out = []
+    for d in sorted(os.listdir(os.path.join(run_dir, "wandb"))):
+        if d.startswith("offline-run-"):
+            out.append(list(read_offline_run(os.path.join(run_dir, "wandb", d))))
+    return out
+
+
+def test_offline_run_is_continued_by_a_resumed_run_with_the_same_id(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline is the default, not the environment's doing
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    cfg = OmegaConf.structured(TrackerConfig(kind="wandb"))
+    first = WandbTracker(cfg=cfg, run_dir=run_dir)
+    first.log_config({"engine": {"max_steps": 4, "resume": None}, "data": {"seq_length": 64}})
+    for s in (1, 2):
+        first.log(step_metrics(s, tokens_per_s=100.0 * s, peak_mem_gib=float(s)))
+    first.finish({})
+    run_id = open(os.path.join(run_dir, RUN_ID_FILE)).read().strip()
+
+    again = WandbTracker(cfg=cfg, run_dir=run_dir)
+    again.log_config({"engine": {"max_steps": 4, "resume": "latest"}, "data": {"seq_length": 64}})
+    again.log(step_metrics(3))
+    again.finish({})
+    assert open(os.path.join(run_dir, RUN_ID_FILE)).read().strip() == run_id
+
+    runs = records(run_dir)
+    assert len(runs) == 2
+    for recs, steps in zip(runs, ([1, 2], [3])):
+        (run,) = [r.run for r in recs if r.WhichOneof("record_type") == "run"]
+        assert run.run_id == run_id
+        assert [r.history.step.num for r in recs if r.WhichOneof("record_type") == "history"] == steps
+    summary = {}
+    for r in runs[0]:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update({i.key: json.loads(i.value_json) for i in r.summary.update if i.key})
+    assert summary["status"] == "ok" and summary["peak_mem_gib"] == 2.0
+    assert summary["tokens_per_s"] == 200.0  # the mean past the warm-up step
+
+
+def test_a_new_run_in_another_directory_gets_a_new_id_unless_it_resumes_from_there(tmp_path, monkeypatch):
+    from framework.track.wandb import previous_run_id
+
+    old = tmp_path / "old"
+    (old / "checkpoints" / "step_2").mkdir(parents=True)
+    (old / RUN_ID_FILE).write_text("abc123\n")
+    new = str(tmp_path / "new")
+    assert previous_run_id(new, None) is None
+    assert previous_run_id(new, "latest") is None
+    assert previous_run_id(new, str(old / "checkpoints")) == "abc123"
+    assert previous_run_id(new, str(old / "checkpoints" / "step_2")) == "abc123"
+
+
+def test_summary_reads_every_job_dir_including_one_without_a_result(tmp_path):
+    from framework.sweep.summary import COLUMNS, summarize
+
+    def job(name, overrides, result=None, metrics=()):
+        d = tmp_path / name
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        if result is not None:
+            (d / "result.json").write_text(json.dumps(result))
+        (d / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+
+    ok = dict(status="ok", steps=2, final_loss=5.0, seq_length=64, peak_mem_gib=1.0, tokens_per_s=100.0,
+              tflops_per_gpu=1.0, mfu=0.1, host_rss_gib=2.0)
+    job("0_data.seq_length=64", ["data.seq_length=64"], ok, [step_metrics(1, peak_mem_pct=12.0),
+                                                           step_metrics(2, peak_mem_pct=11.0)])
+    job("1_data.seq_length=128", ["data.seq_length=128"], dict(ok, status="oom", seq_length=128, error="OOM: x"))
+    job("2_data.seq_length=256", ["data.seq_length=256"])
+    (tmp_path / "multirun.yaml").write_text("{}\n")
+    rows = summarize(str(tmp_path))
+    assert [r["status"] for r in rows] == ["ok", "oom", "missing"]
+    assert [r["seq_length"] for r in rows] == [64, 128, 256]
+    assert rows[0]["peak_mem_pct"] == 12.0 and rows[1]["error"] == "OOM: x"
+    import csv
+
+    with open(tmp_path / "summary.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == COLUMNS and len(table) == 3
+    assert open(tmp_path / "summary.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
