@@ -1,0 +1,103 @@
+"""The ALST memory switches change memory, never the math: each switch on, and all together, gives the same 3-step
+loss trajectory (and grad norms) and the same step-1 gradients as all off, to float32 rounding. sp_size=2, tiny
+Llama through the real CLI (see tests/distributed/test_sp_equivalence.py for the run setup), and tiny Qwen3 for a
+second model family.
+
+Tiling is forced where the tiny shapes would choose one tile: loss.tiled_shards=3 (uneven tiles of 43/43/42 rows)
+and, for the single tiled_mlp run, model.tiled_mlp_shards=4; the all-together run uses the automatic MLP tiles
+(s_local=128 over hidden=64: 2 tiles, agreed over ranks by an all-reduce).
+
+On CPU DeepSpeed's CheckpointHiddenStatesOffload is a no-op: it marks the checkpointed hidden states but skips every
+tensor that is not on an accelerator, so model.offload_activations here only shows that the switch runs and changes
+nothing; test_offload_context_is_a_noop_on_cpu says so with DeepSpeed's own counters.
+"""
+import pytest
+import torch
+
+from helpers import assert_ok, assert_trajectories_agree, common_overrides, max_rel_diff
+
+RTOL = 1e-5
+TILED_LOSS = ["loss.tiled=true", "loss.tiled_shards=3"]
+SWITCHES = {
+    "tiled_mlp": ["model.tiled_mlp=true", "model.tiled_mlp_shards=4"],
+    "tiled_loss": TILED_LOSS,
+    "activation_checkpointing": ["model.activation_checkpointing=true"],
+    "offload_activations": ["model.activation_checkpointing=true", "model.offload_activations=true"],
+    "all": ["model.tiled_mlp=true", *TILED_LOSS, "model.activation_checkpointing=true",
+            "model.offload_activations=true"],
+}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def baseline(cli_runs, tiny_llama_dir):
+    # the same override list as test_sp_equivalence's sp2 run: the session cache runs it once
+    return assert_ok(cli_runs.run(common_overrides(tiny_llama_dir) + ["parallelism.sp_size=2"]))
+
+
+@pytest.mark.parametrize("switch", list(SWITCHES))
+def test_switch_changes_nothing_but_memory(switch, cli_runs, tiny_llama_dir, baseline):
+    run = assert_ok(cli_runs.run(common_overrides(tiny_llama_dir) + ["parallelism.sp_size=2"] + SWITCHES[switch]))
+    assert_trajectories_agree(run, baseline, rtol=RTOL)
+    assert max_rel_diff(run.grads(), baseline.grads()) < RTOL
+    assert baseline.losses[0] != baseline.losses[2]
+
+
+def test_qwen3_tiled_mlp_and_loss(cli_runs, tiny_qwen3_dir):
+    """A second family (Qwen3: q/k norms, explicit head_dim): tiled MLP (automatic tiles) and tiled loss."""
+    base = assert_ok(cli_runs.run(common_overrides(tiny_qwen3_dir) + ["parallelism.sp_size=2"]))
+    run = assert_ok(cli_runs.run(common_overrides(tiny_qwen3_dir) + ["parallelism.sp_size=2", "model.tiled_mlp=true",
+                                                                      *TILED_LOSS]))
+    assert_trajectories_agree(run, base, rtol=RTOL)
+    assert max_rel_diff(run.grads(), base.grads()) < RTOL
+    assert "q_norm" in " ".join(run.grads())  # it really was the Qwen3 architecture
+
+
+def tiny_model(family="llama"):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from helpers import TINY
+
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(family, **TINY[family]), dtype=torch.float32,
+                                            attn_implementation="sdpa")
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+def test_tiled_mlp_switch_really_tiles(family, monkeypatch):
+    """The equality above would also hold for a switch that did nothing: check the MLPs run through TiledMLP in the
+    number of tiles asked for, one process (no process group: no all-reduce of the tile count)."""
+    from deepspeed.runtime.sequence_parallel import ulysses_sp
+
+    from framework.model.features import apply_tiled_mlp
+
+    calls = []
+    orig = ulysses_sp.TiledMLP.apply
+    monkeypatch.setattr(ulysses_sp.TiledMLP, "apply", lambda fn, mod, x, n, params: calls.append(n) or orig(
+        fn, mod, x, n, params))
+    model = tiny_model(family)
+    x = torch.randint(0, 384, (1, 200))
+    ref = model(input_ids=x).logits
+    apply_tiled_mlp(model, shards=0)
+    out = model(input_ids=x).logits
+    assert calls == [4, 4]  # 2 layers, ceil(200 / hidden 64) = 4 tiles each
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_offload_context_is_a_noop_on_cpu():
+    """CheckpointHiddenStatesOffload on CPU: the checkpointed hidden states are marked, none is offloaded."""
+    from framework.model.features import apply_features, offload_context
+    from omegaconf import OmegaConf
+
+    model = tiny_model()
+    cfg = OmegaConf.create({"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0,
+                            "activation_checkpointing": True})
+    apply_features(model, cfg=cfg)
+    model.train()
+    assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
+    ctx = offload_context(True)
+    with ctx:
+        model(input_ids=torch.randint(0, 384, (1, 64))).logits.sum().backward()
+    assert ctx.stats.marked_tensors >= 2, ctx.stats  # one hidden-state input per decoder layer
+    assert ctx.stats.offloaded_tensors == 0, ctx.stats  # CPU tensors: DeepSpeed skips them (no accelerator)
