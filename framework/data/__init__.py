@@ -49,7 +49,7 @@ class DataConfig:
     split: str = "train"
     """Split to read from a hub dataset or a saved DatasetDict."""
     cache_dir: Optional[str] = None
-    """Where tokenized documents (and HF datasets' own download/Arrow cache) live. null: ~/.cache/framework/tokenized."""
+    """Where tokenized documents and HF datasets' own Arrow cache live. null: ~/.cache/framework/tokenized."""
     chat_template: Optional[str] = None
     """Jinja chat template for `messages` rows. null: the tokenizer's own."""
     add_eos: bool = True

@@ -54,7 +54,8 @@ def resolve_files(path: str):
     if any(c in path for c in "*?["):
         files = sorted(f for f in glob.glob(full, recursive=True) if os.path.isfile(f))
         if not files:
-            raise ConfigError("data.path", path, "the glob matches no file", "check the pattern (** needs a / around it)")
+            raise ConfigError("data.path", path, "the glob matches no file",
+                              "check the pattern (** needs a / around it)")
     elif os.path.isdir(full):
         if os.path.exists(os.path.join(full, "state.json")) or os.path.exists(os.path.join(full, "dataset_dict.json")):
             return "disk", [full]
@@ -175,7 +176,8 @@ def load_tokenizer(tokenizer_path: Optional[str], *, key: str):
     try:
         return AutoTokenizer.from_pretrained(os.path.expanduser(tokenizer_path))
     except Exception as exc:  # noqa: BLE001  (missing files, unknown id, offline)
-        raise ConfigError(key, tokenizer_path, f"no tokenizer can be loaded from it ({' '.join(str(exc).split())[:200]})",
+        why = " ".join(str(exc).split())[:200]
+        raise ConfigError(key, tokenizer_path, f"no tokenizer can be loaded from it ({why})",
                           "give a directory with tokenizer files or a hub id, e.g. data.tokenizer=/path/to/model")
 
 

@@ -79,4 +79,5 @@ class StreamRows(torch.utils.data.IterableDataset):
 
 
 def _row(ids, labels, pos):
-    return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels), "position_ids": torch.from_numpy(pos)}
+    return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels),
+            "position_ids": torch.from_numpy(pos)}
