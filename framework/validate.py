@@ -47,7 +47,9 @@ def check_parallelism(cfg, world: int):
             f"dp_replicate_size x dp_shard_size x sp_size = {p.dp_replicate_size} x {p.dp_shard_size} x {p.sp_size} "
             f"must equal the number of processes ({world})",
             f"choose sizes whose product is {world}, e.g. parallelism.sp_size={world} parallelism.dp_shard_size=1")
-    if device_type(cfg) == "cuda" and "RANK" not in os.environ and world > torch.cuda.device_count():
+    # with no GPU at all, check_engine says so (engine.device=cuda); here only "too few GPUs"
+    if device_type(cfg) == "cuda" and torch.cuda.is_available() and "RANK" not in os.environ and \
+            world > torch.cuda.device_count():
         raise ConfigError("parallelism.sp_size", p.sp_size,
                           f"the job needs {world} GPUs and this machine has {torch.cuda.device_count()}",
                           "lower the sizes, or launch on several nodes with torchrun/srun")
