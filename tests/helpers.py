@@ -151,3 +151,15 @@ def assert_trajectories_agree(a: Run, b: Run, rtol: float = 1e-5):
         assert ma["loss"] == pytest.approx(mb["loss"], rel=rtol), (a.losses, b.losses)
         assert ma["grad_norm"] == pytest.approx(mb["grad_norm"], rel=rtol), (ma["grad_norm"], mb["grad_norm"])
         assert ma["lr"] == pytest.approx(mb["lr"], rel=1e-12)
+
+
+def compose(overrides: List[str] = (), experiment: Optional[str] = "smoke_cpu"):
+    """The config the CLI would compose for these overrides (Hydra's compose API, in this process)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from framework.config import register
+
+    register()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        extra = [f"+experiment={experiment}"] if experiment else []
+        return hydra_compose(config_name="config", overrides=extra + list(overrides))

@@ -1,0 +1,162 @@
+"""One test per rule of framework/validate.py: the config is composed as the CLI composes it (smoke_cpu plus the
+overrides), validate() raises ConfigError, and its message names the key, the value, the rule and the fix.
+
+The CLI path of the same errors (exit code 2, one stderr line, nothing half-written) is in tests/e2e/test_cli.py.
+"""
+import importlib.util
+
+import pytest
+import torch
+
+from framework.errors import ConfigError
+from framework.validate import validate
+from helpers import compose
+
+
+def no_module(*names):
+    """A find_spec that says the named top-level modules are not installed."""
+    orig = importlib.util.find_spec
+
+    def find_spec(name, *args, **kw):
+        return None if name in names else orig(name, *args, **kw)
+
+    return find_spec
+
+
+def fake_module(*names):
+    """A find_spec that says the named modules are installed (their kernels are never loaded by validate)."""
+    orig = importlib.util.find_spec
+
+    def find_spec(name, *args, **kw):
+        return object() if name in names else orig(name, *args, **kw)
+
+    return find_spec
+
+
+def gpus(count):
+    def patch(mp):
+        mp.setattr(torch.cuda, "is_available", lambda: count > 0)
+        mp.setattr(torch.cuda, "device_count", lambda: count)
+    return patch
+
+
+# (test id, overrides, patch(monkeypatch) or None, key, rule fragment, fix fragment)
+RULES = [
+    ("sp_backend_not_deepspeed", ["parallelism.sp_backend=megatron"], None,
+     "parallelism.sp_backend", "only sequence-parallel backend is deepspeed", "parallelism.sp_backend=deepspeed"),
+    ("sp_size_below_1", ["parallelism.sp_size=0"], None,
+     "parallelism.sp_size", "must be at least 1", "parallelism.sp_size=1"),
+    ("dp_replicate_size_below_1", ["parallelism.dp_replicate_size=0"], None,
+     "parallelism.dp_replicate_size", "must be at least 1", "parallelism.dp_replicate_size=1"),
+    ("dp_shard_size_zero", ["parallelism.dp_shard_size=0"], None,
+     "parallelism.dp_shard_size", "at least 1, or -1", "parallelism.dp_shard_size=-1"),
+    ("sizes_not_multiplying_to_world", ["parallelism.num_processes=3"], None,
+     "parallelism.sp_size", "must equal the number of processes (3)", "product is 3"),
+    ("more_gpus_than_the_machine_has", ["engine.device=cuda"], gpus(1),
+     "parallelism.sp_size", "needs 2 GPUs and this machine has 1", "torchrun/srun"),
+    ("arch_without_model_type", ["~model.arch.model_type"], None,
+     "model.arch", "needs model_type when model.name_or_path is null", "model=tiny_llama"),
+    ("model_dir_missing", ["model.name_or_path=/no/such/model_dir"], None,
+     "model.name_or_path", "no such directory", "config.json"),
+    ("arch_unknown_model_type", ["model.arch.model_type=no_such_family"], None,
+     "model.arch", "cannot build its config", "architecture fields"),
+    ("query_heads_not_divisible_by_sp", ["parallelism.sp_size=3"], None,
+     "parallelism.sp_size", "4 query heads must be divisible by sp_size", "divides 4"),
+    ("kv_heads_and_sp_size_not_dividing", ["parallelism.sp_size=6", "model.arch.num_attention_heads=12",
+                                          "model.arch.num_key_value_heads=4", "model.arch.hidden_size=96"], None,
+     "parallelism.sp_size", "4 KV heads must be divisible by sp_size, or sp_size by them", "multiple of it"),
+    ("eager_with_sp", ["attention.implementation=eager"], None,
+     "attention.implementation", "eager needs a 4-D", "attention=sdpa"),
+    ("attention_not_installed", ["attention=flash_attention_2"], lambda mp: mp.setattr(
+        importlib.util, "find_spec", no_module("flash_attn")),
+     "attention.implementation", "flash_attn package is not installed", "install it, or use attention=sdpa"),
+    ("flash_attention_on_cpu", ["attention=flash_attention_2"], lambda mp: mp.setattr(
+        "framework.attention.installed", lambda impl: (True, "")),
+     "attention.implementation", "FlashAttention needs a GPU", "attention=sdpa on CPU"),
+    ("offload_without_checkpointing", ["model.offload_activations=true"], None,
+     "model.offload_activations", "needs it", "model.activation_checkpointing=true"),
+    ("liger_not_installed", ["model.liger=true"], lambda mp: mp.setattr(
+        importlib.util, "find_spec", no_module("liger_kernel")),
+     "model.liger", "liger-kernel is not installed", "pip install liger-kernel"),
+    ("liger_on_cpu", ["model.liger=true"], lambda mp: mp.setattr(
+        importlib.util, "find_spec", fake_module("liger_kernel")),
+     "model.liger", "Triton GPU kernels", "model.liger=false"),
+    ("unknown_dtype", ["model.dtype=fp8"], None,
+     "model.dtype", "must be auto, bf16, fp16 or fp32", "model.dtype=auto"),
+    ("unknown_data_source", ["data.source=s3"], None,
+     "data.source", "must be synthetic or hf", "data=synthetic"),
+    ("seq_length_not_positive", ["data.seq_length=0"], None,
+     "data.seq_length", "must be positive", "data.seq_length="),
+    ("seq_length_not_divisible_when_fixed", ["parallelism.sp_seq_length_is_variable=false", "data.seq_length=255"],
+     None, "data.seq_length", "divisible by sp_size=2 when sp_seq_length_is_variable=false", "e.g. 254"),
+    ("sp_seq_length_not_divisible", ["parallelism.sp_seq_length_is_variable=false", "parallelism.sp_seq_length=255"],
+     None, "parallelism.sp_seq_length", "divisible by sp_size=2", "multiple of 2"),
+    ("variable_lengths_when_fixed", ["parallelism.sp_seq_length_is_variable=false", "data.lengths=[256,128]"], None,
+     "data.lengths", "rows must all be 256 tokens", "parallelism.sp_seq_length_is_variable=true"),
+    ("hf_without_path", ["data.source=hf"], None,
+     "data.path", "data=hf needs a file, glob, directory or hub id", "data.path="),
+    ("zero_stage_unknown", ["engine.zero_stage=4"], None,
+     "engine.zero_stage", "must be 0, 1, 2 or 3", "engine.zero_stage=3"),
+    ("offload_params_without_zero3", ["engine.offload_params=true"], None,
+     "engine.offload_params", "needs ZeRO stage 3", "engine.zero_stage=3"),
+    ("offload_optimizer_without_zero", ["engine.offload_optimizer=true", "engine.zero_stage=0"], None,
+     "engine.offload_optimizer", "needs ZeRO stage 1, 2 or 3", "engine.zero_stage=3"),
+    ("max_steps_below_1", ["engine.max_steps=0"], None, "engine.max_steps", "at least 1", "engine.max_steps=1"),
+    ("micro_batch_size_below_1", ["engine.micro_batch_size=0"], None,
+     "engine.micro_batch_size", "at least 1", "engine.micro_batch_size=1"),
+    ("gradient_accumulation_below_1", ["engine.gradient_accumulation_steps=0"], None,
+     "engine.gradient_accumulation_steps", "at least 1", "engine.gradient_accumulation_steps=1"),
+    ("unknown_device", ["engine.device=tpu"], None, "engine.device", "must be auto, cpu or cuda",
+     "engine.device=auto"),
+    ("cuda_without_gpu", ["engine.device=cuda"], gpus(0),
+     "engine.device", "no CUDA device is visible", "engine.device=auto"),
+    ("resume_dir_missing", ["engine.resume=/no/such/checkpoints"], None,
+     "engine.resume", "no such checkpoint directory", "engine.resume=latest"),
+    ("unknown_tracker", ["tracker.kind=mlflow"], None, "tracker.kind", "must be console or wandb", "tracker=console"),
+]
+
+
+@pytest.mark.parametrize("overrides,patch,key,rule,fix", [r[1:] for r in RULES], ids=[r[0] for r in RULES])
+def test_rejects(overrides, patch, key, rule, fix, monkeypatch):
+    cfg = compose(overrides)
+    if patch:
+        patch(monkeypatch)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    err = info.value
+    assert (err.key, rule in err.rule, fix in err.fix) == (key, True, True), str(err)
+    assert str(err).startswith(f"{key}=") and "Fix: " in str(err)  # the one-line message: key=value: rule. Fix: fix
+    assert "\n" not in str(err)
+
+
+def test_every_rule_has_a_test():
+    """A new `raise ConfigError(` in validate.py needs a row above. Counted by call site: the loop over
+    sp_size/dp_replicate_size and the one over the 3 engine counters add 1 + 2 rows beyond their sites, the
+    divisibility rule names data.seq_length or parallelism.sp_seq_length (+1), and the interpolation error of
+    validate() is test_bad_environment_value_names_the_key."""
+    import inspect
+
+    import framework.validate as v
+
+    sites = inspect.getsource(v).count("raise ConfigError(")
+    assert len(RULES) + 1 == sites + 4, (len(RULES), sites)
+
+
+def test_smoke_cpu_is_valid_and_runs_on_two_processes():
+    assert validate(compose([])) == 2
+
+
+def test_bad_environment_value_names_the_key(monkeypatch):
+    monkeypatch.setenv("PARALLELISM_CONFIG_SP_SIZE", "two")
+    with pytest.raises(ConfigError) as info:
+        validate(compose([], experiment=None))
+    assert info.value.key == "parallelism.sp_size" and "PARALLELISM_CONFIG_" in info.value.fix
+
+
+def test_valid_cross_field_combinations_pass(monkeypatch):
+    """The rules' boundaries: KV replication (sp 4 > 2 KV heads), dp x sp, a fixed length divisible by sp_size."""
+    assert validate(compose(["parallelism.sp_size=4"])) == 4
+    assert validate(compose(["parallelism.dp_shard_size=2"])) == 4
+    assert validate(compose(["parallelism.sp_seq_length_is_variable=false", "data.seq_length=254"])) == 2
+    gpus(8)(monkeypatch)
+    assert validate(compose(["engine.device=cuda", "parallelism.sp_size=4"])) == 4
