@@ -188,9 +188,9 @@ class MaxSeqlenSweeper(Sweeper):
                f"({g['peak_mem_pct'] or 0:.0f}%), host RSS {g['host_rss_gib'] or 0:.2f} GiB, "
                f"{g['tokens_per_s'] or 0:,.0f} tok/s")
         if res["reached_max"]:
-            limit = f"reached hydra.sweeper.max_seq_length without a failure"
+            limit = "reached hydra.sweeper.max_seq_length without a failure"
         else:
             f = res["first_failure"]
-            limit = f"{f['seq_length']} failed: {f['status']}: {f['error']}"
+            limit = f"{f['seq_length']}: {f['status']}: {f['error']}"
         print(f"max_seqlen: {res['key']}={res['max_seq_length']} trains ({limit}); last good probe: {mem} "
               f"[{what}]", flush=True)

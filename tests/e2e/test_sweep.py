@@ -1,0 +1,142 @@
+"""Multiruns through the CLI (subprocesses): a seq-length sweep of smoke_cpu with tracker=wandb, a sweep that goes
+on past a failed job, and the longest-sequence search finding a planted limit.
+
+The planted limit is real, not simulated: tests/e2e/conf/model/tiny_gpt_bigcode.yaml has learned positions for
+n_positions=96 tokens, so any longer sequence fails at its first forward (IndexError), on any machine."""
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import helpers
+
+CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
+BIGCODE = [f"hydra.searchpath=[file://{CONF}]", "model=tiny_gpt_bigcode", "parallelism.sp_size=1",
+           "attention.document_masking=false"]  # GPT-BigCode hands no position_ids to its attention
+STEP_KEYS = ("step", "loss", "grad_norm", "lr", "seq_length", "tokens", "tokens_per_s", "tokens_per_s_per_gpu",
+             "tflops_per_gpu", "mfu", "peak_mem_gib", "peak_mem_pct", "host_rss_gib", "step_time_s")
+
+
+def multirun(tmp_path, overrides, env_extra=None):
+    """`python -m framework -m +experiment=smoke_cpu <overrides>`; returns (process, sweep dir, jobs by number)."""
+    sweep = tmp_path / "sweep"
+    env = helpers.clean_env(**(env_extra or {}))
+    env.pop("WANDB_MODE", None)  # offline must be the default, not the environment's doing
+    env["WANDB_CONFIG_DIR"] = str(tmp_path / "wandb_config")
+    cmd = [sys.executable, "-m", "framework", "-m", "+experiment=smoke_cpu", *overrides, "hydra.sweep.dir=sweep"]
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    jobs = sorted(glob.glob(str(sweep / "[0-9]*")), key=lambda d: int(os.path.basename(d).split("_")[0]))
+    return p, str(sweep), jobs
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def assert_png(path):
+    import matplotlib.image
+
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    h, w, _ = matplotlib.image.imread(path).shape
+    assert h > 200 and w > 200
+
+
+def wandb_records(job_dir):
+    from framework.track.wandb import read_offline_run
+
+    (run_dir,) = glob.glob(os.path.join(job_dir, "wandb", "offline-run-*"))
+    return list(read_offline_run(run_dir))
+
+
+def items(update):
+    return {(i.key or ".".join(i.nested_key)): json.loads(i.value_json) for i in update}
+
+
+def test_seq_length_sweep_records_every_job_summarises_and_groups_wandb_runs(tmp_path):
+    p, sweep, jobs = multirun(tmp_path, ["engine.max_steps=2", "data.seq_length=64,128", "tracker=wandb"])
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert len(jobs) == 2
+    for job, seq in zip(jobs, (64, 128)):
+        result = json.load(open(os.path.join(job, "result.json")))
+        assert result["status"] == "ok" and result["steps"] == 2 and result["seq_length"] == seq, result
+        metrics = [json.loads(x) for x in open(os.path.join(job, "metrics.jsonl"))]
+        assert [m["step"] for m in metrics] == [1, 2]
+        for m in metrics:
+            assert set(STEP_KEYS) <= set(m), set(STEP_KEYS) - set(m)
+            assert m["seq_length"] == seq and m["tokens"] == seq and m["tokens_per_s"] > 0 and m["host_rss_gib"] > 0
+
+        # W&B: an offline run (no WANDB_MODE given) holding the history, the resolved config, the group and name
+        recs = wandb_records(job)
+        (run,) = [r.run for r in recs if r.WhichOneof("record_type") == "run"]
+        assert run.run_group == "sweep"
+        assert f"data.seq_length={seq}" in run.display_name
+        assert run.run_id == open(os.path.join(job, "wandb_run_id")).read().strip()
+        config = {}
+        for r in recs:
+            if r.WhichOneof("record_type") == "config":
+                config.update(items(r.config.update))
+        config.update(items(run.config.update))
+        assert config["data"]["seq_length"] == seq and config["engine"]["max_steps"] == 2
+        history = [items(r.history.item) for r in recs if r.WhichOneof("record_type") == "history"]
+        assert [h["step"] for h in history] == [1, 2]
+        assert [h["loss"] for h in history] == [m["loss"] for m in metrics]
+        assert all(set(STEP_KEYS) <= set(h) for h in history)
+        summary = {}
+        for r in recs:
+            if r.WhichOneof("record_type") == "summary":
+                summary.update(items(r.summary.update))
+        assert summary["status"] == "ok" and summary["seq_length"] == seq and summary["final_loss"] == metrics[-1]["loss"]
+
+    rows = read_csv(os.path.join(sweep, "summary.csv"))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert [int(r["seq_length"]) for r in rows] == [64, 128]
+    for col in ("overrides", "peak_mem_gib", "tokens_per_s", "tflops_per_gpu", "mfu", "host_rss_gib"):
+        assert all(r[col] != "" for r in rows), col
+    assert "data.seq_length=64" in rows[0]["overrides"]
+    assert_png(os.path.join(sweep, "summary.png"))
+
+
+def test_sweep_goes_on_after_a_failed_job_records_it_and_exits_nonzero(tmp_path):
+    # job 0 (128 tokens > n_positions=96) fails first; job 1 must still run
+    p, sweep, jobs = multirun(tmp_path, BIGCODE + ["engine.max_steps=2", "data.seq_length=128,64"])
+    assert p.returncode != 0, p.stdout[-2000:]
+    assert len(jobs) == 2
+    failed = json.load(open(os.path.join(jobs[0], "result.json")))
+    assert failed["status"] == "failed" and failed["seq_length"] == 128
+    assert failed["error"].startswith("IndexError: index out of range")
+    ok = json.load(open(os.path.join(jobs[1], "result.json")))
+    assert ok["status"] == "ok" and ok["steps"] == 2, ok
+    rows = read_csv(os.path.join(sweep, "summary.csv"))
+    assert [(r["status"], r["seq_length"]) for r in rows] == [("failed", "128"), ("ok", "64")]
+    assert rows[0]["error"].startswith("IndexError")
+    assert_png(os.path.join(sweep, "summary.png"))
+    # tracker=console logs nowhere else; in a log file the progress is an `eta` field, never a redrawn bar
+    assert not any(os.path.exists(os.path.join(j, "wandb")) for j in jobs)
+    assert "step     2/2 |" in p.stdout and "| eta " in p.stdout and "\r" not in p.stdout
+
+
+def test_max_seqlen_search_finds_the_planted_limit(tmp_path):
+    p, sweep, jobs = multirun(tmp_path, BIGCODE + ["hydra/sweeper=max_seqlen", "hydra.sweeper.start=32",
+                                                   "hydra.sweeper.granularity=32", "hydra.sweeper.steps=1"])
+    assert p.returncode == 0, p.stderr[-3000:]
+    (search,) = json.load(open(os.path.join(sweep, "max_seqlen.json")))["searches"]
+    # grows 32 -> 64 -> 128 (fails), then bisects to 96 = n_positions
+    assert [(x["seq_length"], x["status"]) for x in search["probes"]] == [(32, "ok"), (64, "ok"), (128, "failed"),
+                                                                          (96, "ok")]
+    assert search["max_seq_length"] == 96 and not search["reached_max"]
+    assert search["first_failure"]["seq_length"] == 128
+    assert search["first_failure"]["error"].startswith("IndexError")
+    good = search["last_good"]
+    assert good["seq_length"] == 96 and good["host_rss_gib"] > 0 and good["tokens_per_s"] > 0
+    for key in ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct"):
+        assert good[key] is not None
+    assert "data.seq_length=96 trains" in p.stdout
+    # each probe is a job of its own (a fresh launch) that trained hydra.sweeper.steps steps
+    assert len(jobs) == 4
+    for job, probe in zip(jobs, search["probes"]):
+        assert json.load(open(os.path.join(job, "result.json")))["status"] == probe["status"]
+    assert json.load(open(os.path.join(jobs[3], "result.json")))["steps"] == 1
+    assert len(read_csv(os.path.join(sweep, "summary.csv"))) == 4
