@@ -1,0 +1,104 @@
+"""Every config file under conf/ (found recursively) composes through Hydra's compose API onto the typed schema and
+validates; the ones that cannot be valid on this machine fail validation with the expected key. Typos fail at compose
+time naming the full key; PARALLELISM_CONFIG_* give defaults and the command line wins."""
+import os
+import pathlib
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+
+from framework.errors import ConfigError
+from framework.validate import validate
+from helpers import CONF_DIR, compose
+
+CONF = pathlib.Path(CONF_DIR)
+FILES = sorted(p.relative_to(CONF).as_posix() for p in CONF.rglob("*.yaml"))
+
+# files that cannot validate on a CPU machine without extra packages: the key validation must name
+INVALID_HERE = {
+    "attention/flash_attention_2.yaml": "attention.implementation",  # flash_attn missing, or no GPU
+    "attention/flash_attention_3.yaml": "attention.implementation",
+    "attention/flex_attention.yaml": "attention.implementation",  # no FlexAttention backward on CPU
+    "data/hf.yaml": "data.path",  # data.path is mandatory (???)
+}
+
+
+def overrides_for(rel: str):
+    group, name = os.path.dirname(rel), pathlib.Path(rel).stem
+    if not group:
+        return []  # config.yaml itself
+    if group == "experiment":
+        return [f"+experiment={name}"]
+    return [f"{group}={name}"]
+
+
+def test_conf_tree_was_found():
+    assert "config.yaml" in FILES and "experiment/smoke_cpu.yaml" in FILES and len(FILES) >= 20, FILES
+
+
+@pytest.mark.parametrize("rel", [f for f in FILES if not f.startswith(("experiment/", "hydra/"))])
+def test_group_file_composes_and_validates(rel):
+    cfg = compose(overrides_for(rel), experiment=None)
+    if rel in INVALID_HERE:
+        with pytest.raises(ConfigError) as info:
+            validate(cfg)
+        assert info.value.key == INVALID_HERE[rel]
+    else:
+        assert validate(cfg) >= 1
+
+
+def fake_gpus(monkeypatch, count):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+@pytest.mark.parametrize("rel", [f for f in FILES if f.startswith("experiment/")])
+def test_experiment_opens_with_its_command_composes_and_validates(rel, monkeypatch):
+    name = pathlib.Path(rel).stem
+    header = [line for line in (CONF / rel).read_text().splitlines()[:8] if line.startswith("#")]
+    assert any(f"python -m framework +experiment={name}" in line for line in header), header
+    cfg = compose([], experiment=name)
+    if cfg.engine.device == "cpu":
+        assert validate(cfg) >= 1
+        return
+    # a GPU experiment: valid on a node of 8 GPUs (mocked: validation only counts them) ...
+    fake_gpus(monkeypatch, 8)
+    world = validate(cfg)
+    assert 1 <= world <= 8
+    # ... and refused, saying what is missing, where there are too few
+    if world > 1:
+        fake_gpus(monkeypatch, world - 1)
+        with pytest.raises(ConfigError, match=f"needs {world} GPUs and this machine has {world - 1}"):
+            validate(cfg)
+    fake_gpus(monkeypatch, 0)
+    with pytest.raises(ConfigError):  # on this CPU machine (device auto -> cpu) a GPU-sized job must not start
+        validate(compose(["engine.device=cuda"], experiment=name))
+
+
+def test_typo_key_fails_at_compose_time_naming_the_full_key():
+    with pytest.raises(ConfigCompositionException) as info:
+        compose(["parallelism.sp_sise=2"])
+    text = f"{info.value} {info.value.__cause__}"
+    assert "parallelism.sp_sise" in text and "full_key: parallelism.sp_sise" in text
+
+
+def test_wrong_type_fails_at_compose_time():
+    with pytest.raises(ConfigCompositionException) as info:
+        compose(["engine.max_steps=many"])
+    assert "engine.max_steps" in f"{info.value} {info.value.__cause__}"
+
+
+def test_environment_gives_defaults_and_the_command_line_wins(monkeypatch):
+    monkeypatch.setenv("PARALLELISM_CONFIG_SP_SIZE", "4")
+    monkeypatch.setenv("PARALLELISM_CONFIG_SP_SEQ_LENGTH_IS_VARIABLE", "false")
+    monkeypatch.setenv("PARALLELISM_CONFIG_SP_ATTN_IMPLEMENTATION", "flex_attention")
+    cfg = compose([], experiment=None)
+    assert cfg.parallelism.sp_size == 4 and cfg.parallelism.sp_seq_length_is_variable is False
+    assert cfg.attention.implementation.value == "flex_attention"
+    # the command line wins (note: `attention=sdpa` would not: conf/attention/sdpa.yaml reads the variable itself)
+    assert validate(compose(["attention.implementation=sdpa"], experiment=None)) == 4  # flex cannot train on CPU
+    cfg = compose(["parallelism.sp_size=2", "attention.implementation=sdpa"], experiment=None)
+    assert cfg.parallelism.sp_size == 2 and validate(cfg) == 2
+    monkeypatch.delenv("PARALLELISM_CONFIG_SP_SIZE")
+    assert compose([], experiment=None).parallelism.sp_size == 1
