@@ -1,0 +1,91 @@
+"""The CLI as a user runs it (a subprocess): what one run directory holds after a good run, a failing worker, a config
+error and a typo."""
+import json
+import os
+import shutil
+import sys
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from helpers import run_cli
+
+pytestmark = pytest.mark.slow
+
+METRIC_FIELDS = {"step", "loss", "seq_length", "tokens", "tokens_per_s", "tflops_per_gpu", "mfu", "peak_mem_gib", "lr",
+                 "grad_norm"}
+RESULT_FIELDS = {"status", "steps", "final_loss", "seq_length", "peak_mem_gib", "tokens_per_s", "mfu"}
+
+
+def test_console_script_run_writes_config_metrics_and_result(tmp_path, tiny_llama_dir):
+    script = os.path.join(os.path.dirname(sys.executable), "framework")
+    assert os.path.exists(script), "the console script `framework` is not installed"
+    import subprocess
+
+    from helpers import REPO, clean_env
+
+    run_dir = tmp_path / "job"
+    p = subprocess.run([script, "+experiment=smoke_cpu", f"model.name_or_path={tiny_llama_dir}", "engine.max_steps=2",
+                        "data.seq_length=64", f"hydra.run.dir={run_dir}"], cwd=REPO, env=clean_env(),
+                       capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert os.listdir(tmp_path) == ["job"]  # one directory for the job, none per rank
+    files = set(os.listdir(run_dir))
+    assert {"config.yaml", "metrics.jsonl", "result.json"} <= files, files
+    assert not [f for f in files if f.startswith(".failed")], files
+
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    assert "${" not in (run_dir / "config.yaml").read_text()  # resolved
+    assert cfg.model.name_or_path == tiny_llama_dir and cfg.parallelism.sp_size == 2 and cfg.engine.max_steps == 2
+
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2]
+    for m in metrics:
+        assert METRIC_FIELDS <= set(m), METRIC_FIELDS - set(m)
+        assert m["seq_length"] == 64 and m["tokens"] == 64 and m["tokens_per_s"] > 0 and m["loss"] > 0
+        assert m["grad_norm"] > 0 and m["lr"] > 0
+
+    result = json.loads((run_dir / "result.json").read_text())
+    assert RESULT_FIELDS <= set(result), RESULT_FIELDS - set(result)
+    assert result["status"] == "ok" and result["steps"] == 2 and "error" not in result
+    assert result["final_loss"] == pytest.approx(metrics[-1]["loss"]) and result["seq_length"] == 64
+    assert f"[ok] {run_dir}" in p.stdout
+
+
+def test_failing_worker_fails_the_job_quickly_with_one_line(tmp_path, tiny_llama_dir):
+    """A model directory whose config is fine (so validation passes) but whose weights file is truncated, as an
+    interrupted copy leaves it: the workers fail loading it."""
+    broken = tmp_path / "broken_model"
+    shutil.copytree(tiny_llama_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    t0 = time.monotonic()
+    run = run_cli([f"model.name_or_path={broken}", "engine.max_steps=2"], str(tmp_path / "job"))
+    elapsed = time.monotonic() - t0
+    assert run.returncode == 1, run.describe()
+    assert elapsed < 90, elapsed
+    assert run.result["status"] == "failed", run.result
+    assert "\n" not in run.result["error"] and "Safetensor" in run.result["error"], run.result["error"]
+    assert run.result["steps"] == 0
+    assert not [f for f in os.listdir(run.run_dir) if f.startswith(".failed")]
+    assert run.stdout.strip().splitlines()[-1].startswith(f"[failed] {run.run_dir}: ")
+
+
+def test_config_error_exits_2_with_one_line_and_writes_nothing_half_done(tmp_path):
+    run = run_cli(["parallelism.sp_size=3"], str(tmp_path / "job"))
+    assert run.returncode == 2, run.describe()
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("config error: parallelism.sp_size=3: "), run.stderr
+    assert "Fix: " in lines[0]
+    assert "Traceback" not in run.stdout + run.stderr
+    assert run.result["status"] == "failed" and run.result["error"] == lines[0], run.result
+    files = set(os.listdir(run.run_dir))
+    assert not {"config.yaml", "metrics.jsonl", "checkpoints"} & files, files
+
+
+def test_typo_key_fails_at_compose_time_naming_the_full_key(tmp_path):
+    run = run_cli(["parallelism.sp_sise=2"], str(tmp_path / "job"))
+    assert run.returncode != 0
+    assert "full_key: parallelism.sp_sise" in run.stderr and "Traceback" not in run.stdout + run.stderr, run.stderr
+    assert not os.path.exists(run.run_dir)  # nothing started, nothing written
