@@ -17,9 +17,10 @@ Every failure counts as the limit, whatever its cause; max_seqlen.json names it,
 reading the answer as a memory limit. The process exits 0 when every search found a length that trains.
 """
 from dataclasses import dataclass
+import datetime
 import json
-import math
 import os
+import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
@@ -52,6 +53,18 @@ class MaxSeqlenSweeperConf:
 
 ConfigStore.instance().store(group="hydra/sweeper", name="max_seqlen", node=MaxSeqlenSweeperConf,
                              provider="framework")
+
+
+def device_name() -> str:
+    """The card the probes ran on (as this process sees it; under a remote launcher, the submitting node's)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name()}"
+    except Exception:  # noqa: BLE001
+        pass
+    return "cpu"
 
 
 def round_down(x: float, g: int) -> int:
@@ -164,7 +177,9 @@ class MaxSeqlenSweeper(Sweeper):
         sweep_dir = self.config.hydra.sweep.dir
         os.makedirs(sweep_dir, exist_ok=True)
         OmegaConf.save(self.config, os.path.join(sweep_dir, "multirun.yaml"))
-        results = []
+        results: List[Dict[str, Any]] = []
+        head = {"command": " ".join(["python -m framework", *sys.argv[1:]]), "device": device_name(),
+                "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
         for combo in combos:
             base = list(combo) + steps
             job_cfg = self.hydra_context.config_loader.load_sweep_config(self.config, base)
@@ -172,7 +187,7 @@ class MaxSeqlenSweeper(Sweeper):
             results.append(res)
             self.report(res)
             with open(os.path.join(sweep_dir, RESULT_FILE), "w") as f:  # after every search: a partial answer
-                json.dump({"searches": results}, f, indent=2)
+                json.dump({**head, "searches": results}, f, indent=2)
         fsweep.set_verdict(0 if all(r["max_seq_length"] for r in results) else 1)
         return results
 

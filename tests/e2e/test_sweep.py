@@ -88,7 +88,8 @@ def test_seq_length_sweep_records_every_job_summarises_and_groups_wandb_runs(tmp
         for r in recs:
             if r.WhichOneof("record_type") == "summary":
                 summary.update(items(r.summary.update))
-        assert summary["status"] == "ok" and summary["seq_length"] == seq and summary["final_loss"] == metrics[-1]["loss"]
+        assert summary["status"] == "ok" and summary["seq_length"] == seq
+        assert summary["final_loss"] == metrics[-1]["loss"]
 
     rows = read_csv(os.path.join(sweep, "summary.csv"))
     assert [r["status"] for r in rows] == ["ok", "ok"]
@@ -122,7 +123,9 @@ def test_max_seqlen_search_finds_the_planted_limit(tmp_path):
     p, sweep, jobs = multirun(tmp_path, BIGCODE + ["hydra/sweeper=max_seqlen", "hydra.sweeper.start=32",
                                                    "hydra.sweeper.granularity=32", "hydra.sweeper.steps=1"])
     assert p.returncode == 0, p.stderr[-3000:]
-    (search,) = json.load(open(os.path.join(sweep, "max_seqlen.json")))["searches"]
+    answer = json.load(open(os.path.join(sweep, "max_seqlen.json")))
+    assert answer["device"] == "cpu" and "hydra/sweeper=max_seqlen" in answer["command"] and answer["date"]
+    (search,) = answer["searches"]
     # grows 32 -> 64 -> 128 (fails), then bisects to 96 = n_positions
     assert [(x["seq_length"], x["status"]) for x in search["probes"]] == [(32, "ok"), (64, "ok"), (128, "failed"),
                                                                           (96, "ok")]

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from framework.track.flops import (flops_of_rows, flops_per_token, matmul_params, peak_for_name, peak_tflops)
+from framework.track.flops import flops_of_rows, flops_per_token, matmul_params, peak_for_name, peak_tflops
 
 ONE_LAYER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=384, max_position_embeddings=4096)
