@@ -41,7 +41,7 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     from framework.data.adapter import SPBatches
     from framework.engine import Engine, deepspeed_config, find_checkpoint
     from framework.engine.module import CausalLMWithLoss
-    from framework.model import hf_config, resolve_dtype
+    from framework.model import announce_zero3, hf_config, resolve_dtype
     from framework.model.features import apply_features
     from framework.parallel import MeshAxis, dp_rank_and_size
     from framework.track.flops import flops_per_token
@@ -60,14 +60,12 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     sp_group, sp_rank, sp_size = sp_mesh.get_group(), sp_mesh.get_local_rank(), sp_mesh.size()
     dp_rank, dp_size = dp_rank_and_size(mesh)
 
-    # 2. model; under ZeRO-3 the weights are partitioned as they are created (HfDeepSpeedConfig → zero.Init)
+    # 2. model; under ZeRO-3 transformers partitions the weights as it creates or loads them (zero.Init), so no
+    # rank ever holds the whole model, and initializes random weights gathered one module at a time
     dtype = resolve_dtype(cfg.model.dtype, device_type)
     ds_cfg = deepspeed_config(cfg.engine, grad_clip=cfg.optim.grad_clip, dtype=dtype)
-    keep_alive = None
     if cfg.engine.zero_stage == 3:
-        from transformers.integrations import HfDeepSpeedConfig
-
-        keep_alive = HfDeepSpeedConfig(ds_cfg)  # noqa: F841  (transformers reads it while it exists)
+        announce_zero3(ds_cfg)
     attn = cfg.attention.implementation
     attn = getattr(attn, "value", attn)
     model = call(cfg.model, attn_implementation=attn, device_type=device_type)

@@ -143,6 +143,8 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
                       rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
                       monitor_interval=0.2, start_method="spawn")
     os.environ["FRAMEWORK_OWN_LAUNCH"] = "1"  # inherited by the workers
+    # long sequences fragment the caching allocator; ALST's recipes all set this (the user's own setting wins)
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     error = None
     try:
         elastic_launch(lc, worker)(container, run_dir)

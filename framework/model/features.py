@@ -50,11 +50,11 @@ def apply_tiled_mlp(model, shards: int = 0):
         mlp = getattr(layer, "mlp", None) or getattr(layer, "feed_forward", None)
         if mlp is None:
             continue
-        orig = type(mlp).forward
+        bound = mlp.forward  # the module's current forward (Liger's SwiGLU when model.liger patched it)
 
-        def forward(x, _mlp=mlp, _orig=orig):
+        def forward(x, _mlp=mlp, _bound=bound):
             n = tiled_mlp_shards(x, shards)
-            return TiledMLP.apply(_orig, _mlp, x, n, list(_mlp.parameters()))
+            return TiledMLP.apply(lambda _self, x_tile: _bound(x_tile), _mlp, x, n, list(_mlp.parameters()))
 
         mlp.forward = forward
         count += 1
