@@ -35,6 +35,13 @@ def seed_everything(seed: int):
         pass
 
 
+def held_out_data(data_cfg: DictConfig) -> DictConfig:
+    """The data config of the held-out rows: data.eval_path read like data.path, in a fixed order."""
+    held_out = data_cfg.copy()
+    held_out.path, held_out.shuffle = data_cfg.eval_path, False
+    return held_out
+
+
 def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     """Everything a rank does after the process group exists. Returns the last step's metrics."""
     from framework.attention import apply_sp_attention  # noqa: F401  (imported for its registration side effects)
@@ -94,11 +101,21 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     micro_done = start_step * cfg.engine.gradient_accumulation_steps
     tok_path = cfg.data.tokenizer or cfg.model.name_or_path
     vocab = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config().vocab_size
-    dl = call(cfg.data, vocab_size=vocab, tokenizer_path=tok_path, dp_rank=dp_rank, dp_size=dp_size,
-              sp_rank=sp_rank, sp_size=sp_size, micro_batch_size=cfg.engine.micro_batch_size,
-              seed=cfg.engine.seed, start_step=micro_done)
-    batches = SPBatches(dl, sp_group=sp_group, sp_rank=sp_rank, sp_size=sp_size, device=device,
-                        skip=micro_done % sp_size)
+
+    def loader(data_cfg, seed: int, start_step: int):
+        return call(data_cfg, vocab_size=vocab, tokenizer_path=tok_path, dp_rank=dp_rank, dp_size=dp_size,
+                    sp_rank=sp_rank, sp_size=sp_size, micro_batch_size=cfg.engine.micro_batch_size, seed=seed,
+                    start_step=start_step)
+
+    batches = SPBatches(loader(cfg.data, cfg.engine.seed, micro_done), sp_group=sp_group, sp_rank=sp_rank,
+                        sp_size=sp_size, device=device, skip=micro_done % sp_size)
+    eval_batches = None
+    if cfg.engine.eval_every:
+        held_out = held_out_data(cfg.data)
+
+        def eval_batches():  # synthetic rows are a function of (seed, index): seed + 1 gives rows never trained on
+            return SPBatches(loader(held_out, cfg.engine.seed + 1, 0), sp_group=sp_group, sp_rank=sp_rank,
+                             sp_size=sp_size, device=device)
 
     tracker = None
     if rank == 0:
@@ -107,7 +124,8 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
 
     engine = Engine(ds_engine=ds_engine, batches=batches, cfg=cfg.engine, run_dir=run_dir, tracker=tracker,
                     flops_per_token=lambda s: flops_per_token(model_config, s), world_size=world, sp_size=sp_size,
-                    start_step=start_step, offload_activations=cfg.model.offload_activations)
+                    start_step=start_step, offload_activations=cfg.model.offload_activations,
+                    eval_batches=eval_batches)
     try:
         last = engine.run()
     finally:

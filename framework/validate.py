@@ -72,6 +72,14 @@ def check_model_and_attention(cfg):
         key = "model.name_or_path" if m.name_or_path else "model.arch"
         raise ConfigError(key, m.name_or_path or dict(m.arch), f"cannot build its config ({' '.join(str(exc).split())[:200]})",
                           "check the model directory / hub id, or the architecture fields") from None
+    from framework.track.flops import matmul_params
+
+    billions = matmul_params(hc) / 1e9
+    if device_type(cfg) == "cpu" and billions > 1.0:
+        raise ConfigError("engine.device", f"{cfg.engine.device} (resolves to cpu)",
+                          f"the model has {billions:.1f}B parameters; training it on CPU processes would take "
+                          "hours per step and tens of GiB of RAM per process",
+                          "run on a machine with GPUs, or pick a small model (model=tiny_llama)")
     sp = p.sp_size
     if hc.num_attention_heads % sp:
         raise ConfigError("parallelism.sp_size", sp,
@@ -124,6 +132,9 @@ def check_data(cfg):
         if d.source == "synthetic" and any(x != fixed for x in lengths):
             raise ConfigError("data.lengths", lengths, f"rows must all be {fixed} tokens when "
                               "sp_seq_length_is_variable=false", "set parallelism.sp_seq_length_is_variable=true")
+    if cfg.engine.eval_every > 0 and d.source == "hf" and not d.eval_path:
+        raise ConfigError("data.eval_path", d.eval_path, "engine.eval_every > 0 needs held-out rows for data=hf",
+                          "set data.eval_path=/path/to/heldout.jsonl, or engine.eval_every=0")
     if d.source == "hf" and not d.path:
         raise ConfigError("data.path", d.path, "data=hf needs a file, glob, directory or hub id",
                           "set data.path=/path/to/corpus.jsonl")

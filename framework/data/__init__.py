@@ -56,6 +56,8 @@ class DataConfig:
     """Text rows: end every document with the tokenizer's EOS token (if it has one and did not add it)."""
     shuffle_buffer: int = 10000
     """streaming + shuffle: documents in the seeded shuffle buffer."""
+    eval_path: Optional[str] = None
+    """Held-out rows for engine.eval_every (data=hf): read like `path`. Synthetic data draws unseen rows instead."""
 
 
 class SyntheticRows(torch.utils.data.Dataset):
@@ -107,6 +109,11 @@ def check(cfg):
     from framework.validate import world_size
 
     key = "data.tokenizer" if d.tokenizer else "model.name_or_path"
+    if cfg.engine.eval_every and d.eval_path:  # the held-out rows, tokenized (and cached) here too
+        from framework.graph import held_out_data
+
+        build_hf_dataset(held_out_data(d), tokenizer_path=d.tokenizer or cfg.model.name_or_path,
+                         seed=cfg.engine.seed, tokenizer_key=key)
     dataset = build_hf_dataset(d, tokenizer_path=d.tokenizer or cfg.model.name_or_path, seed=cfg.engine.seed,
                                tokenizer_key=key)
     if d.streaming:

@@ -113,10 +113,11 @@ class Engine:
     """Runs the training loop on a DeepSpeed engine built from the module, optimizer and schedule given."""
 
     def __init__(self, *, ds_engine, batches, cfg, run_dir: str, tracker, flops_per_token, world_size: int, sp_size: int,
-                 start_step: int = 0, offload_activations: bool = False, on_step=None):
+                 start_step: int = 0, offload_activations: bool = False, eval_batches=None, on_step=None):
         self.ds, self.batches, self.cfg, self.run_dir = ds_engine, batches, cfg, run_dir
         self.tracker, self.flops_per_token, self.world, self.sp_size = tracker, flops_per_token, world_size, sp_size
         self.step, self.offload_activations, self.on_step = start_step, offload_activations, on_step
+        self.eval_batches = eval_batches  # () -> a fresh iterator over the held-out micro-batches
         self.rank = dist.get_rank()
         self.metrics = None
         if self.rank == 0:
@@ -198,6 +199,8 @@ class Engine:
     def run(self) -> Dict[str, Any]:
         while self.step < self.cfg.max_steps:
             m = self.train_step()
+            if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                m["eval_loss"] = self.evaluate()
             self.last = m
             if self.rank == 0:
                 self.metrics.write(m)
@@ -209,6 +212,21 @@ class Engine:
         if self.rank == 0:
             self.metrics.close()
         return self.last
+
+    def evaluate(self) -> float:
+        """Token-weighted loss over engine.eval_steps held-out micro-batches (the same ones every time), sharded like
+        training: SP stays on, so evaluation fits wherever training does. All ranks must call this."""
+        batches = self.eval_batches()
+        loss_x_n = n_valid = 0.0
+        self.ds.eval()
+        with torch.no_grad():
+            for _ in range(self.cfg.eval_steps):
+                loss, n = self.ds(**next(batches))
+                loss_x_n += float(loss) * float(n)  # CPU-GPU sync point
+                n_valid += float(n)
+        self.ds.train()
+        loss_x_n, n_valid = self.reduce([loss_x_n, n_valid])  # every rank
+        return loss_x_n / max(n_valid, 1)
 
     def save(self):
         """Save a ZeRO checkpoint under <run_dir>/checkpoints/step_N. All ranks must call this."""

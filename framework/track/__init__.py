@@ -42,6 +42,8 @@ def fmt_step(m: Dict[str, Any], max_steps: Optional[int] = None, eta_s: Optional
             f"seq {m['seq_length']} | {m['tokens_per_s_per_gpu']:,.0f} tok/s/gpu | {m['tflops_per_gpu']:.1f} TFLOP/s "
             f"| mfu {100 * m['mfu']:.1f}% | mem {m['peak_mem_gib']:.2f} GiB ({m['peak_mem_pct']:.0f}%) "
             f"| host {m['host_rss_gib']:.1f} GiB | {m['step_time_s']:.2f} s")
+    if "eval_loss" in m:
+        line += f" | eval_loss {m['eval_loss']:.4f}"
     if eta_s is not None:
         line += f" | eta {fmt_duration(eta_s)}"
     return line

@@ -21,6 +21,9 @@ INVALID_HERE = {
     "attention/flash_attention_3.yaml": "attention.implementation",
     "attention/flex_attention.yaml": "attention.implementation",  # no FlexAttention backward on CPU
     "data/hf.yaml": "data.path",  # data.path is mandatory (???)
+    "model/llama3_1b.yaml": "engine.device",  # > 1B parameters: refused on CPU processes
+    "model/llama3_8b.yaml": "engine.device",
+    "model/qwen3_8b.yaml": "engine.device",
 }
 
 
@@ -96,7 +99,8 @@ def test_environment_gives_defaults_and_the_command_line_wins(monkeypatch):
     cfg = compose([], experiment=None)
     assert cfg.parallelism.sp_size == 4 and cfg.parallelism.sp_seq_length_is_variable is False
     assert cfg.attention.implementation.value == "flex_attention"
-    # the command line wins (note: `attention=sdpa` would not: conf/attention/sdpa.yaml reads the variable itself)
+    # the command line wins, by key or by choosing the group
+    assert compose(["attention=sdpa"], experiment=None).attention.implementation.value == "sdpa"
     assert validate(compose(["attention.implementation=sdpa"], experiment=None)) == 4  # flex cannot train on CPU
     cfg = compose(["parallelism.sp_size=2", "attention.implementation=sdpa"], experiment=None)
     assert cfg.parallelism.sp_size == 2 and validate(cfg) == 2
