@@ -74,3 +74,13 @@ def test_zero3_sp2_matches(cli_runs, tiny_llama_dir, sp1, ref_one):
     assert run.losses[0] == pytest.approx(loss, rel=RTOL)
     assert max_rel_diff(run.grads(), grads) < RTOL
     assert_trajectories_agree(run, sp1)
+
+
+def test_gradient_accumulation_equals_a_two_sample_batch(cli_runs, tiny_llama_dir):
+    """sp_size=2 with 2 micro-steps per optimizer step: step 1 accumulates rows 0 and 1 (StepSampler order), which
+    must give the gradient and loss of the 2-row batch on one process."""
+    run = ok(cli_runs.run(common(tiny_llama_dir) + ["parallelism.sp_size=2", "engine.gradient_accumulation_steps=2"]))
+    loss, grads = reference_loss_and_grads(tiny_llama_dir, rows(0, 1))
+    assert run.losses[0] == pytest.approx(loss, rel=RTOL)
+    assert max_rel_diff(run.grads(), grads) < RTOL
+    assert run.metrics[0]["tokens"] == 2 * 256

@@ -1,0 +1,31 @@
+"""The same command as one rank of a job that torchrun started (multi-node / SLURM path): rank 0 composes with Hydra
+and owns the only run directory, the other ranks compose the same config and learn the directory from rank 0; the
+run trains exactly as under our own launcher."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import clean_env, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_torchrun_started_ranks_write_one_run_directory_and_train_the_same(tmp_path, tiny_llama_dir):
+    overrides = [f"model.name_or_path={tiny_llama_dir}", "engine.max_steps=2", "data.seq_length=128"]
+    from framework.launch import free_port
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           "-m", "framework", "+experiment=smoke_cpu", *overrides]
+    p = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    run_dirs = [os.path.dirname(f) for f in glob.glob(str(tmp_path / "outputs" / "*" / "*" / "config.yaml"))]
+    assert len(run_dirs) == 1 and len(glob.glob(str(tmp_path / "outputs" / "*" / "*"))) == 1, run_dirs
+    result = json.load(open(os.path.join(run_dirs[0], "result.json")))
+    metrics = [json.loads(x) for x in open(os.path.join(run_dirs[0], "metrics.jsonl"))]
+    assert result["status"] == "ok" and len(metrics) == 2
+    ours = run_cli(overrides, str(tmp_path / "own_launcher"))
+    assert [m["loss"] for m in metrics] == [m["loss"] for m in ours.metrics]
