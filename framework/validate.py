@@ -112,6 +112,13 @@ def check_model_and_attention(cfg):
                           "set model.liger=false")
     if m.liger and device_type(cfg) == "cpu":
         raise ConfigError("model.liger", True, "Liger's kernels are Triton GPU kernels", "set model.liger=false")
+    if m.liger:
+        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+        model_type = hf_config(name_or_path=m.name_or_path, arch=m.arch).model_type
+        if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+            raise ConfigError("model.liger", True, f"Liger has no kernels for model_type {model_type!r}",
+                              "set model.liger=false")
     if m.dtype not in ("auto", "bf16", "fp16", "fp32"):
         raise ConfigError("model.dtype", m.dtype, "must be auto, bf16, fp16 or fp32", "set model.dtype=auto")
 

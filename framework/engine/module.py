@@ -12,6 +12,13 @@ class CausalLMWithLoss(torch.nn.Module):
     def __init__(self, model, loss):
         super().__init__()
         self.model, self.loss = model, loss
+        head = model.get_output_embeddings()
+        if getattr(loss, "tiled", False) and getattr(loss, "liger", False) and hasattr(head.weight, "ds_id"):
+            # Liger's fused linear CE reads the head's weight without calling the head, so ZeRO-3 would never gather
+            # it: make it a parameter of this module's forward (gathered, and its gradient reduced) instead
+            from deepspeed.zero import register_external_parameter
+
+            register_external_parameter(self, head.weight)
 
     def forward(self, input_ids, position_ids, shift_labels, **_ignored):
         out = self.model.get_decoder()(input_ids=input_ids, position_ids=position_ids, use_cache=False)

@@ -4,6 +4,8 @@ overrides), validate() raises ConfigError, and its message names the key, the va
 The CLI path of the same errors (exit code 2, one stderr line, nothing half-written) is in tests/e2e/test_cli.py.
 """
 import importlib.util
+import sys
+import types
 
 import pytest
 import torch
@@ -85,6 +87,11 @@ RULES = [
     ("liger_on_cpu", ["model.liger=true"], lambda mp: mp.setattr(
         importlib.util, "find_spec", fake_module("liger_kernel")),
      "model.liger", "Triton GPU kernels", "model.liger=false"),
+    ("liger_without_kernels_for_the_model", ["model.liger=true", "engine.device=cuda"], lambda mp: (
+        gpus(2)(mp), mp.setattr(importlib.util, "find_spec", fake_module("liger_kernel")),
+        mp.setitem(sys.modules, "liger_kernel.transformers.monkey_patch",
+                   types.SimpleNamespace(MODEL_TYPE_TO_APPLY_LIGER_FN={"qwen3": None}))),
+     "model.liger", "no kernels for model_type 'llama'", "model.liger=false"),
     ("unknown_dtype", ["model.dtype=fp8"], None,
      "model.dtype", "must be auto, bf16, fp16 or fp32", "model.dtype=auto"),
     ("unknown_data_source", ["data.source=s3"], None,
