@@ -51,7 +51,7 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     from framework.model import announce_zero3, hf_config, resolve_dtype
     from framework.model.features import apply_features
     from framework.parallel import MeshAxis, dp_rank_and_size
-    from framework.track.flops import flops_per_token
+    from framework.track.flops import flops_of_positions
 
     device_type = device_type_of(cfg)
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -123,7 +123,8 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     model_config = model.config
 
     engine = Engine(ds_engine=ds_engine, batches=batches, cfg=cfg.engine, run_dir=run_dir, tracker=tracker,
-                    flops_per_token=lambda s: flops_per_token(model_config, s), world_size=world, sp_size=sp_size,
+                    flops_of_positions=lambda pos: flops_of_positions(model_config, pos), world_size=world,
+                    sp_size=sp_size,
                     start_step=start_step, offload_activations=cfg.model.offload_activations,
                     eval_batches=eval_batches)
     try:

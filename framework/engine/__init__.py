@@ -112,10 +112,12 @@ def memory_stats() -> Dict[str, float]:
 class Engine:
     """Runs the training loop on a DeepSpeed engine built from the module, optimizer and schedule given."""
 
-    def __init__(self, *, ds_engine, batches, cfg, run_dir: str, tracker, flops_per_token, world_size: int, sp_size: int,
+    def __init__(self, *, ds_engine, batches, cfg, run_dir: str, tracker, flops_of_positions, world_size: int,
+                 sp_size: int,
                  start_step: int = 0, offload_activations: bool = False, eval_batches=None, on_step=None):
         self.ds, self.batches, self.cfg, self.run_dir = ds_engine, batches, cfg, run_dir
-        self.tracker, self.flops_per_token, self.world, self.sp_size = tracker, flops_per_token, world_size, sp_size
+        self.tracker, self.world, self.sp_size = tracker, world_size, sp_size
+        self.flops_of_positions = flops_of_positions  # position_ids [b, s_local] -> training FLOPs of those tokens
         self.step, self.offload_activations, self.on_step = start_step, offload_activations, on_step
         self.eval_batches = eval_batches  # () -> a fresh iterator over the held-out micro-batches
         self.rank = dist.get_rank()
@@ -179,7 +181,7 @@ class Engine:
             b, s_local = batch["input_ids"].shape
             tokens += b * s_local
             seq_len = s_local * self.sp_size
-            flops += self.flops_per_token(seq_len) * b * s_local
+            flops += self.flops_of_positions(batch["position_ids"])  # per document for packed rows
         if cuda:
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0

@@ -75,6 +75,20 @@ def flops_of_rows(config, doc_lengths_per_row) -> float:
     return total
 
 
+def flops_of_positions(config, position_ids: torch.Tensor) -> float:
+    """Training FLOPs of the tokens whose position ids are given (`[b, s_local]`, any shard of any row).
+
+    A query token at position p of its document attends to p + 1 keys: causal attention costs 12 * L * h_q * d *
+    (p + 1) for it (forward QK^T and PV: 2 * 2 * h_q * d per key and layer; training: 3x). Summed over a row of one
+    document that is 6 * L * h_q * d * s * (s + 1), i.e. attention_flops_per_token(s + 1) per token; over a packed
+    row it is the per-document sum, whatever SP shard each token sits on. One CPU-GPU sync point.
+    """
+    c = _text(config)
+    keys = float((position_ids.to(torch.float64) + 1).sum())
+    return 6 * matmul_params(config) * position_ids.numel() + \
+        12 * c.num_hidden_layers * c.num_attention_heads * head_dim(config) * keys
+
+
 def peak_for_name(name: str) -> float:
     """Dense bf16 peak TFLOP/s of a card from its device name (0 when not in the table)."""
     hits = [k for k in PEAK_TFLOPS if k in name]

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from framework.track.flops import flops_of_rows, flops_per_token, matmul_params, peak_for_name, peak_tflops
+from framework.track.flops import (flops_of_positions, flops_of_rows, flops_per_token, matmul_params, peak_for_name,
+                                   peak_tflops)
 
 ONE_LAYER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=384, max_position_embeddings=4096)
@@ -95,6 +96,22 @@ def test_packed_rows_count_attention_per_document():
     two_docs = flops_of_rows(c, [[128, 128]])
     assert one_doc == pytest.approx(flops_per_token(c, 256) * 256)
     assert one_doc - two_docs == pytest.approx((flops_per_token(c, 256) - flops_per_token(c, 128)) * 256)
+
+
+def test_flops_from_position_ids_count_each_document_whatever_the_shard():
+    """What the engine counts each micro-step: the tokens of this rank's shard, from their position ids."""
+    c = llama_config(**ONE_LAYER)
+    one_doc = torch.arange(256)[None]
+    # one document: the per-token formula at s + 1 (each query sees p + 1 keys; the formula's s/2 average is s^2/2)
+    assert flops_of_positions(c, one_doc) == pytest.approx(flops_per_token(c, 257) * 256)
+    # two SP shards of the row add up to the row
+    assert flops_of_positions(c, one_doc[:, :128]) + flops_of_positions(c, one_doc[:, 128:]) == \
+        pytest.approx(flops_of_positions(c, one_doc))
+    # a packed row of two documents: the two documents alone (attention per document, never across)
+    packed = torch.cat([torch.arange(100), torch.arange(156)])[None]
+    assert flops_of_positions(c, packed) == pytest.approx(
+        flops_of_positions(c, torch.arange(100)[None]) + flops_of_positions(c, torch.arange(156)[None]))
+    assert flops_of_positions(c, packed) < flops_of_positions(c, one_doc)
 
 
 def test_peak_comes_from_the_card_name_and_an_override_wins():
