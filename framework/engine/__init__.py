@@ -168,11 +168,18 @@ class Engine:
         loss_x_n = n_valid = tokens = flops = 0.0
         seq_len = 0
         lr = self.ds.get_lr()[0]  # the rate this step uses (the schedule moves on at its end)
-        for _ in range(self.cfg.gradient_accumulation_steps):
-            batch = next(self.batches)
+        gas = self.cfg.gradient_accumulation_steps
+        micro = [next(self.batches) for _ in range(gas)]
+        # The step's loss is the sum of CE over every valid token of the step (all micro-steps, all DP replicas)
+        # divided by their count, not a mean of per-micro-batch means. DeepSpeed divides the gradient by gas and
+        # averages it over the DP ranks; undo both, so each micro-step back-propagates its SP group's CE sum / count.
+        local_valid = sum(float((b["shift_labels"] != -100).sum()) for b in micro)  # CPU-GPU sync point
+        (n_step,) = self.reduce([local_valid])  # every rank; SP ranks hold disjoint shards: each token counted once
+        scale = gas * (self.world // self.sp_size) * self.backward_scale / max(n_step, 1.0)
+        for batch in micro:
             with offload_context(self.offload_activations):  # hidden states leave in forward, return in backward
-                loss, n = self.ds(**batch)
-                self.ds.backward(loss * self.backward_scale if self.backward_scale != 1.0 else loss)
+                loss, n = self.ds(**batch)  # the SP group's mean CE over its valid tokens, and their count
+                self.ds.backward(loss * n * scale)
             if self.cfg.dump_grads and not self.grads_dumped and self.ds.is_gradient_accumulation_boundary():
                 self.dump_grads()
             self.ds.step()
