@@ -77,6 +77,9 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     attn = getattr(attn, "value", attn)
     model = call(cfg.model, attn_implementation=attn, device_type=device_type)
     apply_features(model, cfg=cfg.model)
+    if cfg.model.offload_activations and device_type == "cpu" and rank == 0:
+        print("note: model.offload_activations does nothing on CPU (the hidden states already live in host memory)",
+              flush=True)
 
     # 3. SP attention (DeepSpeed's Ulysses, registered with transformers); its groups are the mesh's
     seq_len = cfg.parallelism.sp_seq_length or cfg.data.seq_length
