@@ -28,6 +28,10 @@ def run_job(cfg: DictConfig, run_dir: str) -> dict:
         write_json_atomic(os.path.join(run_dir, RESULT), rec)
         return rec
     OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)
+    if cfg.engine.offload_optimizer or cfg.engine.offload_params or cfg.model.offload_activations:
+        from framework.engine.memory import describe
+
+        print(describe(cfg, nproc), flush=True)
     return launch(cfg, run_dir, nproc)
 
 

@@ -1,0 +1,52 @@
+"""Host-RAM plan of a job, printed before the workers start: the CPU-offloaded state is what runs a long-sequence
+job out of host memory (the ALST recipes ran on 1.9 TB hosts; a 256 GiB one meets this wall first)."""
+from typing import Dict
+
+import psutil
+
+GIB = 2**30
+PROCESS_BASE_GIB = 3.0
+"""Host memory of one worker before any model state (CUDA context, libraries, buffers): a measured ballpark."""
+
+
+def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_batch_size: int, world: int,
+              sp_size: int, offload_optimizer: bool, offload_params: bool, offload_activations: bool,
+              act_bytes: int = 2) -> Dict[str, float]:
+    """GiB of host RAM the job's offloaded state needs on one node holding all `world` ranks.
+
+    optimizer states offloaded: fp32 master weights, Adam's two moments and fp32 gradients, 16 B per parameter
+    (all ranks together: ZeRO partitions them, the node holds every partition). Parameters offloaded: 2 B each.
+    Checkpointed hidden states offloaded: layers x tokens x hidden x 2 B (bf16) for every sequence in flight, one per
+    data-parallel replica: 256 KiB per token for Llama-3.1-8B.
+    """
+    plan = {"processes": PROCESS_BASE_GIB * world}
+    if offload_optimizer:
+        plan["optimizer_states"] = 16 * params / GIB
+    if offload_params:
+        plan["parameters"] = 2 * params / GIB
+    if offload_activations:
+        replicas = max(world // sp_size, 1)
+        plan["checkpointed_activations"] = layers * seq_length * hidden * act_bytes * micro_batch_size * replicas / GIB
+    plan["total"] = sum(plan.values())
+    return plan
+
+
+def describe(cfg, world: int) -> str:
+    """One line: the plan against this machine's RAM, with a warning when it does not fit."""
+    from framework.model import hf_config
+    from framework.track.flops import matmul_params
+
+    c = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
+    tied = getattr(c, "tie_word_embeddings", False)
+    params = matmul_params(c) + (0 if tied else c.vocab_size * c.hidden_size)  # + the embedding table
+    plan = host_plan(params=params, layers=c.num_hidden_layers, hidden=c.hidden_size,
+                     seq_length=cfg.data.seq_length, micro_batch_size=cfg.engine.micro_batch_size, world=world,
+                     sp_size=cfg.parallelism.sp_size, offload_optimizer=cfg.engine.offload_optimizer,
+                     offload_params=cfg.engine.offload_params, offload_activations=cfg.model.offload_activations)
+    total = psutil.virtual_memory().total / GIB
+    parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in plan.items() if k != "total")
+    line = f"host RAM plan: about {plan['total']:.0f} GiB of this machine's {total:.0f} GiB ({parts})"
+    if plan["total"] > 0.95 * total:
+        line += (" -- warning: this is likely to run out of host memory; lower data.seq_length, spread the "
+                 "sequence over more nodes (parallelism.sp_size), or turn an offload off")
+    return line
