@@ -12,16 +12,12 @@ import torch.distributed as dist
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
+from framework import validate
+
 
 def call(node: DictConfig, *args, **runtime):
     """Call the builder named by `node._target_` with the group's config and the runtime objects."""
     return get_method(node._target_)(*args, cfg=node, **runtime)
-
-
-def device_type_of(cfg) -> str:
-    if cfg.engine.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return cfg.engine.device
 
 
 def seed_everything(seed: int):
@@ -53,7 +49,7 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     from framework.parallel import MeshAxis, dp_rank_and_size
     from framework.track.flops import flops_of_positions
 
-    device_type = device_type_of(cfg)
+    device_type = validate.device_type(cfg)
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device(device_type, int(os.environ.get("LOCAL_RANK", 0))) if device_type == "cuda" else \
         torch.device("cpu")

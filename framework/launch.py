@@ -62,13 +62,14 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
     from omegaconf import OmegaConf
     import torch.distributed as dist
 
-    from framework.graph import build_and_run, device_type_of
+    from framework.graph import build_and_run
+    from framework.validate import device_type
 
     cfg = OmegaConf.create(cfg_container)
     rank = int(os.environ.get("RANK", 0))
     external = os.environ.get("FRAMEWORK_OWN_LAUNCH") != "1"
     try:
-        init_distributed(device_type_of(cfg))
+        init_distributed(device_type(cfg))
         if external:  # ranks > 0 composed the config themselves and have no run directory yet
             box = [run_dir]
             dist.broadcast_object_list(box, src=0)  # every rank

@@ -8,6 +8,7 @@ import os
 import torch
 
 from framework.errors import ConfigError
+from framework.parallel import resolve_sizes
 
 
 def world_size(cfg) -> int:
@@ -40,7 +41,7 @@ def check_parallelism(cfg, world: int):
     if p.dp_shard_size == 0 or p.dp_shard_size < -1:
         raise ConfigError("parallelism.dp_shard_size", p.dp_shard_size, "must be at least 1, or -1 (fill the world)",
                           "set parallelism.dp_shard_size=-1")
-    shard = p.dp_shard_size if p.dp_shard_size != -1 else world // (p.dp_replicate_size * p.sp_size)
+    _, shard, _ = resolve_sizes(p, world)
     if shard < 1 or p.dp_replicate_size * shard * p.sp_size != world:
         raise ConfigError(
             "parallelism.sp_size", p.sp_size,
