@@ -31,16 +31,9 @@ def seed_everything(seed: int):
         pass
 
 
-def held_out_data(data_cfg: DictConfig) -> DictConfig:
-    """The data config of the held-out rows: data.eval_path read like data.path, in a fixed order."""
-    held_out = data_cfg.copy()
-    held_out.path, held_out.shuffle = data_cfg.eval_path, False
-    return held_out
-
-
 def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     """Everything a rank does after the process group exists. Returns the last step's metrics."""
-    from framework.attention import apply_sp_attention  # noqa: F401  (imported for its registration side effects)
+    from framework.data import held_out_data
     from framework.data.adapter import SPBatches
     from framework.engine import Engine, deepspeed_config, find_checkpoint
     from framework.engine.module import CausalLMWithLoss
@@ -123,8 +116,7 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
 
     engine = Engine(ds_engine=ds_engine, batches=batches, cfg=cfg.engine, run_dir=run_dir, tracker=tracker,
                     flops_of_positions=lambda pos: flops_of_positions(model_config, pos), world_size=world,
-                    sp_size=sp_size,
-                    start_step=start_step, offload_activations=cfg.model.offload_activations,
+                    sp_size=sp_size, start_step=start_step, offload_activations=cfg.model.offload_activations,
                     eval_batches=eval_batches)
     try:
         last = engine.run()

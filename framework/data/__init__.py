@@ -92,6 +92,14 @@ def collate(rows, *, multiple_of: int, length: Optional[int] = None, pad_id: int
     return {k: torch.stack(v) for k, v in out.items()}
 
 
+def held_out_data(data_cfg):
+    """The data config of the held-out rows (engine.eval_every): data.eval_path read like data.path, in a fixed
+    order."""
+    held_out = data_cfg.copy()
+    held_out.path, held_out.shuffle = data_cfg.eval_path, False
+    return held_out
+
+
 def check(cfg):
     """Data rules that need the data itself (run by framework.validate before any worker starts).
 
@@ -108,14 +116,11 @@ def check(cfg):
     from framework.data.hf import build_hf_dataset
     from framework.validate import world_size
 
-    key = "data.tokenizer" if d.tokenizer else "model.name_or_path"
+    tok = dict(tokenizer_path=d.tokenizer or cfg.model.name_or_path, seed=cfg.engine.seed,
+               tokenizer_key="data.tokenizer" if d.tokenizer else "model.name_or_path")
     if cfg.engine.eval_every and d.eval_path:  # the held-out rows, tokenized (and cached) here too
-        from framework.graph import held_out_data
-
-        build_hf_dataset(held_out_data(d), tokenizer_path=d.tokenizer or cfg.model.name_or_path,
-                         seed=cfg.engine.seed, tokenizer_key=key)
-    dataset = build_hf_dataset(d, tokenizer_path=d.tokenizer or cfg.model.name_or_path, seed=cfg.engine.seed,
-                               tokenizer_key=key)
+        build_hf_dataset(held_out_data(d), **tok)
+    dataset = build_hf_dataset(d, **tok)
     if d.streaming:
         next(iter(dataset.rows(0)), None)
         return

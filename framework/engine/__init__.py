@@ -113,8 +113,8 @@ class Engine:
     """Runs the training loop on a DeepSpeed engine built from the module, optimizer and schedule given."""
 
     def __init__(self, *, ds_engine, batches, cfg, run_dir: str, tracker, flops_of_positions, world_size: int,
-                 sp_size: int,
-                 start_step: int = 0, offload_activations: bool = False, eval_batches=None, on_step=None):
+                 sp_size: int, start_step: int = 0, offload_activations: bool = False, eval_batches=None,
+                 on_step=None):
         self.ds, self.batches, self.cfg, self.run_dir = ds_engine, batches, cfg, run_dir
         self.tracker, self.world, self.sp_size = tracker, world_size, sp_size
         self.flops_of_positions = flops_of_positions  # position_ids [b, s_local] -> training FLOPs of those tokens
