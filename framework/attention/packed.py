@@ -83,9 +83,10 @@ def sdpa_varlen(query, key, value, starts: List[List[int]], *, scaling=None):
     cu = [r * s + a for r, row in enumerate(starts) for a in row] + [b * s]
     cu_t = torch.tensor(cu, dtype=torch.int32, device=query.device)
     longest = max(e - a for a, e in zip(cu, cu[1:]))
+    if key.shape[1] != h:  # GQA: varlen_attn (torch 2.11) takes no enable_gqa; give every query head its KV head
+        key, value = (t.repeat_interleave(h // t.shape[1], dim=1) for t in (key, value))
     q, k, v = (t.transpose(1, 2).reshape(b * s, t.shape[1], d) for t in (query, key, value))
-    out = varlen_attn(q, k, v, cu_t, cu_t, longest, longest, scale=scaling, window_size=(-1, 0),
-                      enable_gqa=key.shape[1] != h)
+    out = varlen_attn(q, k, v, cu_t, cu_t, longest, longest, scale=scaling, window_size=(-1, 0))
     return out.view(b, s, h, d)
 
 

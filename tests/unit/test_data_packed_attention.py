@@ -43,6 +43,28 @@ def test_sdpa_per_document_equals_documents_alone():
     assert (leaky - reference(q, k, v, LENGTHS)).abs().max() > 1e-2  # plain causal over the row does leak
 
 
+def fake_varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, window_size=(-1, -1)):
+    """torch 2.11's varlen_attn contract (the GPU one): `[total, h, d]` inputs with equal head counts (it has no
+    enable_gqa), causal as window_size=(-1, 0); computed here per document with SDPA."""
+    assert q.shape[1] == k.shape[1] == v.shape[1], "varlen_attn takes as many KV heads as query heads"
+    assert window_size == (-1, 0) and torch.equal(cu_q, cu_k) and max_q == max_k
+    bounds = cu_q.tolist()
+    assert max_q == max(e - a for a, e in zip(bounds, bounds[1:]))
+    out = [F.scaled_dot_product_attention(*(t[a:e].transpose(0, 1) for t in (q, k, v)), is_causal=True,
+                                          scale=scale).transpose(0, 1) for a, e in zip(bounds, bounds[1:])]
+    return torch.cat(out)
+
+
+def test_sdpa_varlen_gives_gqa_heads_their_kv_and_equals_documents_alone(monkeypatch):
+    import torch.nn.attention.varlen as varlen
+
+    monkeypatch.setattr(varlen, "varlen_attn", fake_varlen_attn)
+    q, k, v = qkv(sum(LENGTHS), b=2)  # 4 query heads, 2 KV heads; two rows: offsets across rows too
+    starts = packed.document_starts(positions(LENGTHS)[None].expand(2, -1))
+    out = packed.sdpa_varlen(q, k, v, starts)
+    torch.testing.assert_close(out, reference(q, k, v, LENGTHS), atol=1e-6, rtol=1e-5)
+
+
 def test_flex_document_block_mask_matches_create_block_mask_and_reference():
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
