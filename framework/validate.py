@@ -108,6 +108,15 @@ def check_model_and_attention(cfg):
         raise ConfigError("model.offload_activations", True,
                           "offloads the hidden states that activation checkpointing keeps, so it needs it",
                           "also set model.activation_checkpointing=true")
+    if not m.get("recompute_attention", True):
+        if not m.activation_checkpointing:
+            raise ConfigError("model.recompute_attention", False, "decides what activation checkpointing recomputes, "
+                              "and checkpointing is off (nothing is recomputed)",
+                              "also set model.activation_checkpointing=true, or drop the override")
+        if impl != "sdpa":
+            raise ConfigError("model.recompute_attention", False, f"keeps the outputs of the sdpa kernels (and of "
+                              f"varlen_attn for packed rows); {impl}'s kernel would be recomputed anyway",
+                              "use attention=sdpa, or drop the override")
     if m.liger and importlib.util.find_spec("liger_kernel") is None:
         raise ConfigError("model.liger", True, "liger-kernel is not installed", "pip install liger-kernel, or "
                           "set model.liger=false")

@@ -62,13 +62,41 @@ def apply_tiled_mlp(model, shards: int = 0):
         raise ValueError(f"model.tiled_mlp: found no decoder MLP in {type(model).__name__}")
 
 
+ATTENTION_KERNELS = ("_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention",
+                     "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention_for_cpu")
+"""aten ops whose outputs model.recompute_attention=false keeps (with torch_attn._varlen_attn, packed rows)."""
+
+
+def attention_ops() -> list:
+    ops = [getattr(torch.ops.aten, name).default for name in ATTENTION_KERNELS if hasattr(torch.ops.aten, name)]
+    try:
+        ops.append(torch.ops.torch_attn._varlen_attn.default)
+    except (AttributeError, RuntimeError):  # torch without varlen_attn
+        pass
+    return ops
+
+
+def checkpointing_kwargs(recompute_attention: bool) -> dict:
+    """torch.utils.checkpoint arguments for every decoder layer: non-reentrant; when attention is not recomputed,
+    a selective-checkpoint context that saves the attention kernels' outputs and recomputes everything else."""
+    kwargs = {"use_reentrant": False}
+    if not recompute_attention:
+        from functools import partial
+
+        from torch.utils.checkpoint import create_selective_checkpoint_contexts
+
+        kwargs["context_fn"] = partial(create_selective_checkpoint_contexts, attention_ops())
+    return kwargs
+
+
 def apply_features(model, *, cfg):
     if cfg.liger:
         apply_liger(model)
     if cfg.tiled_mlp:
         apply_tiled_mlp(model, cfg.tiled_mlp_shards)
     if cfg.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs=checkpointing_kwargs(cfg.get("recompute_attention", True)))
     return model
 
 

@@ -23,6 +23,7 @@ SWITCHES = {
     "tiled_loss": TILED_LOSS,
     "activation_checkpointing": ["model.activation_checkpointing=true"],
     "offload_activations": ["model.activation_checkpointing=true", "model.offload_activations=true"],
+    "keep_attention": ["model.activation_checkpointing=true", "model.recompute_attention=false"],
     "all": ["model.tiled_mlp=true", *TILED_LOSS, "model.activation_checkpointing=true",
             "model.offload_activations=true"],
 }
@@ -101,3 +102,35 @@ def test_offload_context_is_a_noop_on_cpu():
         model(input_ids=torch.randint(0, 384, (1, 64))).logits.sum().backward()
     assert ctx.stats.marked_tensors >= 2, ctx.stats  # one hidden-state input per decoder layer
     assert ctx.stats.offloaded_tensors == 0, ctx.stats  # CPU tensors: DeepSpeed skips them (no accelerator)
+
+
+@pytest.mark.parametrize("recompute", [True, False])
+def test_recompute_attention_switch_decides_whether_backward_reruns_the_kernel(recompute):
+    """Count the attention kernel's runs over one checkpointed forward + backward: 2 layers forward, and 2 more in
+    the backward's recomputation unless model.recompute_attention=false; the gradients are the same either way."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from framework.model.features import apply_features, attention_ops
+    from omegaconf import OmegaConf
+
+    kernels = set(attention_ops())
+
+    class Count(TorchDispatchMode):
+        runs = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.runs += func in kernels
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randint(0, 384, (1, 64))
+    ref = tiny_model()
+    ref(input_ids=x, labels=x).loss.backward()
+    model = tiny_model()
+    apply_features(model, cfg=OmegaConf.create({"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0,
+                                                "activation_checkpointing": True, "recompute_attention": recompute}))
+    model.train()
+    with Count():
+        model(input_ids=x, labels=x).loss.backward()
+    assert Count.runs == (4 if recompute else 2)
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)

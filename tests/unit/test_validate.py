@@ -81,6 +81,11 @@ RULES = [
      "attention.implementation", "FlashAttention needs a GPU", "attention=sdpa on CPU"),
     ("offload_without_checkpointing", ["model.offload_activations=true"], None,
      "model.offload_activations", "needs it", "model.activation_checkpointing=true"),
+    ("keep_attention_without_checkpointing", ["model.recompute_attention=false"], None,
+     "model.recompute_attention", "checkpointing is off", "model.activation_checkpointing=true"),
+    ("keep_attention_with_flex", ["model.recompute_attention=false", "model.activation_checkpointing=true",
+                                  "attention=flex_attention"], None,
+     "model.recompute_attention", "would be recomputed anyway", "use attention=sdpa"),
     ("liger_not_installed", ["model.liger=true"], lambda mp: mp.setattr(
         importlib.util, "find_spec", no_module("liger_kernel")),
      "model.liger", "liger-kernel is not installed", "pip install liger-kernel"),
