@@ -14,6 +14,13 @@ def tiny_llama_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_tied_dir(tmp_path_factory):
+    """Tiny Llama whose LM head is its input embedding (tie_word_embeddings, as Llama-3.2-1B)."""
+    return helpers.save_tiny_model(str(tmp_path_factory.mktemp("tiny_llama_tied")), "llama",
+                                   tie_word_embeddings=True)
+
+
+@pytest.fixture(scope="session")
 def tiny_qwen3_dir(tmp_path_factory):
     return helpers.save_tiny_model(str(tmp_path_factory.mktemp("tiny_qwen3")), "qwen3")
 

@@ -23,12 +23,13 @@ TINY = {
 }
 
 
-def save_tiny_model(path: str, family: str = "llama", seed: int = 0) -> str:
-    """Random-weight tiny model saved with save_pretrained, so every run loads the same weights."""
+def save_tiny_model(path: str, family: str = "llama", seed: int = 0, **fields) -> str:
+    """Random-weight tiny model saved with save_pretrained, so every run loads the same weights (`fields` override
+    the TINY config's)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    config = AutoConfig.for_model(family, **TINY[family])
+    config = AutoConfig.for_model(family, **{**TINY[family], **fields})
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.save_pretrained(path)
     return path

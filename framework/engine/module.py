@@ -19,7 +19,24 @@ class CausalLMWithLoss(torch.nn.Module):
             from deepspeed.zero import register_external_parameter
 
             register_external_parameter(self, head.weight)
+        embed = model.get_input_embeddings()
+        self.head_is_tied = head.weight is embed.weight
+        if self.head_is_tied:  # the tiled loss defers the tied weight's gradient reduction to the embedding's backward
+            embed.register_forward_hook(_release_grad_on_backward)
 
     def forward(self, input_ids, position_ids, shift_labels, **_ignored):
         out = self.model.get_decoder()(input_ids=input_ids, position_ids=position_ids, use_cache=False)
-        return self.loss(out.last_hidden_state, self.model.get_output_embeddings(), shift_labels)
+        return self.loss(out.last_hidden_state, self.model.get_output_embeddings(), shift_labels,
+                         head_is_tied=self.head_is_tied)
+
+
+def _release_grad_on_backward(embedding, inputs, output):
+    """When the gradient reaches the embedding's output (just before the embedding adds its part to the weight's
+    gradient), let ZeRO reduce the weight: see framework.loss.tiled_ce_sum."""
+    if output.requires_grad:
+        weight = embedding.weight
+
+        def release(grad):
+            weight.ds_grad_is_ready = True
+
+        output.register_hook(release)

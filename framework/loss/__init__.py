@@ -66,8 +66,9 @@ class CausalLMLoss:
     def __init__(self, *, cfg, sp_group=None, liger: bool = False):
         self.tiled, self.tiled_shards, self.sp_group, self.liger = cfg.tiled, cfg.tiled_shards, sp_group, liger
 
-    def local_sum(self, hidden, lm_head, shift_labels):
-        """Sum of CE over this rank's valid positions (fp32) and their count."""
+    def local_sum(self, hidden, lm_head, shift_labels, head_is_tied: bool = False):
+        """Sum of CE over this rank's valid positions (fp32) and their count. head_is_tied: the LM head's weight is
+        also the input embedding (see tiled_ce_sum)."""
         labels = shift_labels.reshape(-1)
         count = (labels != IGNORE).sum()
         if not self.tiled:
@@ -79,20 +80,26 @@ class CausalLMLoss:
 
             ce = LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE, reduction="sum")
             return ce(lm_head.weight, hidden.reshape(-1, hidden.shape[-1]), labels, lm_head.bias), count
-        return tiled_ce_sum(hidden, lm_head, shift_labels, self.tiled_shards), count
+        return tiled_ce_sum(hidden, lm_head, shift_labels, self.tiled_shards, head_is_tied=head_is_tied), count
 
-    def __call__(self, hidden, lm_head, shift_labels):
-        loss_sum, count = self.local_sum(hidden, lm_head, shift_labels)
+    def __call__(self, hidden, lm_head, shift_labels, head_is_tied: bool = False):
+        loss_sum, count = self.local_sum(hidden, lm_head, shift_labels, head_is_tied)
         return aggregate(loss_sum, count, self.sp_group)
 
 
-def tiled_ce_sum(hidden, lm_head, shift_labels, shards: int):
+def tiled_ce_sum(hidden, lm_head, shift_labels, shards: int, head_is_tied: bool = False):
     """CE sum over valid positions, computed tile by tile with DeepSpeed's `sequence_tiled_compute`: one tile's
     logits exist at a time, forward and backward (the backward recomputes a tile's logits, one extra LM-head matmul).
 
     DeepSpeed's TiledFusedLogitsLoss is not used: it computes the LM-head weight gradient inside forward at scale
     1.0 and only rescales the hidden-state gradient afterwards, so any loss scaling after it (the division by the
     global token count, gradient accumulation) would leave the head's gradient wrong.
+
+    Each tile's backward adds to the head's gradient; DeepSpeed ZeRO reduces a parameter's gradient only once its
+    `ds_grad_is_ready` is true, which sequence_tiled_compute sets at the last tile. A head tied to the input embedding
+    gets more gradient later, from the embedding's backward, so then the flag stays false here and the caller
+    (framework.engine.module.CausalLMWithLoss) sets it when the embedding's gradient arrives: one reduction of the
+    whole gradient, where ZeRO would otherwise refuse a second one ("has already been reduced").
     """
     from deepspeed.runtime.sequence_parallel.ulysses_sp import sequence_tiled_compute
 
@@ -107,7 +114,11 @@ def tiled_ce_sum(hidden, lm_head, shift_labels, shards: int):
         logits = lm_head(x).float()
         return F.cross_entropy(logits.view(-1, vocab), y.reshape(-1), ignore_index=IGNORE, reduction="sum")
 
+    params = list(lm_head.parameters())
+    if head_is_tied:
+        for p in params:
+            p.ds_grad_is_ready = False
     return sequence_tiled_compute(loss_fn, seqlen, shards, kwargs_to_shard=dict(x=hidden, y=shift_labels),
                                   kwargs_to_pass={}, grad_requiring_tensor_key="x",
-                                  compute_params=list(lm_head.parameters()), output_unshard_dimension=0,
+                                  compute_params=[] if head_is_tied else params, output_unshard_dimension=0,
                                   output_reduction="sum")

@@ -55,6 +55,18 @@ def test_qwen3_tiled_mlp_and_loss(cli_runs, tiny_qwen3_dir):
     assert "q_norm" in " ".join(run.grads())  # it really was the Qwen3 architecture
 
 
+@pytest.mark.parametrize("zero", [2, 3])
+def test_tiled_loss_with_a_head_tied_to_the_embedding(zero, cli_runs, tiny_llama_tied_dir):
+    """Llama-3.2-1B ties its LM head to the input embedding: the tiled loss's per-tile gradients and the embedding's
+    must reach ZeRO as one reduction (it refused a second one: "has already been reduced")."""
+    common = common_overrides(tiny_llama_tied_dir) + ["parallelism.sp_size=2", f"engine.zero_stage={zero}"]
+    base = assert_ok(cli_runs.run(common))
+    run = assert_ok(cli_runs.run(common + TILED_LOSS))
+    assert_trajectories_agree(run, base, rtol=RTOL)
+    assert max_rel_diff(run.grads(), base.grads()) < RTOL
+    assert "model.embed_tokens.weight" in run.grads() and "lm_head.weight" not in run.grads()  # really tied
+
+
 def tiny_model(family="llama"):
     from transformers import AutoConfig, AutoModelForCausalLM
 
