@@ -143,3 +143,26 @@ def test_max_seqlen_search_finds_the_planted_limit(tmp_path):
         assert json.load(open(os.path.join(job, "result.json")))["status"] == probe["status"]
     assert json.load(open(os.path.join(jobs[3], "result.json")))["steps"] == 1
     assert len(read_csv(os.path.join(sweep, "summary.csv"))) == 4
+
+
+def test_submitit_launcher_sweep_records_a_failure_and_search_finds_the_limit(tmp_path):
+    """hydra/launcher=submitit_local (submitit's stand-in for submitit_slurm: each job a separate submitit process, its
+    result pickled back): the failed job is recorded, the summary written, the exit status non-zero; the search finds
+    the planted limit from what its jobs left on disk."""
+    submitit = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "search").mkdir()
+    p, sweep, jobs = multirun(tmp_path / "sweep", BIGCODE + submitit + ["engine.max_steps=2", "data.seq_length=128,64"])
+    assert p.returncode != 0, p.stdout[-2000:]
+    rows = read_csv(os.path.join(sweep, "summary.csv"))
+    assert [(r["status"], r["seq_length"], r["steps"]) for r in rows] == [("failed", "128", "0"), ("ok", "64", "2")]
+    assert rows[0]["error"].startswith("IndexError")
+    assert_png(os.path.join(sweep, "summary.png"))
+    assert os.path.isdir(os.path.join(sweep, ".submitit"))  # it really went through submitit
+
+    p, sweep, jobs = multirun(tmp_path / "search", BIGCODE + submitit + [
+        "hydra/sweeper=max_seqlen", "hydra.sweeper.start=64", "hydra.sweeper.granularity=32", "hydra.sweeper.steps=1"])
+    assert p.returncode == 0, p.stderr[-3000:]
+    (search,) = json.load(open(os.path.join(sweep, "max_seqlen.json")))["searches"]
+    assert [(x["seq_length"], x["status"]) for x in search["probes"]] == [(64, "ok"), (128, "failed"), (96, "ok")]
+    assert search["max_seq_length"] == 96
