@@ -170,13 +170,28 @@ def document_attention(impl: str, core: Callable) -> Callable:
             return core(module, query, key, value, attention_mask, *args, **kwargs)
         scaling = kwargs.get("scaling")
         if _varlen_available(query) and not kwargs.get("dropout"):
+            _announce("varlen_attn")
             return sdpa_varlen(query, key, value, starts, scaling=scaling), None
+        _announce("one causal SDPA call per document")
         return sdpa_per_document(query, key, value, starts, scaling=scaling,
                                  dropout=kwargs.get("dropout") or 0.0), None
 
     attend.document_masking = True
     attend.core = core
     return attend
+
+
+_ANNOUNCED = set()
+
+
+def _announce(kernel: str):
+    """Say once per process (rank 0) which kernel keeps packed documents apart."""
+    import torch.distributed as dist
+
+    if kernel not in _ANNOUNCED:
+        _ANNOUNCED.add(kernel)
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            print(f"document masking: packed rows run {kernel}", flush=True)
 
 
 def _no_mask(*args, **kwargs):

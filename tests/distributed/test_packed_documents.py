@@ -55,7 +55,7 @@ def run_cli(tmp_path, name, model_dir, corpus, *extra):
     with open(run_dir / "metrics.jsonl") as f:
         first = json.loads(f.readline())
     assert first["step"] == 1
-    return first["loss"]
+    return first["loss"], proc.stdout
 
 
 def test_packed_row_loss_equals_documents_alone_and_differs_without_masking(tmp_path):
@@ -67,7 +67,9 @@ def test_packed_row_loss_equals_documents_alone_and_differs_without_masking(tmp_
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in DOCS + FILL))
 
     expected = documents_alone_loss(model_dir, tok)
-    masked = run_cli(tmp_path, "masked", model_dir, corpus)
-    leaky = run_cli(tmp_path, "leaky", model_dir, corpus, "attention.document_masking=false")
+    masked, said = run_cli(tmp_path, "masked", model_dir, corpus)
+    leaky, said_leaky = run_cli(tmp_path, "leaky", model_dir, corpus, "attention.document_masking=false")
+    assert said.count("document masking: packed rows run one causal SDPA call per document") == 1  # CPU's kernel
+    assert "document masking" not in said_leaky
     assert abs(masked - expected) < 1e-4, (masked, expected)
     assert abs(leaky - expected) > 1e-3, (leaky, expected)
