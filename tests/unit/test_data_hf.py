@@ -186,6 +186,16 @@ def test_bad_data_stops_with_one_message(tmp_path, tok, case):
     assert case == "too_long" or not left
 
 
+def test_unreachable_hub_id_stops_with_one_message(tmp_path, tok, monkeypatch):
+    """A hub id when the hub cannot be reached (offline mode here; CI has no network either): one ConfigError."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConfigError, match=r"data.path='nobody-here/no-such-dataset': is neither a local file/directory "
+                                          r"nor a hub dataset that could be loaded \(.*OfflineModeIsEnabled.*Fix: "):
+        build_hf_dataset(data_cfg(tmp_path, "nobody-here/no-such-dataset"), tokenizer_path=None, tokenizer=tok)
+
+
 def test_streaming_rows_match_the_map_style_rows_and_split_over_ranks(tmp_path, tok):
     path = write(tmp_path, "jsonl")
     mapped = rows(build_hf_dataset(data_cfg(tmp_path, path, seq_length=5, packing=True), tokenizer_path=None,
