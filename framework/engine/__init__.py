@@ -92,33 +92,56 @@ def merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def memory_stats() -> Dict[str, float]:
-    """Peak GPU memory since the last reset, host RSS and pinned host bytes (GiB)."""
+    """Peak GPU memory since the last reset, host RSS, pinned host bytes now and at their peak since the last reset
+    (the offloaded checkpoints live there during forward and backward), and the host's memory in use (GiB)."""
     import psutil
 
-    out = {"host_rss_gib": psutil.Process().memory_info().rss / 2**30, "peak_mem_gib": 0.0,
-           "peak_reserved_gib": 0.0, "peak_mem_pct": 0.0, "pinned_gib": 0.0}
+    vm = psutil.virtual_memory()
+    out = {"host_rss_gib": psutil.Process().memory_info().rss / 2**30, "host_used_gib": (vm.total - vm.available)
+           / 2**30, "peak_mem_gib": 0.0, "peak_reserved_gib": 0.0, "peak_mem_pct": 0.0, "pinned_gib": 0.0,
+           "pinned_peak_gib": 0.0}
     if torch.cuda.is_available():
         total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
         out["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
         out["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
         out["peak_mem_pct"] = 100 * torch.cuda.max_memory_reserved() / total
         try:
-            out["pinned_gib"] = torch.cuda.host_memory_stats().get("allocated_bytes.current", 0) / 2**30
+            host = torch.cuda.host_memory_stats()
+            out["pinned_gib"] = host.get("allocated_bytes.current", 0) / 2**30
+            out["pinned_peak_gib"] = host.get("active_bytes.peak", host.get("allocated_bytes.peak", 0)) / 2**30
         except Exception:  # older torch: no host allocator stats
             pass
     return out
+
+
+def reset_peaks():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        try:
+            torch.cuda.reset_peak_host_memory_stats()
+        except Exception:  # older torch
+            pass
+
+
+def now() -> float:
+    """Wall-clock seconds after the GPU's queued work is done."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 class Engine:
     """Runs the training loop on a DeepSpeed engine built from the module, optimizer and schedule given."""
 
     def __init__(self, *, ds_engine, batches, cfg, run_dir: str, tracker, flops_of_positions, world_size: int,
-                 sp_size: int, start_step: int = 0, offload_activations: bool = False, eval_batches=None,
-                 on_step=None):
+                 sp_size: int, start_step: int = 0, offload_activations: bool = False, offload_keep_layers: int = 1,
+                 eval_batches=None, on_step=None):
         self.ds, self.batches, self.cfg, self.run_dir = ds_engine, batches, cfg, run_dir
         self.tracker, self.world, self.sp_size = tracker, world_size, sp_size
         self.flops_of_positions = flops_of_positions  # position_ids [b, s_local] -> training FLOPs of those tokens
         self.step, self.offload_activations, self.on_step = start_step, offload_activations, on_step
+        self.offload_keep_layers = offload_keep_layers
         self.eval_batches = eval_batches  # () -> a fresh iterator over the held-out micro-batches
         self.rank = dist.get_rank()
         self.metrics = None
@@ -160,12 +183,9 @@ class Engine:
 
     def train_step(self):
         """One optimizer step (gradient_accumulation_steps micro-steps). Returns the step's metrics."""
-        cuda = torch.cuda.is_available()
-        if cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        loss_x_n = n_valid = tokens = flops = 0.0
+        reset_peaks()
+        t0 = now()
+        loss_x_n = n_valid = tokens = flops = fwd_s = bwd_s = opt_s = 0.0
         seq_len = 0
         lr = self.ds.get_lr()[0]  # the rate this step uses (the schedule moves on at its end)
         gas = self.cfg.gradient_accumulation_steps
@@ -177,21 +197,24 @@ class Engine:
         (n_step,) = self.reduce([local_valid])  # every rank; SP ranks hold disjoint shards: each token counted once
         scale = gas * (self.world // self.sp_size) * self.backward_scale / max(n_step, 1.0)
         for batch in micro:
-            with offload_context(self.offload_activations):  # hidden states leave in forward, return in backward
+            t_fwd = now()  # each phase timed to the end of its GPU work: three syncs per micro-step
+            # hidden states leave in forward, return in backward
+            with offload_context(self.offload_activations, self.offload_keep_layers):
                 loss, n = self.ds(**batch)  # the SP group's mean CE over its valid tokens, and their count
+                t_bwd = now()
                 self.ds.backward(loss * n * scale)
+            t_opt = now()
             if self.cfg.dump_grads and not self.grads_dumped and self.ds.is_gradient_accumulation_boundary():
                 self.dump_grads()
             self.ds.step()
+            fwd_s, bwd_s, opt_s = fwd_s + t_bwd - t_fwd, bwd_s + t_opt - t_bwd, opt_s + now() - t_opt
             loss_x_n += float(loss.detach()) * float(n)  # CPU-GPU sync point
             n_valid += float(n)
             b, s_local = batch["input_ids"].shape
             tokens += b * s_local
             seq_len = s_local * self.sp_size
             flops += self.flops_of_positions(batch["position_ids"])  # per document for packed rows
-        if cuda:
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
+        dt = now() - t0
         self.step += 1
         loss_x_n, n_valid, tokens, flops = self.reduce([loss_x_n, n_valid, tokens, flops])  # every rank
         grad_norm = self.ds.get_global_grad_norm()
@@ -201,7 +224,7 @@ class Engine:
              "tokens_per_s": tokens / dt, "tokens_per_s_per_gpu": tokens / dt / self.world,
              "tflops_per_gpu": tflops, "mfu": tflops / self.peak if self.peak else 0.0,
              "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else 0.0,
-             "step_time_s": dt, **mem}
+             "step_time_s": dt, "forward_s": fwd_s, "backward_s": bwd_s, "optimizer_s": opt_s, **mem}
         self.peak_mem_gib = max(self.peak_mem_gib, mem["peak_mem_gib"])
         return m
 

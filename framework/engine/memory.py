@@ -11,13 +11,13 @@ PROCESS_BASE_GIB = 3.0
 
 def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_batch_size: int, world: int,
               sp_size: int, offload_optimizer: bool, offload_params: bool, offload_activations: bool,
-              act_bytes: int = 2) -> Dict[str, float]:
+              keep_layers: int = 0, act_bytes: int = 2) -> Dict[str, float]:
     """GiB of host RAM the job's offloaded state needs on one node holding all `world` ranks.
 
     optimizer states offloaded: fp32 master weights, Adam's two moments and fp32 gradients, 16 B per parameter
     (all ranks together: ZeRO partitions them, the node holds every partition). Parameters offloaded: 2 B each.
     Checkpointed hidden states offloaded: layers x tokens x hidden x 2 B (bf16) for every sequence in flight, one per
-    data-parallel replica: 256 KiB per token for Llama-3.1-8B.
+    data-parallel replica: 256 KiB per token for Llama-3.1-8B; the last `keep_layers` layers' stay on the GPU.
     """
     plan = {"processes": PROCESS_BASE_GIB * world}
     if offload_optimizer:
@@ -26,7 +26,7 @@ def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_b
         plan["parameters"] = 2 * params / GIB
     if offload_activations:
         replicas = max(world // sp_size, 1)
-        plan["checkpointed_activations"] = layers * seq_length * hidden * act_bytes * micro_batch_size * replicas / GIB
+        plan["checkpointed_activations"] = max(layers - keep_layers, 0) * seq_length * hidden * act_bytes * micro_batch_size * replicas / GIB
     plan["total"] = sum(plan.values())
     return plan
 
@@ -42,7 +42,8 @@ def describe(cfg, world: int) -> str:
     plan = host_plan(params=params, layers=c.num_hidden_layers, hidden=c.hidden_size,
                      seq_length=cfg.data.seq_length, micro_batch_size=cfg.engine.micro_batch_size, world=world,
                      sp_size=cfg.parallelism.sp_size, offload_optimizer=cfg.engine.offload_optimizer,
-                     offload_params=cfg.engine.offload_params, offload_activations=cfg.model.offload_activations)
+                     offload_params=cfg.engine.offload_params, offload_activations=cfg.model.offload_activations,
+                     keep_layers=cfg.model.get("offload_keep_layers", 1))
     total = psutil.virtual_memory().total / GIB
     parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in plan.items() if k != "total")
     line = f"host RAM plan: about {plan['total']:.0f} GiB of this machine's {total:.0f} GiB ({parts})"

@@ -49,7 +49,8 @@ def last_metrics(job_dir: str) -> Dict[str, Any]:
     if not steps:
         return {}
     out = dict(steps[-1])
-    for k in ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct", "host_rss_gib", "pinned_gib"):
+    for k in ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct", "host_rss_gib", "host_used_gib", "pinned_gib",
+              "pinned_peak_gib"):
         vals = [s[k] for s in steps if s.get(k) is not None]
         if vals:
             out[k] = max(vals)

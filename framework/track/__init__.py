@@ -41,7 +41,10 @@ def fmt_step(m: Dict[str, Any], max_steps: Optional[int] = None, eta_s: Optional
     line = (f"step {step} | loss {m['loss']:.4f} | grad_norm {m['grad_norm']:.3f} | lr {m['lr']:.2e} | "
             f"seq {m['seq_length']} | {m['tokens_per_s_per_gpu']:,.0f} tok/s/gpu | {m['tflops_per_gpu']:.1f} TFLOP/s "
             f"| mfu {100 * m['mfu']:.1f}% | mem {m['peak_mem_gib']:.2f} GiB ({m['peak_mem_pct']:.0f}%) "
-            f"| host {m['host_rss_gib']:.1f} GiB | {m['step_time_s']:.2f} s")
+            f"| host {m['host_rss_gib']:.1f} GiB" + (f", pinned peak {m['pinned_peak_gib']:.1f} GiB, in use "
+                                                    f"{m['host_used_gib']:.0f} GiB" if "host_used_gib" in m else "")
+            + f" | {m['step_time_s']:.2f} s" + (f" (fwd {m['forward_s']:.2f} / bwd {m['backward_s']:.2f} / opt "
+                                               f"{m['optimizer_s']:.2f})" if "forward_s" in m else ""))
     if "eval_loss" in m:
         line += f" | eval_loss {m['eval_loss']:.4f}"
     if eta_s is not None:

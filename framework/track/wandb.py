@@ -17,7 +17,8 @@ from typing import Any, Dict, Iterator, List, Optional
 RUN_ID_FILE = "wandb_run_id"
 # summary fields: how each is reduced over the steps this process ran (the first step, which carries the warm-up,
 # is left out of the means when there are others)
-MAX_KEYS = ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct", "host_rss_gib", "pinned_gib")
+MAX_KEYS = ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct", "host_rss_gib", "host_used_gib", "pinned_gib",
+            "pinned_peak_gib")
 MEAN_KEYS = ("tokens_per_s", "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu", "step_time_s")
 LAST_KEYS = ("step", "loss", "grad_norm", "lr", "seq_length")
 

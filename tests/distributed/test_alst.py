@@ -13,6 +13,7 @@ nothing; test_offload_context_is_a_noop_on_cpu says so with DeepSpeed's own coun
 """
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from helpers import assert_ok, assert_trajectories_agree, common_overrides, max_rel_diff
 
@@ -25,7 +26,7 @@ SWITCHES = {
     "offload_activations": ["model.activation_checkpointing=true", "model.offload_activations=true"],
     "keep_attention": ["model.activation_checkpointing=true", "model.recompute_attention=false"],
     "all": ["model.tiled_mlp=true", *TILED_LOSS, "model.activation_checkpointing=true",
-            "model.offload_activations=true"],
+            "model.offload_activations=true", "model.offload_keep_layers=0"],
 }
 
 pytestmark = pytest.mark.slow
@@ -67,14 +68,14 @@ def test_tiled_loss_with_a_head_tied_to_the_embedding(zero, cli_runs, tiny_llama
     assert "model.embed_tokens.weight" in run.grads() and "lm_head.weight" not in run.grads()  # really tied
 
 
-def tiny_model(family="llama"):
+def tiny_model(family="llama", **fields):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from helpers import TINY
 
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(AutoConfig.for_model(family, **TINY[family]), dtype=torch.float32,
-                                            attn_implementation="sdpa")
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(family, **{**TINY[family], **fields}),
+                                            dtype=torch.float32, attn_implementation="sdpa")
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen3"])
@@ -114,6 +115,51 @@ def test_offload_context_is_a_noop_on_cpu():
         model(input_ids=torch.randint(0, 384, (1, 64))).logits.sum().backward()
     assert ctx.stats.marked_tensors >= 2, ctx.stats  # one hidden-state input per decoder layer
     assert ctx.stats.offloaded_tensors == 0, ctx.stats  # CPU tensors: DeepSpeed skips them (no accelerator)
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_offload_lets_each_restored_hidden_state_go_after_its_layer(ours, monkeypatch):
+    """The GPU path on CPU: DeepSpeed's offload engine is told CPU tensors are offloadable, so each checkpointed
+    hidden state is copied out in forward and copied back in backward. Count the copies brought back that are still
+    alive when the backward reaches the embedding (all 4 layers done): ours frees each after its layer's recompute;
+    DeepSpeed's own class keeps every one until the context exits, so offloading would lower no GPU peak. The
+    gradients equal those without offload either way."""
+    import weakref
+
+    from deepspeed.runtime.activation_checkpointing import offload_activations as ds_offload
+
+    from framework.model.features import apply_features, hidden_states_offload
+
+    monkeypatch.setattr(ds_offload._ActivationOffloadEngine, "_should_skip",
+                        lambda self, t: isinstance(t, torch.nn.Parameter) or t.numel() < 64)
+    cfg = OmegaConf.create({"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0, "activation_checkpointing": True})
+    x = torch.randint(0, 384, (1, 96))
+    ref = apply_features(tiny_model(num_hidden_layers=4), cfg=cfg)
+    ref(input_ids=x, labels=x).loss.backward()
+    model = apply_features(tiny_model(num_hidden_layers=4), cfg=cfg)
+    model.train()
+
+    cls = hidden_states_offload() if ours else ds_offload.CheckpointHiddenStatesOffload
+    ctx = cls(keep_last_count=1, use_pin_memory=False)
+    restored, alive_at_embedding = [], []
+    restore = ctx._restore_tensor
+
+    def watched_restore(tensor_id, cache=True):
+        t = restore(tensor_id, cache)
+        restored.append(weakref.ref(t))
+        return t
+
+    monkeypatch.setattr(ctx, "_restore_tensor", watched_restore)
+    model.model.embed_tokens.weight.register_hook(
+        lambda g: alive_at_embedding.append(sum(r() is not None for r in restored)))
+    with ctx:
+        model(input_ids=x, labels=x).loss.backward()
+        stats = ctx.stats
+    assert stats.offloaded_tensors == 3 and stats.kept_last_tensors == 1, stats  # 4 layers, the last stays
+    assert len(restored) == 4
+    assert alive_at_embedding == ([0] if ours else [4])
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
 @pytest.mark.parametrize("recompute", [True, False])

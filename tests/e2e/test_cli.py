@@ -14,7 +14,7 @@ from helpers import run_cli
 pytestmark = pytest.mark.slow
 
 METRIC_FIELDS = {"step", "loss", "seq_length", "tokens", "tokens_per_s", "tflops_per_gpu", "mfu", "peak_mem_gib", "lr",
-                 "grad_norm"}
+                 "grad_norm", "forward_s", "backward_s", "optimizer_s", "host_used_gib", "pinned_peak_gib"}
 RESULT_FIELDS = {"status", "steps", "final_loss", "seq_length", "peak_mem_gib", "tokens_per_s", "mfu"}
 
 
@@ -45,6 +45,10 @@ def test_console_script_run_writes_config_metrics_and_result(tmp_path, tiny_llam
         assert METRIC_FIELDS <= set(m), METRIC_FIELDS - set(m)
         assert m["seq_length"] == 64 and m["tokens"] == 64 and m["tokens_per_s"] > 0 and m["loss"] > 0
         assert m["grad_norm"] > 0 and m["lr"] > 0
+        parts = m["forward_s"] + m["backward_s"] + m["optimizer_s"]
+        assert 0 < m["forward_s"] and 0 < m["backward_s"] and 0 < m["optimizer_s"]
+        assert 0.5 * m["step_time_s"] < parts <= m["step_time_s"], m  # the parts are the step, less the data fetch
+        assert 0 < m["host_rss_gib"] <= m["host_used_gib"]
 
     result = json.loads((run_dir / "result.json").read_text())
     assert RESULT_FIELDS <= set(result), RESULT_FIELDS - set(result)

@@ -139,3 +139,13 @@ def test_host_ram_plan_of_the_measured_2gpu_run():
     assert host_plan(params=8_030_261_248, layers=32, hidden=4096, seq_length=2**20, micro_batch_size=1, world=2,
                      sp_size=2, offload_optimizer=True, offload_params=False,
                      offload_activations=True)["checkpointed_activations"] == pytest.approx(256.0)
+
+
+def test_host_ram_plan_counts_only_the_offloaded_layers():
+    """model.offload_keep_layers=12 keeps 12 of Llama-8B's 32 layers' checkpoints on the GPU: 20 x 1M x 8 KiB."""
+    from framework.engine.memory import host_plan
+
+    kw = dict(params=8_030_261_248, layers=32, hidden=4096, seq_length=2**20, micro_batch_size=1, world=2, sp_size=2,
+              offload_optimizer=True, offload_params=False, offload_activations=True)
+    assert host_plan(**kw, keep_layers=12)["checkpointed_activations"] == pytest.approx(160.0)
+    assert host_plan(**kw, keep_layers=40)["checkpointed_activations"] == 0.0

@@ -81,6 +81,8 @@ RULES = [
      "attention.implementation", "FlashAttention needs a GPU", "attention=sdpa on CPU"),
     ("offload_without_checkpointing", ["model.offload_activations=true"], None,
      "model.offload_activations", "needs it", "model.activation_checkpointing=true"),
+    ("offload_keep_layers_negative", ["model.offload_keep_layers=-1"], None,
+     "model.offload_keep_layers", "whole number >= 0", "model.offload_keep_layers=1"),
     ("keep_attention_without_checkpointing", ["model.recompute_attention=false"], None,
      "model.recompute_attention", "checkpointing is off", "model.activation_checkpointing=true"),
     ("keep_attention_with_flex", ["model.recompute_attention=false", "model.activation_checkpointing=true",
