@@ -22,30 +22,41 @@ def apply_liger(model):
     _apply_liger_kernel_to_instance(model=model, cross_entropy=False, fused_linear_cross_entropy=False)
 
 
-def tiled_mlp_shards(x: torch.Tensor, fixed: int) -> int:
-    """Tiles for one MLP call: `fixed` if > 0, else ceil(b * s_local / hidden), the max over all ranks.
+def tiled_mlp_shards(b: int, s: int, hidden: int, fixed: int, device) -> int:
+    """Tiles for the MLP calls of one forward on [b, s, hidden]: `fixed` if > 0, else ceil(b * s / hidden), the
+    max over all ranks.
 
     All ranks must call this when the world has several ranks: under ZeRO-3 each tile gathers the MLP weights, so
     ranks that chose different tile counts would hang.
     """
     if fixed > 0:
         return fixed
-    shards = math.ceil(x.shape[0] * x.shape[1] / x.shape[-1])
+    shards = math.ceil(b * s / hidden)
     if dist.is_initialized() and dist.get_world_size() > 1:
-        t = torch.tensor(shards, device=x.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)  # every rank, every MLP call; a CPU-GPU sync point
+        t = torch.tensor(shards, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)  # every rank; a CPU-GPU sync point
         shards = int(t.item())
-    return max(1, min(shards, x.shape[1]))
+    return max(1, min(shards, s))
 
 
 def apply_tiled_mlp(model, shards: int = 0):
     """Compute every decoder layer's MLP in sequence tiles with DeepSpeed's TiledMLP.
 
     The MLP's intermediate activations ([b, s, intermediate] x 3) then exist for one tile at a time; the backward
-    recomputes each tile's forward. Any MLP module works: its own forward is called on each tile.
+    recomputes each tile's forward. Any MLP module works: its own forward is called on each tile. The tile count is
+    agreed once per forward, when the input embedding runs (one all-reduce, not one per MLP call), and the MLPs of
+    that forward and of its backward's recomputation use it.
     """
     from deepspeed.runtime.sequence_parallel.ulysses_sp import TiledMLP
 
+    hidden = model.config.get_text_config().hidden_size
+    agreed = {}
+
+    def agree(_embedding, args):
+        ids = args[0]
+        agreed["shards"] = tiled_mlp_shards(ids.shape[0], ids.shape[1], hidden, shards, ids.device)
+
+    model.get_input_embeddings().register_forward_pre_hook(agree)
     count = 0
     for layer in decoder_layers(model):
         mlp = getattr(layer, "mlp", None) or getattr(layer, "feed_forward", None)
@@ -54,7 +65,7 @@ def apply_tiled_mlp(model, shards: int = 0):
         bound = mlp.forward  # the module's current forward (Liger's SwiGLU when model.liger patched it)
 
         def forward(x, _mlp=mlp, _bound=bound):
-            n = tiled_mlp_shards(x, shards)
+            n = agreed.get("shards") or tiled_mlp_shards(x.shape[0], x.shape[1], x.shape[-1], shards, x.device)
             return TiledMLP.apply(lambda _self, x_tile: _bound(x_tile), _mlp, x, n, list(_mlp.parameters()))
 
         mlp.forward = forward

@@ -84,8 +84,12 @@ def test_tiled_mlp_switch_really_tiles(family, monkeypatch):
     number of tiles asked for, one process (no process group: no all-reduce of the tile count)."""
     from deepspeed.runtime.sequence_parallel import ulysses_sp
 
+    from framework.model import features
     from framework.model.features import apply_tiled_mlp
 
+    agreements = []
+    agree = features.tiled_mlp_shards
+    monkeypatch.setattr(features, "tiled_mlp_shards", lambda *a: agreements.append(a) or agree(*a))
     calls = []
     orig = ulysses_sp.TiledMLP.apply
     monkeypatch.setattr(ulysses_sp.TiledMLP, "apply", lambda fn, mod, x, n, params: calls.append(n) or orig(
@@ -96,6 +100,7 @@ def test_tiled_mlp_switch_really_tiles(family, monkeypatch):
     apply_tiled_mlp(model, shards=0)
     out = model(input_ids=x).logits
     assert calls == [4, 4]  # 2 layers, ceil(200 / hidden 64) = 4 tiles each
+    assert len(agreements) == 1  # agreed once per forward (an all-reduce when distributed), not per MLP call
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
 
 
