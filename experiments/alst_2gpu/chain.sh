@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs longer than one 10-minute device call: `start` launches bench.sh in the background (it survives the call
+# while the machine stays held) and samples host memory; `wait N` waits up to N s for it, then packs every log and
+# metrics file into $OUT/chain.tgz and prints the table so far. Chain the calls back to back (the machine is
+# released after ~30 s idle).
+#   bash experiments/alst_2gpu/chain.sh start "<name>|<command>" ...
+#   bash experiments/alst_2gpu/chain.sh wait 580
+set -u
+mode=$1; shift
+C=/tmp/chain; mkdir -p $C
+case $mode in
+  start)
+    printf '%s\n' "$@" > $C/specs
+    (while true; do echo "$(date +%T) $(free -g | awk '/Mem:/ {print "host_used_gib", $3, "available", $7}')"; sleep 10; done) \
+      > $C/hostmem.txt 2>&1 &
+    echo $! > $C/sampler.pid
+    OUT=$C setsid nohup bash experiments/alst_2gpu/bench.sh "$@" > $C/chain.out 2>&1 < /dev/null &
+    echo $! > $C/bench.pid
+    echo "started bench.sh as $(cat $C/bench.pid)" ;;
+  wait)
+    end=$(( $(date +%s) + $1 ))
+    while kill -0 "$(cat $C/bench.pid)" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do sleep 5; done
+    kill -0 "$(cat $C/bench.pid)" 2>/dev/null && echo "still running" || { echo "finished"; kill "$(cat $C/sampler.pid)" 2>/dev/null; }
+    mapfile -t specs < $C/specs
+    python3 experiments/alst_2gpu/table.py /tmp/bench "${specs[@]}" > $C/table_now.md 2>&1
+    tar czf "$OUT/chain.tgz" -C / tmp/chain $(cd / && ls -d tmp/bench/*.log tmp/bench/*/metrics.jsonl tmp/bench/*/result.json 2>/dev/null)
+    tail -5 $C/hostmem.txt; grep -h '^step \|^=== ' /tmp/bench/*.log $C/bench.log 2>/dev/null | cut -c1-400 | tail -20
+    cat $C/table_now.md ;;
+esac
