@@ -185,7 +185,7 @@ class Engine:
         """One optimizer step (gradient_accumulation_steps micro-steps). Returns the step's metrics."""
         reset_peaks()
         t0 = now()
-        loss_x_n = n_valid = tokens = flops = fwd_s = bwd_s = opt_s = 0.0
+        loss_x_n = n_valid = tokens = flops = fwd_s = bwd_s = opt_s = offloaded = 0.0
         seq_len = 0
         lr = self.ds.get_lr()[0]  # the rate this step uses (the schedule moves on at its end)
         gas = self.cfg.gradient_accumulation_steps
@@ -199,10 +199,12 @@ class Engine:
         for batch in micro:
             t_fwd = now()  # each phase timed to the end of its GPU work: three syncs per micro-step
             # hidden states leave in forward, return in backward
-            with offload_context(self.offload_activations, self.offload_keep_layers):
+            ctx = offload_context(self.offload_activations, self.offload_keep_layers)
+            with ctx:
                 loss, n = self.ds(**batch)  # the SP group's mean CE over its valid tokens, and their count
                 t_bwd = now()
                 self.ds.backward(loss * n * scale)
+            offloaded += getattr(getattr(ctx, "stats", None), "offloaded_bytes", 0) / 2**30
             t_opt = now()
             if self.cfg.dump_grads and not self.grads_dumped and self.ds.is_gradient_accumulation_boundary():
                 self.dump_grads()
@@ -224,7 +226,9 @@ class Engine:
              "tokens_per_s": tokens / dt, "tokens_per_s_per_gpu": tokens / dt / self.world,
              "tflops_per_gpu": tflops, "mfu": tflops / self.peak if self.peak else 0.0,
              "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else 0.0,
-             "step_time_s": dt, "forward_s": fwd_s, "backward_s": bwd_s, "optimizer_s": opt_s, **mem}
+             "step_time_s": dt, "forward_s": fwd_s, "backward_s": bwd_s, "optimizer_s": opt_s,
+             **({"offloaded_gib": offloaded} if self.offload_activations else {}),  # this rank's, all micro-steps
+             **mem}
         self.peak_mem_gib = max(self.peak_mem_gib, mem["peak_mem_gib"])
         return m
 
