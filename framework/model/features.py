@@ -109,7 +109,33 @@ def apply_features(model, *, cfg):
     if cfg.activation_checkpointing:
         model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs=checkpointing_kwargs(cfg.get("recompute_attention", True)))
+        mark_checkpointed_inputs(model)
     return model
+
+
+def mark_checkpointed_inputs(model):
+    """Mark for the hidden-state offload the tensor each decoder layer's checkpoint really saves.
+
+    DeepSpeed marks the layer's call argument, but ZeRO-3's forward pre-hook (`_post_backward_module_hook`) hands
+    the layer a new tensor in its place, so under ZeRO-3 nothing was ever offloaded (offloaded_gib 0, measured on an
+    H100). Here the mark is made in the checkpoint function itself, on the tensor it is given.
+    """
+    from deepspeed.runtime.activation_checkpointing.offload_activations import _current_manager
+
+    for layer in decoder_layers(model):
+        checkpoint = layer._gradient_checkpointing_func
+
+        def marked(fn, *args, _checkpoint=checkpoint, **kwargs):
+            manager = _current_manager()
+            if manager is None or not args or not torch.is_tensor(args[0]):
+                return _checkpoint(fn, *args, **kwargs)
+            manager.mark(args[0])
+            try:
+                return _checkpoint(fn, *args, **kwargs)
+            finally:
+                manager._consume_mark(args[0])  # a mark the pack hook did not take (inference) must not linger
+
+        layer._gradient_checkpointing_func = marked
 
 
 def offload_context(enabled: bool, keep_layers: int = 1):

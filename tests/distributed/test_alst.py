@@ -167,6 +167,48 @@ def test_offload_lets_each_restored_hidden_state_go_after_its_layer(ours, monkey
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
+@pytest.mark.parametrize("ours", [True, False])
+def test_offload_finds_the_hidden_states_when_zero3_swaps_the_layer_inputs(ours, monkeypatch):
+    """ZeRO-3 puts a forward pre-hook on every module that replaces its tensor inputs with the outputs of an
+    autograd Function (DeepSpeed's `_post_backward_module_hook`). DeepSpeed marks the hidden states given to the
+    layer's __call__, which are then not the tensor the checkpoint saves: nothing is offloaded. Our mark is made in
+    the checkpoint function. Same forced offload as above, with that hook on each of the 4 layers."""
+    from deepspeed.runtime.activation_checkpointing import offload_activations as ds_offload
+
+    from framework.model.features import apply_features, decoder_layers, hidden_states_offload
+
+    class LikeZeRO3(torch.autograd.Function):  # DeepSpeed's PostBackwardFunctionModule, less the bookkeeping
+        @staticmethod
+        def forward(ctx, x):
+            return x.detach()
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    monkeypatch.setattr(ds_offload._ActivationOffloadEngine, "_should_skip",
+                        lambda self, t: isinstance(t, torch.nn.Parameter) or t.numel() < 64)
+    cfg = OmegaConf.create({"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0, "activation_checkpointing": True})
+    x = torch.randint(0, 384, (1, 96))
+    ref = apply_features(tiny_model(num_hidden_layers=4), cfg=cfg)
+    ref(input_ids=x, labels=x).loss.backward()
+    model = tiny_model(num_hidden_layers=4)
+    if ours:
+        apply_features(model, cfg=cfg)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for layer in decoder_layers(model):
+        layer.register_forward_pre_hook(lambda m, args: (LikeZeRO3.apply(args[0]), *args[1:]))
+    model.train()
+    ctx = hidden_states_offload()(keep_last_count=1, use_pin_memory=False)
+    with ctx:
+        model(input_ids=x, labels=x).loss.backward()
+        stats = ctx.stats
+    assert stats.offloaded_tensors == (3 if ours else 0), stats
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
 @pytest.mark.parametrize("recompute", [True, False])
 def test_recompute_attention_switch_decides_whether_backward_reruns_the_kernel(recompute):
     """Count the attention kernel's runs over one checkpointed forward + backward: 2 layers forward, and 2 more in
