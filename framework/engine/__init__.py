@@ -141,7 +141,7 @@ class Engine:
         self.tracker, self.world, self.sp_size = tracker, world_size, sp_size
         self.flops_of_positions = flops_of_positions  # position_ids [b, s_local] -> training FLOPs of those tokens
         self.step, self.offload_activations, self.on_step = start_step, offload_activations, on_step
-        self.offload_keep_layers = offload_keep_layers
+        self.offload = offload_context(offload_activations, offload_keep_layers)  # one for the run: buffers reused
         self.eval_batches = eval_batches  # () -> a fresh iterator over the held-out micro-batches
         self.rank = dist.get_rank()
         self.metrics = None
@@ -199,12 +199,11 @@ class Engine:
         for batch in micro:
             t_fwd = now()  # each phase timed to the end of its GPU work: three syncs per micro-step
             # hidden states leave in forward, return in backward
-            ctx = offload_context(self.offload_activations, self.offload_keep_layers)
-            with ctx:
+            with self.offload:
                 loss, n = self.ds(**batch)  # the SP group's mean CE over its valid tokens, and their count
                 t_bwd = now()
                 self.ds.backward(loss * n * scale)
-            offloaded += getattr(getattr(ctx, "stats", None), "offloaded_bytes", 0) / 2**30
+            offloaded += getattr(getattr(self.offload, "stats", None), "offloaded_bytes", 0) / 2**30
             t_opt = now()
             if self.cfg.dump_grads and not self.grads_dumped and self.ds.is_gradient_accumulation_boundary():
                 self.dump_grads()

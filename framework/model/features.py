@@ -139,8 +139,13 @@ def mark_checkpointed_inputs(model):
 
 
 def offload_context(enabled: bool, keep_layers: int = 1):
-    """A fresh context for one forward+backward that offloads checkpointed hidden states to pinned CPU memory
-    (DeepSpeed's CheckpointHiddenStatesOffload, see `hidden_states_offload`); a null context when disabled."""
+    """The context, entered once per forward+backward, that offloads checkpointed hidden states to pinned CPU memory
+    (DeepSpeed's CheckpointHiddenStatesOffload, see `hidden_states_offload`); a null context when disabled.
+
+    Keep one for the whole run: its pinned buffers are reused from step to step. A fresh one per step pins new
+    memory every step (slow), and the old one's buffers stay until Python's cycle collector finds it (the context
+    holds its own bound methods): measured on an H100, 7.5 GiB pinned at step 1, 15 GiB at step 2.
+    """
     if not enabled:
         return contextlib.nullcontext()
     return hidden_states_offload()(keep_last_count=keep_layers)
