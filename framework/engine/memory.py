@@ -1,12 +1,18 @@
 """Host-RAM plan of a job, printed before the workers start: the CPU-offloaded state is what runs a long-sequence
 job out of host memory (the ALST recipes ran on 1.9 TB hosts; a 256 GiB one meets this wall first)."""
+import math
 from typing import Dict
 
 import psutil
 
 GIB = 2**30
-PROCESS_BASE_GIB = 3.0
-"""Host memory of one worker before any model state (CUDA context, libraries, buffers): a measured ballpark."""
+PROCESS_BASE_GIB = 9.0
+"""Host memory of one GPU worker besides the model state (CUDA context, libraries, DeepSpeed ops, staging copies).
+Calibrated on 2 x H100, Llama-3.1-8B, optimizer offloaded: 184 GiB in use during a step with no activations
+offloaded = 120 (optimizer states) + 45 (pinned buffers) + 19 for the two workers (experiments/alst_2gpu)."""
+PINNED_BYTES_PER_PARAM = 6
+"""Pinned transfer buffers of DeepSpeed's CPU optimizer offload: torch's host allocator held 24.0 GiB per rank for
+4.0e9 parameters per rank (fp32 gradients and bf16 parameters in flight), measured on H100 and H200."""
 
 
 def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_batch_size: int, world: int,
@@ -15,39 +21,61 @@ def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_b
     """GiB of host RAM the job's offloaded state needs on one node holding all `world` ranks.
 
     optimizer states offloaded: fp32 master weights, Adam's two moments and fp32 gradients, 16 B per parameter
-    (all ranks together: ZeRO partitions them, the node holds every partition). Parameters offloaded: 2 B each.
-    Checkpointed hidden states offloaded: layers x tokens x hidden x 2 B (bf16) for every sequence in flight, one per
-    data-parallel replica: 256 KiB per token for Llama-3.1-8B; the last `keep_layers` layers' stay on the GPU.
+    (all ranks together: ZeRO partitions them, the node holds every partition), plus 6 B per parameter of pinned
+    transfer buffers. Parameters offloaded: 2 B each. Checkpointed hidden states offloaded: layers x tokens x hidden
+    x 2 B (bf16) for every sequence in flight, one per data-parallel replica: 256 KiB per token for Llama-3.1-8B;
+    the last `keep_layers` layers' stay on the GPU.
     """
     plan = {"processes": PROCESS_BASE_GIB * world}
     if offload_optimizer:
         plan["optimizer_states"] = 16 * params / GIB
+        plan["pinned_buffers"] = PINNED_BYTES_PER_PARAM * params / GIB
     if offload_params:
         plan["parameters"] = 2 * params / GIB
     if offload_activations:
         replicas = max(world // sp_size, 1)
-        plan["checkpointed_activations"] = max(layers - keep_layers, 0) * seq_length * hidden * act_bytes * micro_batch_size * replicas / GIB
+        per_layer = seq_length * hidden * act_bytes * micro_batch_size * replicas / GIB
+        plan["checkpointed_activations"] = max(layers - keep_layers, 0) * per_layer
     plan["total"] = sum(plan.values())
     return plan
 
 
+def keep_layers_to_fit(plan: Dict[str, float], *, host_gib: float, layers: int, keep_layers: int,
+                       budget: float = 0.9) -> int:
+    """The smallest model.offload_keep_layers that brings the plan under `budget` x host_gib; 0 if none does (or
+    the plan already fits)."""
+    over = plan["total"] - budget * host_gib
+    offloaded = layers - keep_layers
+    if over <= 0 or offloaded <= 0 or "checkpointed_activations" not in plan:
+        return 0
+    per_layer = plan["checkpointed_activations"] / offloaded
+    extra = math.ceil(over / per_layer)
+    return keep_layers + extra if extra < offloaded else 0
+
+
 def describe(cfg, world: int) -> str:
-    """One line: the plan against this machine's RAM, with a warning when it does not fit."""
+    """One line: the plan against this machine's RAM, with a warning (and what to change) when it does not fit."""
     from framework.model import hf_config
     from framework.track.flops import matmul_params
 
     c = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
     tied = getattr(c, "tie_word_embeddings", False)
     params = matmul_params(c) + (0 if tied else c.vocab_size * c.hidden_size)  # + the embedding table
+    keep = cfg.model.get("offload_keep_layers", 1)
     plan = host_plan(params=params, layers=c.num_hidden_layers, hidden=c.hidden_size,
                      seq_length=cfg.data.seq_length, micro_batch_size=cfg.engine.micro_batch_size, world=world,
                      sp_size=cfg.parallelism.sp_size, offload_optimizer=cfg.engine.offload_optimizer,
                      offload_params=cfg.engine.offload_params, offload_activations=cfg.model.offload_activations,
-                     keep_layers=cfg.model.get("offload_keep_layers", 1))
+                     keep_layers=keep)
     total = psutil.virtual_memory().total / GIB
     parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in plan.items() if k != "total")
     line = f"host RAM plan: about {plan['total']:.0f} GiB of this machine's {total:.0f} GiB ({parts})"
-    if plan["total"] > 0.95 * total:
-        line += (" -- warning: this is likely to run out of host memory; lower data.seq_length, spread the "
-                 "sequence over more nodes (parallelism.sp_size), or turn an offload off")
+    if plan["total"] > 0.9 * total:
+        line += " -- warning: this is likely to run out of host memory; "
+        fit = keep_layers_to_fit(plan, host_gib=total, layers=c.num_hidden_layers, keep_layers=keep)
+        if fit:
+            gpu = cfg.data.seq_length // cfg.parallelism.sp_size * c.hidden_size * 2 * (fit - keep) / GIB
+            line += (f"model.offload_keep_layers={fit} would fit (it keeps {gpu:.0f} GiB more on each GPU), or ")
+        line += ("lower data.seq_length, spread the sequence over more nodes (parallelism.sp_size), or turn an "
+                 "offload off")
     return line
