@@ -143,6 +143,9 @@ class Engine:
         self.step, self.offload_activations, self.on_step = start_step, offload_activations, on_step
         self.offload = offload_context(offload_activations, offload_keep_layers)  # one for the run: buffers reused
         self.eval_batches = eval_batches  # () -> a fresh iterator over the held-out micro-batches
+        # from_pretrained returns a model in eval mode, and transformers checkpoints a layer only in training mode:
+        # without this, model.name_or_path runs silently trained without activation checkpointing (and dropout)
+        ds_engine.train()
         self.rank = dist.get_rank()
         self.metrics = None
         if self.rank == 0:

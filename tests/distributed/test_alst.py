@@ -11,6 +11,8 @@ On CPU DeepSpeed's CheckpointHiddenStatesOffload is a no-op: it marks the checkp
 tensor that is not on an accelerator, so model.offload_activations here only shows that the switch runs and changes
 nothing; test_offload_context_is_a_noop_on_cpu says so with DeepSpeed's own counters.
 """
+import os
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -44,6 +46,36 @@ def test_switch_changes_nothing_but_memory(switch, cli_runs, tiny_llama_dir, bas
     assert_trajectories_agree(run, baseline, rtol=RTOL)
     assert max_rel_diff(run.grads(), baseline.grads()) < RTOL
     assert baseline.losses[0] != baseline.losses[2]
+
+
+FORCE_OFFLOAD_ON_CPU = """
+import torch
+from deepspeed.runtime.activation_checkpointing import offload_activations as o
+o._ActivationOffloadEngine._should_skip = lambda self, t: isinstance(t, torch.nn.Parameter) or t.numel() < 64
+"""
+
+
+@pytest.mark.parametrize("keep", [0, 1])
+def test_offload_moves_the_hidden_states_through_the_zero3_engine(keep, cli_runs, tiny_llama_dir, tmp_path):
+    """The real path: the CLI, sp_size=2, ZeRO-3 (whose hooks swap each layer's input), with DeepSpeed's offload
+    engine told (by a sitecustomize in every worker) that CPU tensors are offloadable. Each rank moves 2 - keep
+    layers' hidden states [1, 128, 64] fp32 per step, and the run equals ZeRO-3 without offload. Fails without the
+    ZeRO-3 marking fix (0 offloaded), and failed when a model loaded from a directory stayed in eval mode, where
+    transformers does not checkpoint at all."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FORCE_OFFLOAD_ON_CPU)
+    from helpers import REPO, clean_env, run_cli
+
+    common = common_overrides(tiny_llama_dir) + ["parallelism.sp_size=2", "engine.zero_stage=3",
+                                                 "model.activation_checkpointing=true"]
+    base = assert_ok(cli_runs.run(common))
+    env = clean_env(PYTHONPATH=os.pathsep.join([str(site), REPO, os.environ.get("PYTHONPATH", "")]))
+    run = assert_ok(run_cli(common + ["model.offload_activations=true", f"model.offload_keep_layers={keep}"],
+                            str(tmp_path / "run"), env=env))
+    assert [m["offloaded_gib"] for m in run.metrics] == [(2 - keep) * 128 * 64 * 4 / 2**30] * 3
+    assert_trajectories_agree(run, base, rtol=RTOL)
+    assert max_rel_diff(run.grads(), base.grads()) < RTOL
 
 
 def test_qwen3_tiled_mlp_and_loss(cli_runs, tiny_qwen3_dir):
