@@ -154,6 +154,31 @@ def test_offload_context_is_a_noop_on_cpu():
     assert ctx.stats.offloaded_tensors == 0, ctx.stats  # CPU tensors: DeepSpeed skips them (no accelerator)
 
 
+CHECKPOINTED = {"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0, "activation_checkpointing": True}
+
+
+def force_offload_on_cpu(monkeypatch):
+    """In this process, what FORCE_OFFLOAD_ON_CPU does in the CLI's workers: CPU tensors count as offloadable."""
+    from deepspeed.runtime.activation_checkpointing import offload_activations as ds_offload
+
+    monkeypatch.setattr(ds_offload._ActivationOffloadEngine, "_should_skip",
+                        lambda self, t: isinstance(t, torch.nn.Parameter) or t.numel() < 64)
+
+
+def checkpointed_reference(x):
+    """A 4-layer tiny Llama with activation checkpointing, after one forward + backward on x (no offload)."""
+    from framework.model.features import apply_features
+
+    ref = apply_features(tiny_model(num_hidden_layers=4), cfg=OmegaConf.create(CHECKPOINTED))
+    ref(input_ids=x, labels=x).loss.backward()
+    return ref
+
+
+def assert_same_grads(model, ref):
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
 @pytest.mark.parametrize("ours", [True, False])
 def test_offload_lets_each_restored_hidden_state_go_after_its_layer(ours, monkeypatch):
     """The GPU path on CPU: DeepSpeed's offload engine is told CPU tensors are offloadable, so each checkpointed
@@ -167,13 +192,10 @@ def test_offload_lets_each_restored_hidden_state_go_after_its_layer(ours, monkey
 
     from framework.model.features import apply_features, hidden_states_offload
 
-    monkeypatch.setattr(ds_offload._ActivationOffloadEngine, "_should_skip",
-                        lambda self, t: isinstance(t, torch.nn.Parameter) or t.numel() < 64)
-    cfg = OmegaConf.create({"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0, "activation_checkpointing": True})
+    force_offload_on_cpu(monkeypatch)
     x = torch.randint(0, 384, (1, 96))
-    ref = apply_features(tiny_model(num_hidden_layers=4), cfg=cfg)
-    ref(input_ids=x, labels=x).loss.backward()
-    model = apply_features(tiny_model(num_hidden_layers=4), cfg=cfg)
+    ref = checkpointed_reference(x)
+    model = apply_features(tiny_model(num_hidden_layers=4), cfg=OmegaConf.create(CHECKPOINTED))
     model.train()
 
     cls = hidden_states_offload() if ours else ds_offload.CheckpointHiddenStatesOffload
@@ -195,8 +217,7 @@ def test_offload_lets_each_restored_hidden_state_go_after_its_layer(ours, monkey
     assert stats.offloaded_tensors == 3 and stats.kept_last_tensors == 1, stats  # 4 layers, the last stays
     assert len(restored) == 4
     assert alive_at_embedding == ([0] if ours else [4])
-    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
+    assert_same_grads(model, ref)
 
 
 @pytest.mark.parametrize("ours", [True, False])
@@ -205,8 +226,6 @@ def test_offload_finds_the_hidden_states_when_zero3_swaps_the_layer_inputs(ours,
     autograd Function (DeepSpeed's `_post_backward_module_hook`). DeepSpeed marks the hidden states given to the
     layer's __call__, which are then not the tensor the checkpoint saves: nothing is offloaded. Our mark is made in
     the checkpoint function. Same forced offload as above, with that hook on each of the 4 layers."""
-    from deepspeed.runtime.activation_checkpointing import offload_activations as ds_offload
-
     from framework.model.features import apply_features, decoder_layers, hidden_states_offload
 
     class LikeZeRO3(torch.autograd.Function):  # DeepSpeed's PostBackwardFunctionModule, less the bookkeeping
@@ -218,15 +237,12 @@ def test_offload_finds_the_hidden_states_when_zero3_swaps_the_layer_inputs(ours,
         def backward(ctx, g):
             return g
 
-    monkeypatch.setattr(ds_offload._ActivationOffloadEngine, "_should_skip",
-                        lambda self, t: isinstance(t, torch.nn.Parameter) or t.numel() < 64)
-    cfg = OmegaConf.create({"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0, "activation_checkpointing": True})
+    force_offload_on_cpu(monkeypatch)
     x = torch.randint(0, 384, (1, 96))
-    ref = apply_features(tiny_model(num_hidden_layers=4), cfg=cfg)
-    ref(input_ids=x, labels=x).loss.backward()
+    ref = checkpointed_reference(x)
     model = tiny_model(num_hidden_layers=4)
     if ours:
-        apply_features(model, cfg=cfg)
+        apply_features(model, cfg=OmegaConf.create(CHECKPOINTED))
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     for layer in decoder_layers(model):
@@ -237,8 +253,7 @@ def test_offload_finds_the_hidden_states_when_zero3_swaps_the_layer_inputs(ours,
         model(input_ids=x, labels=x).loss.backward()
         stats = ctx.stats
     assert stats.offloaded_tensors == (3 if ours else 0), stats
-    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
+    assert_same_grads(model, ref)
     if ours:  # the engine keeps one context for the run: the next step reuses the 3 host buffers, allocates none
         assert ctx._cpu_buffer_pool_count == 3
         with ctx:
