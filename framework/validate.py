@@ -174,6 +174,17 @@ def check_engine(cfg):
     if e.offload_optimizer and e.zero_stage == 0:
         raise ConfigError("engine.offload_optimizer", True, "optimizer offload needs ZeRO stage 1, 2 or 3",
                           "set engine.zero_stage=3")
+    if e.super_offload and not (e.offload_optimizer and e.zero_stage == 3):
+        raise ConfigError("engine.super_offload", True, "SuperOffload is a mode of ZeRO-3's CPU optimizer offload",
+                          "also set engine.offload_optimizer=true engine.zero_stage=3")
+    if e.super_offload and device_type(cfg) != "cuda":
+        raise ConfigError("engine.super_offload", True, "DeepSpeed's SuperOffload runs only on NVIDIA GPUs",
+                          "set engine.super_offload=false on this machine")
+    if e.super_offload and cfg.optim.grad_clip > 0:
+        raise ConfigError("engine.super_offload", True, f"overlaps the CPU Adam step with backward only without "
+                          f"gradient clipping (optim.grad_clip={cfg.optim.grad_clip}); with clipping DeepSpeed 0.19 "
+                          "steps after backward, as plain optimizer offload does",
+                          "set optim.grad_clip=0 to overlap, or engine.super_offload=false to keep clipping")
     for key in ("max_steps", "micro_batch_size", "gradient_accumulation_steps"):
         if getattr(e, key) < 1:
             raise ConfigError(f"engine.{key}", getattr(e, key), "must be at least 1", f"set engine.{key}=1")

@@ -30,7 +30,9 @@ class EngineConfig:
     offload_ratio: float = 1.0
     """ZeRO-3 only: share of the optimizer states stepped on the CPU (the rest stays on the GPU). 1: all."""
     super_offload: bool = False
-    """ZeRO-3 + offload_optimizer: DeepSpeed's SuperOffload, which overlaps the CPU optimizer step with backward."""
+    """ZeRO-3 + offload_optimizer, on NVIDIA GPUs: DeepSpeed's SuperOffload, which steps each parameter group on the
+    CPU as soon as its gradients arrive, overlapped with the rest of backward. Needs optim.grad_clip=0: with clipping
+    DeepSpeed 0.19 waits for the global norm and steps after backward (the config refuses the pair)."""
     save_every: int = 0
     """Save a checkpoint every N optimizer steps (and at the end); 0: never."""
     resume: Optional[str] = None
