@@ -6,7 +6,6 @@ ranks' parameter gradients. So rank r's hidden-state gradient equals the single-
 the LM-head gradients of the ranks add up to the single-process one.
 """
 import os
-import socket
 
 import pytest
 import torch
@@ -78,12 +77,6 @@ def test_tiled_equals_untiled_in_value_and_gradients(shards, scale):
 
 # --- over an SP group of 2 gloo processes ----------------------------------------------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 AGG_CASES = {"uneven": ([6.0, 5.0], [3, 1]), "nan_on_empty_rank": ([6.0, float("nan")], [3, 0]),
              "all_empty": ([0.0, 0.0], [0, 0])}
 SP_MASKS = {
@@ -98,16 +91,16 @@ def sp_results(tmp_path_factory):
     import torch.multiprocessing as mp
 
     out_dir = str(tmp_path_factory.mktemp("sp_loss"))
-    mp.spawn(_entry, args=(free_port(), out_dir), nprocs=2, join=True)
+    mp.spawn(_entry, args=(out_dir,), nprocs=2, join=True)
     ranks = [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(2)]
     return {case: [ranks[0][case], ranks[1][case]] for case in ranks[0]}
 
 
-def _entry(rank, port, out_dir):
+def _entry(rank, out_dir):
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    # a rendezvous file, not a port: a free port picked here can be taken by another process before rank 0 binds it
+    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=2)
     try:
         out = {("aggregate", name): _aggregate_scalars(rank, dist.group.WORLD, *case)
                for name, case in AGG_CASES.items()}
