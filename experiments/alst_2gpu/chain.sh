@@ -14,8 +14,11 @@ case $mode in
     (while true; do echo "$(date +%T) $(free -g | awk '/Mem:/ {print "host_used_gib", $3, "available", $7}')"; sleep 10; done) \
       > $C/hostmem.txt 2>&1 &
     echo $! > $C/sampler.pid
-    OUT=$C setsid nohup bash experiments/alst_2gpu/bench.sh "$@" > $C/chain.out 2>&1 < /dev/null &
-    echo $! > $C/bench.pid
+    # run from a copy: a later device call that carries this directory again replaces it, and the runs would lose
+    # their working directory (the peer's "../.device/..." then resolves through the /tmp/.device link)
+    rm -rf /tmp/chainsrc && cp -a "$PWD" /tmp/chainsrc && [ -d ../.device ] && ln -sfn "$(cd .. && pwd)/.device" /tmp/.device
+    here=$PWD; (cd /tmp/chainsrc && export PYTHONPATH=${PYTHONPATH//$here//tmp/chainsrc} && OUT=$C setsid nohup bash experiments/alst_2gpu/bench.sh "$@" > $C/chain.out 2>&1 < /dev/null &
+     echo $! > $C/bench.pid)
     echo "started bench.sh as $(cat $C/bench.pid)" ;;
   wait)
     end=$(( $(date +%s) + $1 ))
