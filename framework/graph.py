@@ -13,6 +13,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from framework import validate
+from framework.engine.memory import keep_layers
 
 
 def call(node: DictConfig, *args, **runtime):
@@ -117,7 +118,7 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     engine = Engine(ds_engine=ds_engine, batches=batches, cfg=cfg.engine, run_dir=run_dir, tracker=tracker,
                     flops_of_positions=lambda pos: flops_of_positions(model_config, pos), world_size=world,
                     sp_size=sp_size, start_step=start_step, offload_activations=cfg.model.offload_activations,
-                    offload_keep_layers=cfg.model.offload_keep_layers, eval_batches=eval_batches)
+                    offload_keep_layers=keep_layers(cfg, world), eval_batches=eval_batches)
     try:
         last = engine.run()
     finally:

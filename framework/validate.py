@@ -108,10 +108,10 @@ def check_model_and_attention(cfg):
         raise ConfigError("model.offload_activations", True,
                           "offloads the hidden states that activation checkpointing keeps, so it needs it",
                           "also set model.activation_checkpointing=true")
-    keep = m.get("offload_keep_layers", 1)
-    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
-        raise ConfigError("model.offload_keep_layers", keep, "must be a whole number >= 0 (decoder layers whose "
-                          "checkpoints stay on the GPU)", "e.g. model.offload_keep_layers=1 (the default)")
+    keep = m.get("offload_keep_layers", "auto")
+    if keep != "auto" and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 0):
+        raise ConfigError("model.offload_keep_layers", keep, "must be auto or a whole number >= 0 (decoder layers "
+                          "whose checkpoints stay on the GPU)", "e.g. model.offload_keep_layers=auto (the default)")
     if not m.get("recompute_attention", True):
         if not m.activation_checkpointing:
             raise ConfigError("model.recompute_attention", False, "decides what activation checkpointing recomputes, "

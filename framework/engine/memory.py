@@ -1,6 +1,7 @@
 """Host-RAM plan of a job, printed before the workers start: the CPU-offloaded state is what runs a long-sequence
 job out of host memory (the ALST recipes ran on 1.9 TB hosts; a 256 GiB one meets this wall first)."""
 import math
+import os
 from typing import Dict
 
 import psutil
@@ -58,23 +59,50 @@ def keep_layers_to_fit(plan: Dict[str, float], *, host_gib: float, layers: int, 
     return keep_layers + extra if extra < offloaded else 0
 
 
-def describe(cfg, world: int) -> str:
-    """One line: the plan against this machine's RAM, with a warning (and what to change) when it does not fit."""
+def _node_plan(cfg, world: int, keep: int):
+    """(plan of the ranks on this node, the model's text config): torchrun/SLURM's LOCAL_WORLD_SIZE ranks of `world`,
+    all of them when we start the workers ourselves. Every entry is even over the ranks."""
     from framework.model import hf_config
     from framework.track.flops import matmul_params
 
     c = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
     tied = getattr(c, "tie_word_embeddings", False)
     params = matmul_params(c) + (0 if tied else c.vocab_size * c.hidden_size)  # + the embedding table
-    keep = cfg.model.get("offload_keep_layers", 1)
     plan = host_plan(params=params, layers=c.num_hidden_layers, hidden=c.hidden_size,
                      seq_length=cfg.data.seq_length, micro_batch_size=cfg.engine.micro_batch_size, world=world,
                      sp_size=cfg.parallelism.sp_size, offload_optimizer=cfg.engine.offload_optimizer,
                      offload_params=cfg.engine.offload_params, offload_activations=cfg.model.offload_activations,
                      keep_layers=keep)
+    share = min(int(os.environ.get("LOCAL_WORLD_SIZE", world)), world) / world
+    return {k: v * share for k, v in plan.items()}, c
+
+
+def keep_layers(cfg, world: int) -> int:
+    """model.offload_keep_layers as a number. `auto`: the fewest layers (at least 1, as DeepSpeed keeps) whose
+    checkpoints must stay on the GPUs for the plan to fit HOST_BUDGET of this node's RAM; all of them when even that
+    does not fit (the startup line then warns). The same on every rank of a node: it depends on the config, the world
+    size and the node's RAM only."""
+    keep = cfg.model.get("offload_keep_layers", 1)
+    if keep != "auto":
+        return int(keep)
+    if not cfg.model.offload_activations:
+        return 1
+    plan, c = _node_plan(cfg, world, 1)
+    fit = keep_layers_to_fit(plan, host_gib=psutil.virtual_memory().total / GIB, layers=c.num_hidden_layers,
+                             keep_layers=1)
+    over = plan["total"] > HOST_BUDGET * psutil.virtual_memory().total / GIB
+    return fit if fit else (c.num_hidden_layers if over else 1)
+
+
+def describe(cfg, world: int) -> str:
+    """One line: the plan against this machine's RAM, with a warning (and what to change) when it does not fit."""
+    keep = keep_layers(cfg, world)
+    plan, c = _node_plan(cfg, world, keep)
     total = psutil.virtual_memory().total / GIB
     parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in plan.items() if k != "total")
     line = f"host RAM plan: about {plan['total']:.0f} GiB of this machine's {total:.0f} GiB ({parts})"
+    if cfg.model.offload_activations and cfg.model.get("offload_keep_layers", 1) == "auto":
+        line += f"; model.offload_keep_layers=auto keeps {keep} of {c.num_hidden_layers} layers' checkpoints on the GPUs"
     if plan["total"] > HOST_BUDGET * total:
         line += " -- warning: this is likely to run out of host memory; "
         fit = keep_layers_to_fit(plan, host_gib=total, layers=c.num_hidden_layers, keep_layers=keep)

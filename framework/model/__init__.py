@@ -22,10 +22,11 @@ class ModelConfig:
     2 B per layer on each GPU (s: the full sequence, heads: this rank's); saves about a fifth of attention's time."""
     offload_activations: bool = False
     """Offload the checkpointed hidden states to pinned CPU memory on a side stream (needs activation_checkpointing, GPU)."""
-    offload_keep_layers: int = 1
+    offload_keep_layers: Any = "auto"
     """With offload_activations: the checkpoints of the last N decoder layers stay on the GPU (the first backward
     needs them at once). Each kept layer trades s_local x hidden x 2 B of GPU memory for the same of host RAM per
-    rank: raise it when host RAM is the wall and the GPU has room."""
+    rank. auto: the fewest (at least 1) that keep the host RAM plan under 95% of the node's RAM, printed at startup;
+    so a sweep over lengths moves checkpoints to the GPUs only where the host runs out."""
     tiled_mlp: bool = False
     """Compute each decoder MLP in sequence tiles (DeepSpeed's TiledMLP); recomputes the MLP forward in backward."""
     tiled_mlp_shards: int = 0

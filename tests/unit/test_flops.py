@@ -178,3 +178,42 @@ def test_host_ram_plan_matches_the_measured_256k_runs(keep, measured):
                      sp_size=2, offload_optimizer=True, offload_params=False, offload_activations=True, keep_layers=keep)
     assert plan["total"] == pytest.approx(measured, abs=3.0)
     assert plan["total"] < HOST_BUDGET * 252
+
+
+def _8b_256k(keep="auto"):
+    from helpers import compose
+
+    return compose(["model=llama3_8b", "data.seq_length=262144", "parallelism.sp_size=2",
+                    "model.activation_checkpointing=true", "model.offload_activations=true",
+                    f"model.offload_keep_layers={keep}", "engine.offload_optimizer=true", "engine.zero_stage=3"])
+
+
+@pytest.mark.parametrize("host_gib,local_ranks,expected", [
+    (252, None, 4),      # 183 GiB of optimizer + workers, 2 GiB per offloaded layer: 28 offloaded fit under 95%
+    (252, "1", 1),       # one rank per node (2 nodes): half of everything, fits with DeepSpeed's 1
+    (2000, None, 1),     # a big host: nothing moves to the GPUs
+    (150, None, 32),     # not even the optimizer fits: every checkpoint stays on the GPUs, and the line warns
+])
+def test_offload_keep_layers_auto_fits_the_node(host_gib, local_ranks, expected, monkeypatch):
+    """model.offload_keep_layers=auto (the default) keeps on the GPUs the fewest layers whose checkpoints the node's
+    host RAM cannot take: Llama-3.1-8B, 256K, sp 2, 2 ranks."""
+    import types
+
+    from framework.engine import memory
+
+    monkeypatch.setattr(memory.psutil, "virtual_memory", lambda: types.SimpleNamespace(total=host_gib * 2**30))
+    if local_ranks:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_ranks)
+    else:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cfg = _8b_256k()
+    assert memory.keep_layers(cfg, 2) == expected
+    line = memory.describe(cfg, 2)
+    assert f"model.offload_keep_layers=auto keeps {expected} of 32 layers" in line
+    assert ("warning" in line) == (host_gib == 150)
+    if expected not in (1, 32):  # the chosen count is the smallest that fits: one fewer would not
+        plan = memory.host_plan(params=8_030_261_248, layers=32, hidden=4096, seq_length=2**18, micro_batch_size=1,
+                                world=2, sp_size=2, offload_optimizer=True, offload_params=False,
+                                offload_activations=True, keep_layers=expected - 1)
+        assert plan["total"] > memory.HOST_BUDGET * host_gib
+    assert memory.keep_layers(_8b_256k(7), 2) == 7  # a number is taken as it is

@@ -82,7 +82,7 @@ RULES = [
     ("offload_without_checkpointing", ["model.offload_activations=true"], None,
      "model.offload_activations", "needs it", "model.activation_checkpointing=true"),
     ("offload_keep_layers_negative", ["model.offload_keep_layers=-1"], None,
-     "model.offload_keep_layers", "whole number >= 0", "model.offload_keep_layers=1"),
+     "model.offload_keep_layers", "auto or a whole number >= 0", "model.offload_keep_layers=auto"),
     ("keep_attention_without_checkpointing", ["model.recompute_attention=false"], None,
      "model.recompute_attention", "checkpointing is off", "model.activation_checkpointing=true"),
     ("keep_attention_with_flex", ["model.recompute_attention=false", "model.activation_checkpointing=true",
