@@ -55,11 +55,12 @@ o._ActivationOffloadEngine._should_skip = lambda self, t: isinstance(t, torch.nn
 """
 
 
-@pytest.mark.parametrize("keep", [0, 1])
-def test_offload_moves_the_hidden_states_through_the_zero3_engine(keep, cli_runs, tiny_llama_dir, tmp_path):
+@pytest.mark.parametrize("keep,kept", [(0, 0), (1, 1), ("auto", 1)])
+def test_offload_moves_the_hidden_states_through_the_zero3_engine(keep, kept, cli_runs, tiny_llama_dir, tmp_path):
     """The real path: the CLI, sp_size=2, ZeRO-3 (whose hooks swap each layer's input), with DeepSpeed's offload
-    engine told (by a sitecustomize in every worker) that CPU tensors are offloadable. Each rank moves 2 - keep
-    layers' hidden states [1, 128, 64] fp32 per step, and the run equals ZeRO-3 without offload. Fails without the
+    engine told (by a sitecustomize in every worker) that CPU tensors are offloadable. Each rank moves 2 - kept
+    layers' hidden states [1, 128, 64] fp32 per step (auto keeps DeepSpeed's 1 when the host holds everything), and
+    the run equals ZeRO-3 without offload. Fails without the
     ZeRO-3 marking fix (0 offloaded), and failed when a model loaded from a directory stayed in eval mode, where
     transformers does not checkpoint at all."""
     site = tmp_path / "site"
@@ -73,7 +74,7 @@ def test_offload_moves_the_hidden_states_through_the_zero3_engine(keep, cli_runs
     env = clean_env(PYTHONPATH=os.pathsep.join([str(site), REPO, os.environ.get("PYTHONPATH", "")]))
     run = assert_ok(run_cli(common + ["model.offload_activations=true", f"model.offload_keep_layers={keep}"],
                             str(tmp_path / "run"), env=env))
-    assert [m["offloaded_gib"] for m in run.metrics] == [(2 - keep) * 128 * 64 * 4 / 2**30] * 3
+    assert [m["offloaded_gib"] for m in run.metrics] == [(2 - kept) * 128 * 64 * 4 / 2**30] * 3
     assert_trajectories_agree(run, base, rtol=RTOL)
     assert max_rel_diff(run.grads(), base.grads()) < RTOL
 
