@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional
 
 import torch
 import torch.distributed as dist
+from omegaconf import OmegaConf
 
 from framework.model.features import offload_context
 
@@ -83,7 +84,8 @@ def deepspeed_config(ecfg, *, grad_clip: float, dtype: torch.dtype) -> Dict[str,
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
-    return merge(cfg, dict(ecfg.deepspeed))
+    over = ecfg.deepspeed
+    return merge(cfg, OmegaConf.to_container(over, resolve=True) if OmegaConf.is_config(over) else dict(over))
 
 
 def merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:

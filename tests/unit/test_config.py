@@ -106,3 +106,17 @@ def test_environment_gives_defaults_and_the_command_line_wins(monkeypatch):
     assert cfg.parallelism.sp_size == 2 and validate(cfg) == 2
     monkeypatch.delenv("PARALLELISM_CONFIG_SP_SIZE")
     assert compose([], experiment=None).parallelism.sp_size == 1
+
+
+def test_raw_deepspeed_override_merges_into_the_generated_config():
+    """engine.deepspeed is merged key by key: a nested override (a ZeRO sub-group size) leaves the generated ZeRO
+    keys in place. It replaced the whole zero_optimization block (stage included) when the override arrived as an
+    OmegaConf node rather than a dict."""
+    from framework.engine import deepspeed_config
+
+    cfg = compose(["engine.zero_stage=3", "+engine.deepspeed.zero_optimization.sub_group_size=100000000",
+                   "+engine.deepspeed.gradient_clipping=0.5"])
+    ds = deepspeed_config(cfg.engine, grad_clip=1.0, dtype=torch.bfloat16)
+    zero = ds["zero_optimization"]
+    assert (zero["stage"], zero["sub_group_size"], zero["overlap_comm"]) == (3, 100_000_000, True)
+    assert ds["gradient_clipping"] == 0.5
