@@ -82,16 +82,15 @@ def keep_layers(cfg, world: int) -> int:
     checkpoints must stay on the GPUs for the plan to fit HOST_BUDGET of this node's RAM; all of them when even that
     does not fit (the startup line then warns). The same on every rank of a node: it depends on the config, the world
     size and the node's RAM only."""
-    keep = cfg.model.get("offload_keep_layers", 1)
+    keep = cfg.model.get("offload_keep_layers", "auto")
     if keep != "auto":
         return int(keep)
     if not cfg.model.offload_activations:
         return 1
     plan, c = _node_plan(cfg, world, 1)
-    fit = keep_layers_to_fit(plan, host_gib=psutil.virtual_memory().total / GIB, layers=c.num_hidden_layers,
-                             keep_layers=1)
-    over = plan["total"] > HOST_BUDGET * psutil.virtual_memory().total / GIB
-    return fit if fit else (c.num_hidden_layers if over else 1)
+    host = psutil.virtual_memory().total / GIB
+    fit = keep_layers_to_fit(plan, host_gib=host, layers=c.num_hidden_layers, keep_layers=1)
+    return fit or (c.num_hidden_layers if plan["total"] > HOST_BUDGET * host else 1)
 
 
 def describe(cfg, world: int) -> str:
@@ -101,7 +100,7 @@ def describe(cfg, world: int) -> str:
     total = psutil.virtual_memory().total / GIB
     parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in plan.items() if k != "total")
     line = f"host RAM plan: about {plan['total']:.0f} GiB of this machine's {total:.0f} GiB ({parts})"
-    if cfg.model.offload_activations and cfg.model.get("offload_keep_layers", 1) == "auto":
+    if cfg.model.offload_activations and cfg.model.get("offload_keep_layers", "auto") == "auto":
         line += f"; model.offload_keep_layers=auto keeps {keep} of {c.num_hidden_layers} layers' checkpoints on the GPUs"
     if plan["total"] > HOST_BUDGET * total:
         line += " -- warning: this is likely to run out of host memory; "
