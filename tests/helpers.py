@@ -164,3 +164,18 @@ def compose(overrides: List[str] = (), experiment: Optional[str] = "smoke_cpu"):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         extra = [f"+experiment={experiment}"] if experiment else []
         return hydra_compose(config_name="config", overrides=extra + list(overrides))
+
+
+def complete_wandb_records(run_path: str, timeout: float = 30.0) -> list:
+    """An offline W&B run's records once its log is complete (it ends with the exit record). W&B's service process
+    can still be writing a run's log after finish() has returned: 2 of 10 reads of a resumed run were empty."""
+    import time
+
+    from framework.track.wandb import read_offline_run
+
+    deadline = time.monotonic() + timeout
+    while True:
+        recs = list(read_offline_run(run_path))
+        if any(r.WhichOneof("record_type") == "exit" for r in recs) or time.monotonic() > deadline:
+            return recs
+        time.sleep(0.2)

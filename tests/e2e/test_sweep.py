@@ -45,10 +45,10 @@ def assert_png(path):
 
 
 def wandb_records(job_dir):
-    from framework.track.wandb import read_offline_run
+    from helpers import complete_wandb_records
 
     (run_dir,) = glob.glob(os.path.join(job_dir, "wandb", "offline-run-*"))
-    return list(read_offline_run(run_dir))
+    return complete_wandb_records(run_dir)
 
 
 def items(update):

@@ -10,7 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from framework.track import ConsoleTracker, Progress, TrackerConfig, build_tracker
-from framework.track.wandb import RUN_ID_FILE, WandbTracker, read_offline_run
+from framework.track.wandb import RUN_ID_FILE, WandbTracker
+from helpers import complete_wandb_records
 
 
 def step_metrics(step, **over):
@@ -106,11 +107,8 @@ def test_broken_wandb_is_reported_once_and_training_goes_on(tmp_path, monkeypatc
 
 
 def records(run_dir):
-    out = []
-    for d in sorted(os.listdir(os.path.join(run_dir, "wandb"))):
-        if d.startswith("offline-run-"):
-            out.append(list(read_offline_run(os.path.join(run_dir, "wandb", d))))
-    return out
+    return [complete_wandb_records(os.path.join(run_dir, "wandb", d))
+            for d in sorted(os.listdir(os.path.join(run_dir, "wandb"))) if d.startswith("offline-run-")]
 
 
 def test_offline_run_is_continued_by_a_resumed_run_with_the_same_id(tmp_path, monkeypatch):
