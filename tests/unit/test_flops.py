@@ -124,47 +124,46 @@ def test_peak_comes_from_the_card_name_and_an_override_wins():
     assert peak_tflops(123.0) == 123.0
 
 
+def plan_8b_2gpu(seq_length, keep_layers=0):
+    """framework.engine.memory.host_plan for Llama-3.1-8B (8.03e9 parameters, 32 layers, hidden 4096) on 2 ranks,
+    sp_size 2, optimizer and checkpoints offloaded."""
+    from framework.engine.memory import host_plan
+
+    return host_plan(params=8_030_261_248, layers=32, hidden=4096, seq_length=seq_length, micro_batch_size=1,
+                     world=2, sp_size=2, offload_optimizer=True, offload_params=False, offload_activations=True,
+                     keep_layers=keep_layers)
+
+
 def test_host_ram_plan_of_the_measured_2gpu_run():
     """Llama-3.1-8B at 384K on 2 GPUs (sp 2), optimizer and checkpoints offloaded: 8.03e9 x 16 B of optimizer state
     (~120 GiB), 6 B per parameter of pinned buffers, and 32 x 393,216 x 4,096 x 2 B of hidden states (96 GiB).
     The constants are calibrated on experiments/alst_2gpu: 184 GiB in use with no hidden states offloaded."""
-    from framework.engine.memory import host_plan
-
-    plan = host_plan(params=8_030_261_248, layers=32, hidden=4096, seq_length=393_216, micro_batch_size=1, world=2,
-                     sp_size=2, offload_optimizer=True, offload_params=False, offload_activations=True)
+    plan = plan_8b_2gpu(393_216)
     assert plan["optimizer_states"] == pytest.approx(119.7, abs=0.1)
     assert plan["pinned_buffers"] == pytest.approx(44.9, abs=0.1)
     assert plan["checkpointed_activations"] == pytest.approx(96.0, abs=0.01)
     assert plan["total"] == pytest.approx(119.7 + 44.9 + 96.0 + 18.0, abs=0.2)
     # 1M tokens: the checkpoints alone are 256 GiB, past the 256 GiB host whatever the GPUs
-    assert host_plan(params=8_030_261_248, layers=32, hidden=4096, seq_length=2**20, micro_batch_size=1, world=2,
-                     sp_size=2, offload_optimizer=True, offload_params=False,
-                     offload_activations=True)["checkpointed_activations"] == pytest.approx(256.0)
+    assert plan_8b_2gpu(2**20)["checkpointed_activations"] == pytest.approx(256.0)
 
 
 def test_host_ram_plan_counts_only_the_offloaded_layers():
     """model.offload_keep_layers=12 keeps 12 of Llama-8B's 32 layers' checkpoints on the GPU: 20 x 1M x 8 KiB."""
-    from framework.engine.memory import host_plan
-
-    kw = dict(params=8_030_261_248, layers=32, hidden=4096, seq_length=2**20, micro_batch_size=1, world=2, sp_size=2,
-              offload_optimizer=True, offload_params=False, offload_activations=True)
-    assert host_plan(**kw, keep_layers=12)["checkpointed_activations"] == pytest.approx(160.0)
-    assert host_plan(**kw, keep_layers=40)["checkpointed_activations"] == 0.0
+    assert plan_8b_2gpu(2**20, keep_layers=12)["checkpointed_activations"] == pytest.approx(160.0)
+    assert plan_8b_2gpu(2**20, keep_layers=40)["checkpointed_activations"] == 0.0
 
 
 def test_host_ram_plan_says_how_many_layers_to_keep_on_the_gpu():
     """Llama-8B, 2 GPUs, 512K: 182 GiB of optimizer and workers plus 124 GiB of checkpoints (31 layers) overflow a
     252 GiB host; keeping 17 more layers on the GPUs (4 GiB each, 2 GiB per GPU) brings it under 95%."""
-    from framework.engine.memory import HOST_BUDGET, host_plan, keep_layers_to_fit
+    from framework.engine.memory import HOST_BUDGET, keep_layers_to_fit
 
-    kw = dict(params=8_030_261_248, layers=32, hidden=4096, seq_length=2**19, micro_batch_size=1, world=2, sp_size=2,
-              offload_optimizer=True, offload_params=False, offload_activations=True)
-    plan = host_plan(**kw, keep_layers=1)
+    plan = plan_8b_2gpu(2**19, keep_layers=1)
     n = keep_layers_to_fit(plan, host_gib=252, layers=32, keep_layers=1)
-    assert host_plan(**kw, keep_layers=n)["total"] <= HOST_BUDGET * 252 < host_plan(**kw, keep_layers=n - 1)["total"]
+    assert plan_8b_2gpu(2**19, keep_layers=n)["total"] <= HOST_BUDGET * 252 < plan_8b_2gpu(2**19, n - 1)["total"]
     assert n == 18
-    assert keep_layers_to_fit(host_plan(**kw, keep_layers=1), host_gib=2000, layers=32, keep_layers=1) == 0
-    assert keep_layers_to_fit(host_plan(**kw, keep_layers=1), host_gib=100, layers=32, keep_layers=1) == 0  # can't
+    assert keep_layers_to_fit(plan, host_gib=2000, layers=32, keep_layers=1) == 0
+    assert keep_layers_to_fit(plan, host_gib=100, layers=32, keep_layers=1) == 0  # can't
 
 
 @pytest.mark.parametrize("keep,measured", [(12, 225.0), (8, 233.0)])
@@ -172,10 +171,9 @@ def test_host_ram_plan_matches_the_measured_256k_runs(keep, measured):
     """2 x H100, Llama-3.1-8B, 256K, sp 2 (experiments/alst_2gpu, 2026-11-26): host memory in use during the steps
     was 225 GiB with 12 layers' checkpoints kept on the GPUs and 233 GiB with 8. The plan is within 3 GiB, and both
     (they trained) are under the warning threshold of a 252 GiB host."""
-    from framework.engine.memory import HOST_BUDGET, host_plan
+    from framework.engine.memory import HOST_BUDGET
 
-    plan = host_plan(params=8_030_261_248, layers=32, hidden=4096, seq_length=2**18, micro_batch_size=1, world=2,
-                     sp_size=2, offload_optimizer=True, offload_params=False, offload_activations=True, keep_layers=keep)
+    plan = plan_8b_2gpu(2**18, keep_layers=keep)
     assert plan["total"] == pytest.approx(measured, abs=3.0)
     assert plan["total"] < HOST_BUDGET * 252
 
@@ -212,8 +210,5 @@ def test_offload_keep_layers_auto_fits_the_node(host_gib, local_ranks, expected,
     assert f"model.offload_keep_layers=auto keeps {expected} of 32 layers" in line
     assert ("warning" in line) == (host_gib == 150)
     if expected not in (1, 32):  # the chosen count is the smallest that fits: one fewer would not
-        plan = memory.host_plan(params=8_030_261_248, layers=32, hidden=4096, seq_length=2**18, micro_batch_size=1,
-                                world=2, sp_size=2, offload_optimizer=True, offload_params=False,
-                                offload_activations=True, keep_layers=expected - 1)
-        assert plan["total"] > memory.HOST_BUDGET * host_gib
+        assert plan_8b_2gpu(2**18, keep_layers=expected - 1)["total"] > memory.HOST_BUDGET * host_gib
     assert memory.keep_layers(_8b_256k(7), 2) == 7  # a number is taken as it is
