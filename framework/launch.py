@@ -85,11 +85,43 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
         elif run_dir and rank == 0:
             write_json_atomic(os.path.join(run_dir, RESULT), result_record(status, None, cfg, one_line(exc)))
         traceback.print_exc()
-        sys.stderr.flush()
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            # Leave at once. Tearing the process group down waits for this rank's collectives in flight, which the
+            # other ranks never join: a rank that ran out of GPU memory in backward under ZeRO-3 hung for 9 minutes
+            # there (2 x H100, NCCL), holding both GPUs. The launcher sees the exit and stops the other ranks.
+            exit_now(1)
         raise
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def exit_now(code: int):
+    """End this rank now: its helper processes first (DeepSpeed's CPU Adam process under SuperOffload holds the
+    optimizer states in host memory), then the process itself, without Python's shutdown."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.kill()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def reap(job: str):
+    """Kill what a job's ranks left running: processes that inherited FRAMEWORK_JOB=<job> from them and are still in
+    this process's group (a rank killed by the launcher leaves its helper processes behind, and they would hold
+    host memory, a sweep's next run's, and the terminal's output pipe). W&B's service runs in a session of its own
+    and finishes by itself; it is not touched."""
+    import psutil
+
+    group = os.getpgid(0)
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and os.getpgid(proc.pid) == group and \
+                    proc.environ().get("FRAMEWORK_JOB") == job:
+                proc.kill()
+        except (psutil.Error, OSError):
+            pass  # gone already, or not ours to read
 
 
 def free_port() -> int:
@@ -144,6 +176,7 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
                       rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
                       monitor_interval=0.2, start_method="spawn")
     os.environ["FRAMEWORK_OWN_LAUNCH"] = "1"  # inherited by the workers
+    os.environ["FRAMEWORK_JOB"] = lc.run_id  # and by everything they start: what reap() cleans up
     # long sequences fragment the caching allocator; ALST's recipes all set this (the user's own setting wins)
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     error = None
@@ -151,6 +184,8 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
         elastic_launch(lc, worker)(container, run_dir)
     except ChildFailedError as exc:
         error = exc
+    finally:
+        reap(lc.run_id)
     failure = collect_failure(run_dir)
     if error is None and failure is None and os.path.exists(path):
         return json.load(open(path))

@@ -76,6 +76,71 @@ def test_failing_worker_fails_the_job_quickly_with_one_line(tmp_path, tiny_llama
     assert run.stdout.strip().splitlines()[-1].startswith(f"[failed] {run.run_dir}: ")
 
 
+OOM_WITH_A_COLLECTIVE_PENDING = """
+import os, time
+import multiprocessing as mp
+
+
+def sleep_forever():  # a worker's helper process, like DeepSpeed's CPU Adam process under SuperOffload
+    time.sleep(3600)
+
+
+if os.environ.get("FRAMEWORK_OWN_LAUNCH") == "1" and os.environ.get("PIDS_DIR"):  # the ranks (and their children)
+    import torch
+    import torch.distributed as dist
+    from framework import engine
+
+    train_step = engine.Engine.train_step
+
+    def failing_step(self):
+        if self.step == 1:
+            child = mp.get_context("spawn").Process(target=sleep_forever, daemon=True)
+            child.start()
+            with open(os.path.join(os.environ["PIDS_DIR"], f"helper{self.rank}.pid"), "w") as f:
+                f.write(str(child.pid))
+            if self.rank == 0:  # a collective that rank 1 never joins, then the OOM
+                dist.all_reduce(torch.ones(1), async_op=True)
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.50 GiB (simulated)")
+            time.sleep(600)  # rank 1: waiting in a collective of its own
+        return train_step(self)
+
+    engine.Engine.train_step = failing_step
+"""
+
+
+def test_a_rank_out_of_memory_with_a_collective_pending_ends_the_job_and_its_processes(tmp_path):
+    """Seen on 2 x H100 at 448K: rank 0 ran out of GPU memory in backward while ZeRO-3 had a collective in flight;
+    tearing its process group down waited for that collective, and the job hung for 9 minutes holding both GPUs and
+    the host's pinned memory (a sweep's next length then ran out of host memory). The job must end at once with the
+    OOM recorded, and no process of it (not even a rank's helper process) may outlive it."""
+    import psutil
+
+    from helpers import REPO, clean_env
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(OOM_WITH_A_COLLECTIVE_PENDING)
+    env = clean_env(PYTHONPATH=os.pathsep.join([str(site), REPO, os.environ.get("PYTHONPATH", "")]),
+                    PIDS_DIR=str(tmp_path))
+    t0 = time.monotonic()
+    run = run_cli(["engine.max_steps=3"], str(tmp_path / "job"), env=env, timeout=300)
+    elapsed = time.monotonic() - t0
+    assert run.returncode == 1, run.describe()
+    assert run.result["status"] == "oom" and "simulated" in run.result["error"], run.result
+    assert run.result["steps"] == 1 and len(run.metrics) == 1
+    assert elapsed < 120, elapsed
+    helpers = [int((tmp_path / f"helper{r}.pid").read_text()) for r in (0, 1)]
+    deadline = time.monotonic() + 10
+    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in helpers) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [p for p in helpers if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    for p in alive:
+        psutil.Process(p).kill()
+    assert not alive, f"helper processes outlived the job: {alive}"
+    assert not [f for f in os.listdir(run.run_dir) if f.startswith(".failed") or ".tmp" in f]
+
+
 def test_config_error_exits_2_with_one_line_and_writes_nothing_half_done(tmp_path):
     run = run_cli(["parallelism.sp_size=3"], str(tmp_path / "job"))
     assert run.returncode == 2, run.describe()
