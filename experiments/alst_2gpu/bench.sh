@@ -21,3 +21,4 @@ for spec in "$@"; do
 done
 python3 experiments/alst_2gpu/table.py /tmp/bench "$@" | tee "$OUT/table.md"
 cat /tmp/bench/*/metrics.jsonl > "$OUT/metrics_all.jsonl" 2>/dev/null || true
+touch "$OUT/bench.done"

@@ -17,13 +17,24 @@ case $mode in
     # run from a copy: a later device call that carries this directory again replaces it, and the runs would lose
     # their working directory (the peer's "../.device/..." then resolves through the /tmp/.device link)
     rm -rf /tmp/chainsrc && cp -a "$PWD" /tmp/chainsrc && [ -d ../.device ] && ln -sfn "$(cd .. && pwd)/.device" /tmp/.device
-    here=$PWD; (cd /tmp/chainsrc && export PYTHONPATH=${PYTHONPATH//$here//tmp/chainsrc} && OUT=$C setsid nohup bash experiments/alst_2gpu/bench.sh "$@" > $C/chain.out 2>&1 < /dev/null &
-     echo $! > $C/bench.pid)
-    echo "started bench.sh as $(cat $C/bench.pid)" ;;
+    # Session 5: bench.sh, started here directly, did not outlive the call, while the `timeout` it had started (and
+    # that run) did. So bench.sh now runs under a `timeout` of its own, one level below the process started here,
+    # and says it is done with a marker file.
+    rm -f $C/bench.done $C/bench.pid
+    here=$PWD; (cd /tmp/chainsrc && export PYTHONPATH=${PYTHONPATH//$here//tmp/chainsrc} && OUT=$C setsid nohup bash -c \
+      'timeout 10800 bash experiments/alst_2gpu/bench.sh "$@" & echo $! > '"$C"'/bench.pid; wait' _ "$@" \
+      > $C/chain.out 2>&1 < /dev/null &)
+    while [ ! -s $C/bench.pid ]; do sleep 0.2; done
+    echo "started bench.sh under timeout $(cat $C/bench.pid)" ;;
   wait)
     end=$(( $(date +%s) + $1 ))
-    while kill -0 "$(cat $C/bench.pid)" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do sleep 5; done
-    kill -0 "$(cat $C/bench.pid)" 2>/dev/null && echo "still running" || { echo "finished"; kill "$(cat $C/sampler.pid)" 2>/dev/null; }
+    running() { [ ! -f $C/bench.done ] && kill -0 "$(cat $C/bench.pid)" 2>/dev/null; }
+    while running && [ "$(date +%s)" -lt "$end" ]; do sleep 5; done
+    if running; then echo "still running"
+    else
+      [ -f $C/bench.done ] && echo "finished" || echo "bench.sh is gone without finishing: see $C/chain.out"
+      kill "$(cat $C/sampler.pid)" 2>/dev/null
+    fi
     mapfile -t specs < $C/specs
     python3 experiments/alst_2gpu/table.py /tmp/bench "${specs[@]}" > $C/table_now.md 2>&1
     tar czf "$OUT/chain.tgz" -C / tmp/chain $(cd / && ls -d tmp/bench/*.log tmp/bench/*/metrics.jsonl tmp/bench/*/result.json 2>/dev/null)
