@@ -13,7 +13,8 @@ Calibrated on 2 x H100, Llama-3.1-8B, optimizer offloaded: 184 GiB in use during
 offloaded = 120 (optimizer states) + 45 (pinned buffers) + 19 for the two workers (experiments/alst_2gpu)."""
 PINNED_BYTES_PER_PARAM = 6
 """Pinned transfer buffers of DeepSpeed's CPU optimizer offload: torch's host allocator held 24.0 GiB per rank for
-4.0e9 parameters per rank (fp32 gradients and bf16 parameters in flight), measured on H100 and H200."""
+4.0e9 parameters per rank (fp32 gradients and bf16 parameters in flight: 14.9 + 7.5 GiB, each rounded up to a power
+of two, see pinned_size), measured on H100 and H200."""
 
 HOST_BUDGET = 0.95
 """Share of the host's RAM the plan may fill before the startup line warns. The plan came within 3 GiB of the
@@ -21,16 +22,35 @@ measured use on a 252 GiB host (2 x H100, Llama-3.1-8B, 256K: planned 223 and 23
 12 and 8 layers kept on the GPUs); both runs trained, the second at 92% of the host's RAM."""
 
 
+def pinned_round_threshold() -> float:
+    """Bytes above which torch's pinned host allocator stops rounding a buffer up to a power of two: the smaller of
+    pinned_max_round_threshold_mb and pinned_max_cached_size_mb in PYTORCH_ALLOC_CONF (or PYTORCH_CUDA_ALLOC_CONF),
+    where this torch has them (2.13 does); without them it rounds every buffer."""
+    conf = os.environ.get("PYTORCH_ALLOC_CONF") or os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or ""
+    limits = [float(value) * 2**20 for key, _, value in (item.partition(":") for item in conf.split(","))
+              if key.strip() in ("pinned_max_round_threshold_mb", "pinned_max_cached_size_mb")]
+    return min(limits, default=math.inf)
+
+
+def pinned_size(nbytes: int, threshold: float = None) -> int:
+    """Host bytes one pinned buffer of `nbytes` takes: torch's caching host allocator rounds it up to a power of two
+    (up to the threshold above). A rank's checkpoint at 320K tokens for Llama-8B, 1.25 GiB, takes 2 GiB: 2 x H100
+    ran out of host RAM that way, where the plan without rounding said 238 of 252 GiB (experiments/alst_2gpu)."""
+    threshold = pinned_round_threshold() if threshold is None else threshold
+    return nbytes if nbytes <= 1 or nbytes > threshold else 1 << (nbytes - 1).bit_length()
+
+
 def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_batch_size: int, world: int,
               sp_size: int, offload_optimizer: bool, offload_params: bool, offload_activations: bool,
-              keep_layers: int = 0, act_bytes: int = 2) -> Dict[str, float]:
+              keep_layers: int = 0, act_bytes: int = 2, round_threshold: float = None) -> Dict[str, float]:
     """GiB of host RAM the job's offloaded state needs on one node holding all `world` ranks.
 
     optimizer states offloaded: fp32 master weights, Adam's two moments and fp32 gradients, 16 B per parameter
     (all ranks together: ZeRO partitions them, the node holds every partition), plus 6 B per parameter of pinned
-    transfer buffers. Parameters offloaded: 2 B each. Checkpointed hidden states offloaded: layers x tokens x hidden
-    x 2 B (bf16) for every sequence in flight, one per data-parallel replica: 256 KiB per token for Llama-3.1-8B;
-    the last `keep_layers` layers' stay on the GPU.
+    transfer buffers. Parameters offloaded: 2 B each. Checkpointed hidden states offloaded: one pinned buffer per
+    layer and rank of its tokens x hidden x 2 B (bf16), rounded as pinned_size does (`round_threshold`: bytes, the
+    environment's by default), for every sequence in flight, one per data-parallel replica: 256 KiB per token for
+    Llama-3.1-8B when a rank's buffer is a power of two; the last `keep_layers` layers' stay on the GPU.
     """
     plan = {"processes": PROCESS_BASE_GIB * world}
     if offload_optimizer:
@@ -40,7 +60,8 @@ def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_b
         plan["parameters"] = 2 * params / GIB
     if offload_activations:
         replicas = max(world // sp_size, 1)
-        per_layer = seq_length * hidden * act_bytes * micro_batch_size * replicas / GIB
+        per_rank = pinned_size(seq_length // sp_size * hidden * act_bytes * micro_batch_size, round_threshold)
+        per_layer = per_rank * sp_size * replicas / GIB
         plan["checkpointed_activations"] = max(layers - keep_layers, 0) * per_layer
     plan["total"] = sum(plan.values())
     return plan

@@ -1,5 +1,6 @@
 """The FLOPs formula (framework.track.flops): a hand count of one layer, torch's own FLOP counter, and the published
 figures (Llama-3-8B's parameter count, PaLM's and Megatron-LM's per-token formulas)."""
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -124,27 +125,62 @@ def test_peak_comes_from_the_card_name_and_an_override_wins():
     assert peak_tflops(123.0) == 123.0
 
 
-def plan_8b_2gpu(seq_length, keep_layers=0):
+def plan_8b_2gpu(seq_length, keep_layers=0, round_threshold=math.inf):
     """framework.engine.memory.host_plan for Llama-3.1-8B (8.03e9 parameters, 32 layers, hidden 4096) on 2 ranks,
-    sp_size 2, optimizer and checkpoints offloaded."""
+    sp_size 2, optimizer and checkpoints offloaded; torch's pinned allocator rounding every buffer (its default)."""
     from framework.engine.memory import host_plan
 
     return host_plan(params=8_030_261_248, layers=32, hidden=4096, seq_length=seq_length, micro_batch_size=1,
                      world=2, sp_size=2, offload_optimizer=True, offload_params=False, offload_activations=True,
-                     keep_layers=keep_layers)
+                     keep_layers=keep_layers, round_threshold=round_threshold)
 
 
 def test_host_ram_plan_of_the_measured_2gpu_run():
     """Llama-3.1-8B at 384K on 2 GPUs (sp 2), optimizer and checkpoints offloaded: 8.03e9 x 16 B of optimizer state
-    (~120 GiB), 6 B per parameter of pinned buffers, and 32 x 393,216 x 4,096 x 2 B of hidden states (96 GiB).
-    The constants are calibrated on experiments/alst_2gpu: 184 GiB in use with no hidden states offloaded."""
+    (~120 GiB), 6 B per parameter of pinned buffers, and 32 x 393,216 x 4,096 x 2 B of hidden states (96 GiB) -- which
+    take 128 GiB, as torch's pinned allocator rounds each rank's 1.5 GiB buffer up to 2 GiB, unless
+    pinned_max_round_threshold_mb tells it not to. The constants are calibrated on experiments/alst_2gpu: 184 GiB in
+    use with no hidden states offloaded."""
     plan = plan_8b_2gpu(393_216)
     assert plan["optimizer_states"] == pytest.approx(119.7, abs=0.1)
     assert plan["pinned_buffers"] == pytest.approx(44.9, abs=0.1)
-    assert plan["checkpointed_activations"] == pytest.approx(96.0, abs=0.01)
-    assert plan["total"] == pytest.approx(119.7 + 44.9 + 96.0 + 18.0, abs=0.2)
-    # 1M tokens: the checkpoints alone are 256 GiB, past the 256 GiB host whatever the GPUs
+    assert plan["checkpointed_activations"] == pytest.approx(128.0, abs=0.01)
+    assert plan["total"] == pytest.approx(119.7 + 44.9 + 128.0 + 18.0, abs=0.2)
+    assert plan_8b_2gpu(393_216, round_threshold=64 * 2**20)["checkpointed_activations"] == pytest.approx(96.0)
+    # 1M tokens: the checkpoints alone are 256 GiB (4 GiB per rank and layer, no rounding), past the 256 GiB host
     assert plan_8b_2gpu(2**20)["checkpointed_activations"] == pytest.approx(256.0)
+
+
+@pytest.mark.parametrize("conf,threshold", [
+    ("", math.inf),
+    ("expandable_segments:True", math.inf),
+    ("expandable_segments:True,pinned_max_round_threshold_mb:64", 64 * 2**20),
+    ("pinned_max_round_threshold_mb:256,pinned_max_cached_size_mb:128", 128 * 2**20),  # the cache limit wins
+])
+def test_pinned_buffers_are_rounded_as_the_allocator_settings_say(conf, threshold, monkeypatch):
+    from framework.engine.memory import pinned_round_threshold, pinned_size
+
+    monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", conf)
+    assert pinned_round_threshold() == threshold
+    gib = 2**30
+    assert pinned_size(gib) == gib  # a power of two already
+    assert pinned_size(5 * gib // 4) == (2 * gib if threshold == math.inf else 5 * gib // 4)
+    assert pinned_size(40 * 2**20) == 64 * 2**20  # below every threshold here: rounded
+
+
+def test_host_ram_plan_explains_the_320k_run_that_ran_out_of_host_memory():
+    """2 x H100 (252 GiB host), Llama-3.1-8B at 320K, sp 2, 22 layers offloaded (the plan without rounding said 238
+    GiB and kept 10 layers): host memory in use climbed to 250 GiB and a rank was killed (experiments/alst_2gpu,
+    session 5). Each rank's 1.25 GiB checkpoint took 2 GiB: 271 GiB. Auto now keeps 18 layers, the fewest that fit."""
+    from framework.engine.memory import HOST_BUDGET, keep_layers_to_fit
+
+    assert plan_8b_2gpu(327_680, keep_layers=10, round_threshold=64 * 2**20)["total"] == pytest.approx(238, abs=1)
+    rounded = plan_8b_2gpu(327_680, keep_layers=10)["total"]
+    assert rounded == pytest.approx(271, abs=1) and rounded > 252
+    n = keep_layers_to_fit(plan_8b_2gpu(327_680, keep_layers=1), host_gib=252, layers=32, keep_layers=1)
+    assert n == 18
+    assert plan_8b_2gpu(327_680, keep_layers=n)["total"] <= HOST_BUDGET * 252 < plan_8b_2gpu(327_680, n - 1)["total"]
 
 
 def test_host_ram_plan_counts_only_the_offloaded_layers():
