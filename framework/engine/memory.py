@@ -122,7 +122,9 @@ def describe(cfg, world: int) -> str:
     parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in plan.items() if k != "total")
     line = f"host RAM plan: about {plan['total']:.0f} GiB of this machine's {total:.0f} GiB ({parts})"
     if cfg.model.offload_activations and cfg.model.get("offload_keep_layers", "auto") == "auto":
-        line += f"; model.offload_keep_layers=auto keeps {keep} of {c.num_hidden_layers} layers' checkpoints on the GPUs"
+        kept = cfg.data.seq_length // cfg.parallelism.sp_size * c.hidden_size * 2 * cfg.engine.micro_batch_size * keep
+        line += (f"; model.offload_keep_layers=auto keeps {keep} of {c.num_hidden_layers} layers' checkpoints on the "
+                 f"GPUs ({kept / GIB:.1f} GiB on each)")
     if plan["total"] > HOST_BUDGET * total:
         line += " -- warning: this is likely to run out of host memory; "
         fit = keep_layers_to_fit(plan, host_gib=total, layers=c.num_hidden_layers, keep_layers=keep)

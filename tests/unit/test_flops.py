@@ -243,7 +243,8 @@ def test_offload_keep_layers_auto_fits_the_node(host_gib, local_ranks, expected,
     cfg = _8b_256k()
     assert memory.keep_layers(cfg, 2) == expected
     line = memory.describe(cfg, 2)
-    assert f"model.offload_keep_layers=auto keeps {expected} of 32 layers" in line
+    assert f"model.offload_keep_layers=auto keeps {expected} of 32 layers' checkpoints on the GPUs " \
+           f"({expected * 131072 * 4096 * 2 / 2**30:.1f} GiB on each)" in line
     assert ("warning" in line) == (host_gib == 150)
     if expected not in (1, 32):  # the chosen count is the smallest that fits: one fewer would not
         assert plan_8b_2gpu(2**18, keep_layers=expected - 1)["total"] > memory.HOST_BUDGET * host_gib
