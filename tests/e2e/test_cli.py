@@ -98,7 +98,11 @@ if os.environ.get("FRAMEWORK_OWN_LAUNCH") == "1" and os.environ.get("PIDS_DIR"):
             child.start()
             with open(os.path.join(os.environ["PIDS_DIR"], f"helper{self.rank}.pid"), "w") as f:
                 f.write(str(child.pid))
-            if self.rank == 0:  # a collective that rank 1 never joins, then the OOM
+            if self.rank == 0:  # once rank 1 has its helper: a collective that rank 1 never joins, then the OOM
+                deadline = time.monotonic() + 60
+                while not os.path.exists(os.path.join(os.environ["PIDS_DIR"], "helper1.pid")) \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.1)
                 dist.all_reduce(torch.ones(1), async_op=True)
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.50 GiB (simulated)")
             time.sleep(600)  # rank 1: waiting in a collective of its own
