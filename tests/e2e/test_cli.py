@@ -47,7 +47,9 @@ def test_console_script_run_writes_config_metrics_and_result(tmp_path, tiny_llam
         assert m["grad_norm"] > 0 and m["lr"] > 0
         parts = m["forward_s"] + m["backward_s"] + m["optimizer_s"]
         assert 0 < m["forward_s"] and 0 < m["backward_s"] and 0 < m["optimizer_s"]
-        assert 0.5 * m["step_time_s"] < parts <= m["step_time_s"], m  # the parts are the step, less the data fetch
+        # the parts are the step, less the data fetch (no share asserted: step 1's first fetch took 0.12 of 0.16 s
+        # once on a loaded 2-core box)
+        assert parts <= m["step_time_s"], m
         assert 0 < m["host_rss_gib"] <= m["host_used_gib"]
 
     result = json.loads((run_dir / "result.json").read_text())
