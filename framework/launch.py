@@ -77,7 +77,7 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
         last = build_and_run(cfg, run_dir)
         if rank == 0:
             write_json_atomic(os.path.join(run_dir, RESULT), result_record("ok", last, cfg))
-    except BaseException as exc:  # noqa: BLE001  (recorded, then re-raised so the launcher stops the others)
+    except BaseException as exc:  # noqa: BLE001  (recorded; then the rank exits, so the launcher stops the others)
         status = classify(exc)
         if run_dir and not external:
             rec = {"rank": rank, "status": status, "error": one_line(exc), "time": time.time()}

@@ -40,6 +40,11 @@ def pinned_size(nbytes: int, threshold: float = None) -> int:
     return nbytes if nbytes <= 1 or nbytes > threshold else 1 << (nbytes - 1).bit_length()
 
 
+def checkpoint_bytes(*, seq_length: int, sp_size: int, hidden: int, micro_batch_size: int, act_bytes: int = 2) -> int:
+    """One decoder layer's checkpointed hidden states on one rank: its share of the tokens x hidden x 2 B (bf16)."""
+    return seq_length // sp_size * hidden * act_bytes * micro_batch_size
+
+
 def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_batch_size: int, world: int,
               sp_size: int, offload_optimizer: bool, offload_params: bool, offload_activations: bool,
               keep_layers: int = 0, act_bytes: int = 2, round_threshold: float = None) -> Dict[str, float]:
@@ -60,7 +65,8 @@ def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_b
         plan["parameters"] = 2 * params / GIB
     if offload_activations:
         replicas = max(world // sp_size, 1)
-        per_rank = pinned_size(seq_length // sp_size * hidden * act_bytes * micro_batch_size, round_threshold)
+        per_rank = pinned_size(checkpoint_bytes(seq_length=seq_length, sp_size=sp_size, hidden=hidden,
+                                                micro_batch_size=micro_batch_size, act_bytes=act_bytes), round_threshold)
         per_layer = per_rank * sp_size * replicas / GIB
         plan["checkpointed_activations"] = max(layers - keep_layers, 0) * per_layer
     plan["total"] = sum(plan.values())
@@ -121,16 +127,17 @@ def describe(cfg, world: int) -> str:
     total = psutil.virtual_memory().total / GIB
     parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in plan.items() if k != "total")
     line = f"host RAM plan: about {plan['total']:.0f} GiB of this machine's {total:.0f} GiB ({parts})"
+    layer_gib = checkpoint_bytes(seq_length=cfg.data.seq_length, sp_size=cfg.parallelism.sp_size,
+                                 hidden=c.hidden_size, micro_batch_size=cfg.engine.micro_batch_size) / GIB
     if cfg.model.offload_activations and cfg.model.get("offload_keep_layers", "auto") == "auto":
-        kept = cfg.data.seq_length // cfg.parallelism.sp_size * c.hidden_size * 2 * cfg.engine.micro_batch_size * keep
         line += (f"; model.offload_keep_layers=auto keeps {keep} of {c.num_hidden_layers} layers' checkpoints on the "
-                 f"GPUs ({kept / GIB:.1f} GiB on each)")
+                 f"GPUs ({keep * layer_gib:.1f} GiB on each)")
     if plan["total"] > HOST_BUDGET * total:
         line += " -- warning: this is likely to run out of host memory; "
         fit = keep_layers_to_fit(plan, host_gib=total, layers=c.num_hidden_layers, keep_layers=keep)
         if fit:
-            gpu = cfg.data.seq_length // cfg.parallelism.sp_size * c.hidden_size * 2 * (fit - keep) / GIB
-            line += (f"model.offload_keep_layers={fit} would fit (it keeps {gpu:.0f} GiB more on each GPU), or ")
+            line += (f"model.offload_keep_layers={fit} would fit (it keeps {(fit - keep) * layer_gib:.0f} GiB more on "
+                     "each GPU), or ")
         line += ("lower data.seq_length, spread the sequence over more nodes (parallelism.sp_size), or turn an "
                  "offload off")
     return line

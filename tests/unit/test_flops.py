@@ -249,3 +249,17 @@ def test_offload_keep_layers_auto_fits_the_node(host_gib, local_ranks, expected,
     if expected not in (1, 32):  # the chosen count is the smallest that fits: one fewer would not
         assert plan_8b_2gpu(2**18, keep_layers=expected - 1)["total"] > memory.HOST_BUDGET * host_gib
     assert memory.keep_layers(_8b_256k(7), 2) == 7  # a number is taken as it is
+
+
+def test_host_ram_plan_line_says_which_number_would_fit(monkeypatch):
+    """An explicit model.offload_keep_layers the host cannot take: the line warns and names the smallest that fits,
+    with what it costs each GPU (Llama-3.1-8B, 256K, sp 2: 1 GiB per layer per GPU)."""
+    import types
+
+    from framework.engine import memory
+
+    monkeypatch.setattr(memory.psutil, "virtual_memory", lambda: types.SimpleNamespace(total=252 * 2**30))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    line = memory.describe(_8b_256k(1), 2)
+    assert "warning: this is likely to run out of host memory" in line
+    assert "model.offload_keep_layers=4 would fit (it keeps 3 GiB more on each GPU)" in line
