@@ -136,11 +136,14 @@ def test_a_rank_out_of_memory_with_a_collective_pending_ends_the_job_and_its_pro
     assert run.result["steps"] == 1 and len(run.metrics) == 1
     assert elapsed < 120, elapsed
     helpers = [int((tmp_path / f"helper{r}.pid").read_text()) for r in (0, 1)]
+
+    def living():
+        return [p for p in helpers if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
     deadline = time.monotonic() + 10
-    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in helpers) \
-            and time.monotonic() < deadline:
+    while living() and time.monotonic() < deadline:
         time.sleep(0.2)
-    alive = [p for p in helpers if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    alive = living()
     for p in alive:
         psutil.Process(p).kill()
     assert not alive, f"helper processes outlived the job: {alive}"
