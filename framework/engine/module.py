@@ -16,9 +16,9 @@ class CausalLMWithLoss(torch.nn.Module):
         if getattr(loss, "tiled", False) and getattr(loss, "liger", False) and hasattr(head.weight, "ds_id"):
             # Liger's fused linear CE reads the head's weight without calling the head, so ZeRO-3 would never gather
             # it: make it a parameter of this module's forward (gathered, and its gradient reduced) instead
-            from deepspeed.zero import register_external_parameter
+            import deepspeed  # deepspeed.zero is an attribute, not an importable module
 
-            register_external_parameter(self, head.weight)
+            deepspeed.zero.register_external_parameter(self, head.weight)
         embed = model.get_input_embeddings()
         self.head_is_tied = head.weight is embed.weight
         if self.head_is_tied:  # the tiled loss defers the tied weight's gradient reduction to the embedding's backward

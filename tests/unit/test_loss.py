@@ -160,3 +160,22 @@ def test_sp_loss_equals_the_whole_sequence_loss(mask_name, tiled, sp_results):
         torch.testing.assert_close(r["hidden_grad"], hidden.grad[:, 12 * rank:12 * rank + 12], rtol=1e-5, atol=1e-8)
         assert torch.isfinite(r["head_grad"]).all()
     torch.testing.assert_close(out[0]["head_grad"] + out[1]["head_grad"], head.weight.grad, rtol=1e-5, atol=1e-8)
+
+
+def test_liger_loss_under_zero3_registers_the_head_as_an_external_parameter():
+    """Liger's fused linear CE reads the head's weight without calling the head: under ZeRO-3 the wrapper must
+    register it so it is gathered. (Liger's kernels need a GPU; this covers the wrapper's ZeRO-3 side, which first
+    ran on a GPU with `from deepspeed.zero import ...` and failed there.)"""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from framework.engine.module import CausalLMWithLoss
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    head = model.get_output_embeddings().weight
+    head.ds_id = 0  # what ZeRO-3 marks its partitioned parameters with
+    liger_loss = CausalLMLoss(cfg=LossConfig(tiled=True), liger=True)
+    wrapped = CausalLMWithLoss(model, liger_loss)
+    assert any(p is head for p in wrapped._external_params.values())
+    plain = CausalLMWithLoss(model, CausalLMLoss(cfg=LossConfig(tiled=True)))
+    assert not getattr(plain, "_external_params", {})
