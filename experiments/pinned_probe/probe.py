@@ -2,7 +2,10 @@
     python experiments/pinned_probe/probe.py                     # torch's default: rounded up to a power of two
     PYTORCH_CUDA_ALLOC_CONF=pinned_max_round_threshold_mb:64 python experiments/pinned_probe/probe.py
 Pins buffers the size of one rank's checkpointed hidden states for Llama-3.1-8B (4,096 x 2 B per token) at the
-lengths of experiments/alst_2gpu (sp_size=2) and prints what torch's host allocator holds for each."""
+lengths of experiments/alst_2gpu (sp_size=2) and prints what torch's host allocator holds for each.
+Run on 2 x H100, torch 2.11 (2026-11-26, session 6; experiments/alst_2gpu/h100_2026-11-26_s6/): with the key, the first
+pin raised "Unrecognized key 'pinned_max_round_threshold_mb'"; without it every reading was 0, which is wrong (cause
+not found). The framework's own pinned figure showed the rounding: 52.0 GiB per rank at 384K = 24 + 14 x 2."""
 import os
 
 import torch
