@@ -122,8 +122,8 @@ def check_model_and_attention(cfg):
                               f"varlen_attn for packed rows); {impl}'s kernel would be recomputed anyway",
                               "use attention=sdpa, or drop the override")
     if m.liger and importlib.util.find_spec("liger_kernel") is None:
-        raise ConfigError("model.liger", True, "liger-kernel is not installed", "pip install liger-kernel, or "
-                          "set model.liger=false")
+        raise ConfigError("model.liger", True, "liger-kernel is not installed", "pip install -e '.[gpu]' (or pip "
+                          "install liger-kernel), or set model.liger=false")
     if m.liger and device_type(cfg) == "cpu":
         raise ConfigError("model.liger", True, "Liger's kernels are Triton GPU kernels", "set model.liger=false")
     if m.liger:

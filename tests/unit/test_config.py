@@ -1,6 +1,7 @@
 """Every config file under conf/ (found recursively) composes through Hydra's compose API onto the typed schema and
 validates; the ones that cannot be valid on this machine fail validation with the expected key. Typos fail at compose
 time naming the full key; PARALLELISM_CONFIG_* give defaults and the command line wins."""
+import importlib.util
 import os
 import pathlib
 
@@ -67,6 +68,12 @@ def test_experiment_opens_with_its_command_composes_and_validates(rel, monkeypat
         return
     # a GPU experiment: valid on a node of 8 GPUs (mocked: validation only counts them) ...
     fake_gpus(monkeypatch, 8)
+    if cfg.model.liger and importlib.util.find_spec("liger_kernel") is None:
+        # ... where liger-kernel is installed: here (CI) the experiment is refused, naming the fix, and the rest is
+        # checked without Liger
+        with pytest.raises(ConfigError, match=r"model\.liger.*liger-kernel is not installed.*\[gpu\]"):
+            validate(cfg)
+        cfg = compose(["model.liger=false"], experiment=name)
     world = validate(cfg)
     assert 1 <= world <= 8
     # ... and refused, saying what is missing, where there are too few
