@@ -11,8 +11,9 @@ C=/tmp/chain; mkdir -p $C
 case $mode in
   start)
     printf '%s\n' "$@" > $C/specs
-    (while true; do echo "$(date +%T) $(free -g | awk '/Mem:/ {print "host_used_gib", $3, "available", $7}')"; sleep 10; done) \
-      > $C/hostmem.txt 2>&1 &
+    # the sampler in its own session too: in session 6 one started as a plain background job stopped when its call ended
+    setsid nohup bash -c 'while true; do echo "$(date +%T) $(free -g | awk '"'"'/Mem:/ {print "host_used_gib", $3, "available", $7}'"'"')"; sleep 10; done' \
+      > $C/hostmem.txt 2>&1 < /dev/null &
     echo $! > $C/sampler.pid
     # run from a copy: a later device call that carries this directory again replaces it, and the runs would lose
     # their working directory (the peer's "../.device/..." then resolves through the /tmp/.device link)
@@ -21,7 +22,7 @@ case $mode in
     # that run) did. So bench.sh now runs under a `timeout` of its own, one level below the process started here,
     # and says it is done with a marker file.
     rm -f $C/bench.done $C/bench.pid
-    here=$PWD; (cd /tmp/chainsrc && export PYTHONPATH=${PYTHONPATH//$here//tmp/chainsrc} && OUT=$C setsid nohup bash -c \
+    here=$PWD; (cd /tmp/chainsrc && export PYTHONPATH=${PYTHONPATH:+${PYTHONPATH//$here//tmp/chainsrc}} && OUT=$C setsid nohup bash -c \
       'timeout 10800 bash experiments/alst_2gpu/bench.sh "$@" & echo $! > '"$C"'/bench.pid; wait' _ "$@" \
       > $C/chain.out 2>&1 < /dev/null &)
     while [ ! -s $C/bench.pid ]; do sleep 0.2; done
