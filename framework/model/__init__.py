@@ -20,6 +20,10 @@ class ModelConfig:
     """With activation_checkpointing: false keeps each layer's attention kernel output (and its softmax statistics)
     so the backward does not run attention's forward again (selective checkpointing). Costs s x heads x head_dim x
     2 B per layer on each GPU (s: the full sequence, heads: this rank's); saves about a fifth of attention's time."""
+    keep_attention_layers: int = 0
+    """With activation_checkpointing and recompute_attention=true: the last N decoder layers keep their attention
+    kernel's output anyway, the others recompute it; for GPU memory that fits some layers' outputs but not all
+    (each costs what recompute_attention says). 0: none; recompute_attention=false keeps it in every layer."""
     offload_activations: bool = False
     """Offload the checkpointed hidden states to pinned CPU memory on a side stream (needs activation_checkpointing, GPU)."""
     offload_keep_layers: Any = "auto"

@@ -107,10 +107,22 @@ def apply_features(model, *, cfg):
     if cfg.tiled_mlp:
         apply_tiled_mlp(model, cfg.tiled_mlp_shards)
     if cfg.activation_checkpointing:
-        model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs=checkpointing_kwargs(cfg.get("recompute_attention", True)))
+        recompute = cfg.get("recompute_attention", True)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs(recompute))
+        if recompute and cfg.get("keep_attention_layers", 0):
+            keep_attention_outputs(model, cfg.keep_attention_layers)
         mark_checkpointed_inputs(model)
     return model
+
+
+def keep_attention_outputs(model, layers: int):
+    """model.keep_attention_layers: the last `layers` decoder layers checkpoint with the selective context that
+    keeps the attention kernels' outputs (the rest recompute them). The last ones, as offload_keep_layers keeps:
+    their backward runs first, so what they keep is freed first."""
+    from torch.utils.checkpoint import checkpoint
+
+    for layer in decoder_layers(model)[-layers:]:
+        layer._gradient_checkpointing_func = functools.partial(checkpoint, **checkpointing_kwargs(False))
 
 
 def mark_checkpointed_inputs(model):

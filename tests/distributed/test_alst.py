@@ -27,6 +27,7 @@ SWITCHES = {
     "activation_checkpointing": ["model.activation_checkpointing=true"],
     "offload_activations": ["model.activation_checkpointing=true", "model.offload_activations=true"],
     "keep_attention": ["model.activation_checkpointing=true", "model.recompute_attention=false"],
+    "keep_attention_last_layer": ["model.activation_checkpointing=true", "model.keep_attention_layers=1"],
     "all": ["model.tiled_mlp=true", *TILED_LOSS, "model.activation_checkpointing=true",
             "model.offload_activations=true", "model.offload_keep_layers=0"],
 }
@@ -262,10 +263,11 @@ def test_offload_finds_the_hidden_states_when_zero3_swaps_the_layer_inputs(ours,
         assert ctx.stats.offloaded_tensors == 3 and ctx._cpu_buffer_pool_count == 3
 
 
-@pytest.mark.parametrize("recompute", [True, False])
-def test_recompute_attention_switch_decides_whether_backward_reruns_the_kernel(recompute):
-    """Count the attention kernel's runs over one checkpointed forward + backward: 2 layers forward, and 2 more in
-    the backward's recomputation unless model.recompute_attention=false; the gradients are the same either way."""
+@pytest.mark.parametrize("recompute,keep,runs", [(True, 0, 4), (False, 0, 2), (True, 1, 3), (True, 2, 2)])
+def test_recompute_attention_switch_decides_whether_backward_reruns_the_kernel(recompute, keep, runs):
+    """Count the attention kernel's runs over one checkpointed forward + backward: 2 layers forward, and in the
+    backward's recomputation one more for each layer that does not keep its output (model.recompute_attention=false:
+    none; model.keep_attention_layers=N: all but N); the gradients are the same either way."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from framework.model.features import apply_features, attention_ops
@@ -285,10 +287,11 @@ def test_recompute_attention_switch_decides_whether_backward_reruns_the_kernel(r
     ref(input_ids=x, labels=x).loss.backward()
     model = tiny_model()
     apply_features(model, cfg=OmegaConf.create({"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0,
-                                                "activation_checkpointing": True, "recompute_attention": recompute}))
+                                                "activation_checkpointing": True, "recompute_attention": recompute,
+                                                "keep_attention_layers": keep}))
     model.train()
     with Count():
         model(input_ids=x, labels=x).loss.backward()
-    assert Count.runs == (4 if recompute else 2)
+    assert Count.runs == runs
     for (name, p), q in zip(model.named_parameters(), ref.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
