@@ -112,31 +112,26 @@ def check_model_and_attention(cfg):
     if keep != "auto" and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 0):
         raise ConfigError("model.offload_keep_layers", keep, "must be auto or a whole number >= 0 (decoder layers "
                           "whose checkpoints stay on the GPU)", "e.g. model.offload_keep_layers=auto (the default)")
-    if not m.get("recompute_attention", True):
-        if not m.activation_checkpointing:
-            raise ConfigError("model.recompute_attention", False, "decides what activation checkpointing recomputes, "
-                              "and checkpointing is off (nothing is recomputed)",
-                              "also set model.activation_checkpointing=true, or drop the override")
-        if impl != "sdpa":
-            raise ConfigError("model.recompute_attention", False, f"keeps the outputs of the sdpa kernels (and of "
-                              f"varlen_attn for packed rows); {impl}'s kernel would be recomputed anyway",
-                              "use attention=sdpa, or drop the override")
     kept = m.get("keep_attention_layers", 0)
     if not isinstance(kept, int) or isinstance(kept, bool) or not 0 <= kept <= hc.num_hidden_layers:
         raise ConfigError("model.keep_attention_layers", kept, f"must be a whole number from 0 to the model's "
                           f"{hc.num_hidden_layers} decoder layers (those that keep attention's output)",
                           "e.g. model.keep_attention_layers=8, or model.recompute_attention=false for all of them")
-    if kept:
-        if not m.get("recompute_attention", True):
-            raise ConfigError("model.keep_attention_layers", kept, "picks layers that keep attention's output "
-                              "while the others recompute it, and model.recompute_attention=false already keeps it "
-                              "in every layer", "drop one of the two overrides")
+    keeping = [("model.recompute_attention", False)] if not m.get("recompute_attention", True) else []
+    keeping += [("model.keep_attention_layers", kept)] if kept else []
+    if len(keeping) == 2:
+        raise ConfigError("model.keep_attention_layers", kept, "picks layers that keep attention's output while the "
+                          "others recompute it, and model.recompute_attention=false already keeps it in every layer",
+                          "drop one of the two overrides")
+    for key, value in keeping:
         if not m.activation_checkpointing:
-            raise ConfigError("model.keep_attention_layers", kept, "decides what activation checkpointing "
-                              "recomputes, and checkpointing is off", "also set model.activation_checkpointing=true")
+            raise ConfigError(key, value, "decides what activation checkpointing recomputes, and checkpointing is off "
+                              "(nothing is recomputed)",
+                              "also set model.activation_checkpointing=true, or drop the override")
         if impl != "sdpa":
-            raise ConfigError("model.keep_attention_layers", kept, f"keeps the outputs of the sdpa kernels; "
-                              f"{impl}'s kernel would be recomputed anyway", "use attention=sdpa, or drop the override")
+            raise ConfigError(key, value, f"keeps the outputs of the sdpa kernels (and of varlen_attn for packed "
+                              f"rows); {impl}'s kernel would be recomputed anyway", "use attention=sdpa, or drop the "
+                              "override")
     if m.liger and importlib.util.find_spec("liger_kernel") is None:
         raise ConfigError("model.liger", True, "liger-kernel is not installed", "pip install -e '.[gpu]' (or pip "
                           "install liger-kernel), or set model.liger=false")
