@@ -169,15 +169,16 @@ def test_rejects(overrides, patch, key, rule, fix, monkeypatch):
 def test_every_rule_has_a_test():
     """A new `raise ConfigError(` in validate.py needs a row above. Counted by call site: the loop over
     sp_size/dp_replicate_size, the one over the 3 engine counters and the one over the 2 keys that keep attention's
-    output add 1 + 2 + 2 rows beyond their sites, the divisibility rule names data.seq_length or
-    parallelism.sp_seq_length (+1), and the interpolation error of validate() is
+    output add 1 + 2 + 2 rows beyond their sites, model.keep_attention_layers' range has a row for each end (+1),
+    the divisibility rule names data.seq_length or parallelism.sp_seq_length (+1), and the interpolation error of
+    validate() is
     test_bad_environment_value_names_the_key."""
     import inspect
 
     import framework.validate as v
 
     sites = inspect.getsource(v).count("raise ConfigError(")
-    assert len(RULES) + 1 == sites + 6, (len(RULES), sites)
+    assert len(RULES) + 1 == sites + 7, (len(RULES), sites)
 
 
 def test_smoke_cpu_is_valid_and_runs_on_two_processes():
