@@ -171,8 +171,7 @@ def test_every_rule_has_a_test():
     sp_size/dp_replicate_size, the one over the 3 engine counters and the one over the 2 keys that keep attention's
     output add 1 + 2 + 2 rows beyond their sites, model.keep_attention_layers' range has a row for each end (+1),
     the divisibility rule names data.seq_length or parallelism.sp_seq_length (+1), and the interpolation error of
-    validate() is
-    test_bad_environment_value_names_the_key."""
+    validate() is test_bad_environment_value_names_the_key."""
     import inspect
 
     import framework.validate as v
