@@ -116,7 +116,8 @@ def check_model_and_attention(cfg):
     if not isinstance(kept, int) or isinstance(kept, bool) or not 0 <= kept <= hc.num_hidden_layers:
         raise ConfigError("model.keep_attention_layers", kept, f"must be a whole number from 0 to the model's "
                           f"{hc.num_hidden_layers} decoder layers (those that keep attention's output)",
-                          "e.g. model.keep_attention_layers=8, or model.recompute_attention=false for all of them")
+                          f"e.g. model.keep_attention_layers={hc.num_hidden_layers // 2}, or "
+                          "model.recompute_attention=false for all of them")
     keeping = [("model.recompute_attention", False)] if not m.get("recompute_attention", True) else []
     keeping += [("model.keep_attention_layers", kept)] if kept else []
     if len(keeping) == 2:

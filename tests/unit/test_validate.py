@@ -91,7 +91,7 @@ RULES = [
     ("keep_attention_layers_above_the_model", ["model.keep_attention_layers=3", "model.activation_checkpointing=true"],
      None, "model.keep_attention_layers", "from 0 to the model's 2 decoder layers", "model.recompute_attention=false"),
     ("keep_attention_layers_negative", ["model.keep_attention_layers=-1"], None,
-     "model.keep_attention_layers", "whole number from 0", "model.keep_attention_layers=8"),
+     "model.keep_attention_layers", "whole number from 0", "model.keep_attention_layers=1"),
     ("keep_attention_layers_with_all_kept", ["model.keep_attention_layers=1", "model.recompute_attention=false",
                                              "model.activation_checkpointing=true"], None,
      "model.keep_attention_layers", "already keeps it in every layer", "drop one of the two overrides"),
