@@ -64,7 +64,13 @@ def main():
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return follower_main()
-    app()
+    from framework.launch import Interrupted
+
+    try:
+        app()
+    except Interrupted as exc:  # result.json says so; a sweep starts no further job
+        print(f"[interrupted] {exc}", file=sys.stderr, flush=True)
+        sys.exit(128 + exc.signum)
     from framework.sweep import exit_code
 
     if exit_code():  # a multirun in which some job failed (Hydra itself returns normally)

@@ -34,6 +34,16 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"[:500]
 
 
+class Interrupted(BaseException):
+    """The job was stopped by a signal (SIGTERM from `timeout`, `kill` or a scheduler; SIGHUP; SIGINT): result.json
+    says so (status failed, error "interrupted: stopped by SIGTERM"). A BaseException, so that neither the CLI nor
+    Hydra's launcher takes it for one job's failure: a sweep stops there instead of starting its next job."""
+
+    def __init__(self, run_dir: str, signal_name: str, signum: int):
+        super().__init__(f"{run_dir}: stopped by {signal_name}")
+        self.run_dir, self.signal_name, self.signum = run_dir, signal_name, signum
+
+
 def result_record(status: str, last: Optional[Dict[str, Any]], cfg, error: Optional[str] = None) -> Dict[str, Any]:
     last = last or {}
     rec = {"status": status, "steps": last.get("step", 0), "final_loss": last.get("loss"),
@@ -169,6 +179,7 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
         worker(container, run_dir)
         return json.load(open(path)) if os.path.exists(path) else {}
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -179,15 +190,19 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     os.environ["FRAMEWORK_JOB"] = lc.run_id  # and by everything they start: what reap() cleans up
     # long sequences fragment the caching allocator; ALST's recipes all set this (the user's own setting wins)
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-    error = None
+    error = signal = None
     try:
         elastic_launch(lc, worker)(container, run_dir)
     except ChildFailedError as exc:
         error = exc
+    except SignalException as exc:  # the launcher got SIGTERM/SIGHUP; torch's agent has stopped the workers
+        signal = exc.sigval
     finally:
         reap(lc.run_id)
     failure = collect_failure(run_dir)
-    if error is None and failure is None and os.path.exists(path):
+    if signal is not None:  # the workers that died of it wrote no reason of their own worth more than this
+        failure = {"status": "failed", "error": f"interrupted: stopped by {signal.name}"}  # DESIGN.md's 3 statuses
+    elif error is None and failure is None and os.path.exists(path):
         return json.load(open(path))
     if failure is None:  # killed from outside (host OOM killer: SIGKILL) before it could say why
         text = str(error) if error else "a worker exited without a result"
@@ -201,4 +216,6 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
         last = json.loads(lines[-1]) if lines else None
     rec = result_record(failure["status"], last, cfg, error=failure["error"])
     write_json_atomic(path, rec)
+    if signal is not None:
+        raise Interrupted(run_dir, signal.name, int(signal))
     return rec

@@ -167,3 +167,75 @@ def test_typo_key_fails_at_compose_time_naming_the_full_key(tmp_path):
     assert run.returncode != 0
     assert "full_key: parallelism.sp_sise" in run.stderr and "Traceback" not in run.stdout + run.stderr, run.stderr
     assert not os.path.exists(run.run_dir)  # nothing started, nothing written
+
+
+@pytest.mark.parametrize("multirun", [False, True])
+def test_sigterm_ends_the_job_records_it_and_starts_no_further_sweep_job(multirun, tmp_path, tiny_llama_dir):
+    """`timeout`, `kill` and schedulers stop a job with SIGTERM. torch's launcher turns it into an exception that the
+    CLI took for the job's own failure: no result.json, Hydra's error report, and in a sweep the next job started.
+    Now the job ends with one line, exit status 128 + 15, result.json says so (status failed, error "interrupted:
+    stopped by SIGTERM", with the steps done), a sweep stops there, and no process of the job outlives it."""
+    import signal
+    import subprocess
+
+    import psutil
+
+    from helpers import REPO, clean_env
+
+    common = ["+experiment=smoke_cpu", f"model.name_or_path={tiny_llama_dir}", "engine.max_steps=100000"]
+    if multirun:
+        cmd = ["-m", *common, "data.seq_length=64,32", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+               "hydra.sweep.subdir=${hydra.job.num}"]
+        job = next_job = None
+    else:
+        cmd = [*common, "data.seq_length=64", f"hydra.run.dir={tmp_path / 'job'}"]
+        job = tmp_path / "job"
+    p = subprocess.Popen([sys.executable, "-m", "framework", *cmd], cwd=REPO, env=clean_env(), text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and p.poll() is None:
+        if multirun and job is None and (tmp_path / "sweep").exists():
+            jobs = sorted(d for d in (tmp_path / "sweep").iterdir() if d.is_dir() and d.name[0].isdigit())
+            job = jobs[0] if jobs else None
+        if job is not None and (job / "metrics.jsonl").exists() and (job / "metrics.jsonl").read_text().strip():
+            break
+        time.sleep(0.2)
+    assert p.poll() is None, "the job ended before it could be stopped: " + p.stderr.read()[-2000:]
+    assert job is not None and (job / "metrics.jsonl").exists(), "no step within 240 s"
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM, (p.returncode, err[-3000:])
+    assert "Traceback" not in err and "Error executing job" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1] == f"[interrupted] {job}: stopped by SIGTERM", err[-2000:]
+    result = json.loads((job / "result.json").read_text())
+    steps = len((job / "metrics.jsonl").read_text().splitlines())
+    assert result["status"] == "failed" and result["error"] == "interrupted: stopped by SIGTERM", result
+    assert result["steps"] == steps >= 1, (result, steps)
+    if multirun:
+        assert [d.name for d in (tmp_path / "sweep").iterdir() if d.is_dir() and d.name[0].isdigit()] == [job.name]
+    def living():  # a zombie is dead: where pid 1 does not reap (some containers) it stays listed
+        return [q for q in psutil.process_iter() if _session(q) == p.pid and _status(q) != psutil.STATUS_ZOMBIE]
+
+    deadline = time.monotonic() + 10
+    while living() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = living()
+    for q in left:
+        q.kill()
+    assert not left, f"processes of the job outlived it: {[q.pid for q in left]}"
+
+
+def _session(proc) -> int:
+    try:
+        return os.getsid(proc.pid)
+    except (OSError, ProcessLookupError):
+        return -1
+
+
+def _status(proc) -> str:
+    import psutil
+
+    try:
+        return proc.status()
+    except psutil.Error:
+        return psutil.STATUS_ZOMBIE  # gone
