@@ -94,7 +94,8 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
             write_json_atomic(os.path.join(run_dir, f".failed.rank{rank}"), rec)
         elif run_dir and rank == 0:
             write_json_atomic(os.path.join(run_dir, RESULT), result_record(status, None, cfg, one_line(exc)))
-        traceback.print_exc()
+        if not isinstance(exc, KeyboardInterrupt):  # Ctrl-C: the launcher says it once, for the job
+            traceback.print_exc()
         if dist.is_initialized() and dist.get_world_size() > 1:
             # Leave at once. Tearing the process group down waits for this rank's collectives in flight, which the
             # other ranks never join: a rank that ran out of GPU memory in backward under ZeRO-3 hung for 9 minutes

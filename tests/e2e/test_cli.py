@@ -169,12 +169,14 @@ def test_typo_key_fails_at_compose_time_naming_the_full_key(tmp_path):
     assert not os.path.exists(run.run_dir)  # nothing started, nothing written
 
 
-@pytest.mark.parametrize("multirun", [False, True])
-def test_sigterm_ends_the_job_records_it_and_starts_no_further_sweep_job(multirun, tmp_path, tiny_llama_dir):
+@pytest.mark.parametrize("multirun,ctrl_c", [(False, False), (True, False), (True, True)])
+def test_sigterm_ends_the_job_records_it_and_starts_no_further_sweep_job(multirun, ctrl_c, tmp_path,
+                                                                          tiny_llama_dir):
     """`timeout`, `kill` and schedulers stop a job with SIGTERM. torch's launcher turns it into an exception that the
     CLI took for the job's own failure: no result.json, Hydra's error report, and in a sweep the next job started.
     Now the job ends with one line, exit status 128 + 15, result.json says so (status failed, error "interrupted:
-    stopped by SIGTERM", with the steps done), a sweep stops there, and no process of the job outlives it."""
+    stopped by SIGTERM", with the steps done), a sweep stops there, and no process of the job outlives it. Ctrl-C
+    (SIGINT to the whole process group, the workers too) the same, with no worker's traceback."""
     import signal
     import subprocess
 
@@ -202,14 +204,18 @@ def test_sigterm_ends_the_job_records_it_and_starts_no_further_sweep_job(multiru
         time.sleep(0.2)
     assert p.poll() is None, "the job ended before it could be stopped: " + p.stderr.read()[-2000:]
     assert job is not None and (job / "metrics.jsonl").exists(), "no step within 240 s"
-    p.send_signal(signal.SIGTERM)
+    sig = signal.SIGINT if ctrl_c else signal.SIGTERM
+    if ctrl_c:
+        os.killpg(p.pid, sig)
+    else:
+        p.send_signal(sig)
     out, err = p.communicate(timeout=120)
-    assert p.returncode == 128 + signal.SIGTERM, (p.returncode, err[-3000:])
+    assert p.returncode == 128 + sig, (p.returncode, err[-3000:])
     assert "Traceback" not in err and "Error executing job" not in err, err[-3000:]
-    assert err.strip().splitlines()[-1] == f"[interrupted] {job}: stopped by SIGTERM", err[-2000:]
+    assert err.strip().splitlines()[-1] == f"[interrupted] {job}: stopped by {sig.name}", err[-2000:]
     result = json.loads((job / "result.json").read_text())
     steps = len((job / "metrics.jsonl").read_text().splitlines())
-    assert result["status"] == "failed" and result["error"] == "interrupted: stopped by SIGTERM", result
+    assert result["status"] == "failed" and result["error"] == f"interrupted: stopped by {sig.name}", result
     assert result["steps"] == steps >= 1, (result, steps)
     if multirun:
         assert [d.name for d in (tmp_path / "sweep").iterdir() if d.is_dir() and d.name[0].isdigit()] == [job.name]
