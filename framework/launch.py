@@ -196,7 +196,7 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
         elastic_launch(lc, worker)(container, run_dir)
     except ChildFailedError as exc:
         error = exc
-    except SignalException as exc:  # the launcher got SIGTERM/SIGHUP; torch's agent has stopped the workers
+    except SignalException as exc:  # the launcher got SIGTERM, SIGINT or SIGHUP; torch's agent stopped the workers
         signal = exc.sigval
     finally:
         reap(lc.run_id)
