@@ -39,9 +39,9 @@ class Interrupted(BaseException):
     says so (status failed, error "interrupted: stopped by SIGTERM"). A BaseException, so that neither the CLI nor
     Hydra's launcher takes it for one job's failure: a sweep stops there instead of starting its next job."""
 
-    def __init__(self, run_dir: str, signal_name: str, signum: int):
-        super().__init__(f"{run_dir}: stopped by {signal_name}")
-        self.run_dir, self.signal_name, self.signum = run_dir, signal_name, signum
+    def __init__(self, run_dir: str, sig):
+        super().__init__(f"{run_dir}: stopped by {sig.name}")
+        self.signum = int(sig)
 
 
 def result_record(status: str, last: Optional[Dict[str, Any]], cfg, error: Optional[str] = None) -> Dict[str, Any]:
@@ -218,5 +218,5 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     rec = result_record(failure["status"], last, cfg, error=failure["error"])
     write_json_atomic(path, rec)
     if signal is not None:
-        raise Interrupted(run_dir, signal.name, int(signal))
+        raise Interrupted(run_dir, signal)
     return rec

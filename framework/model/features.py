@@ -121,8 +121,9 @@ def keep_attention_outputs(model, layers: int):
     their backward runs first, so what they keep is freed first."""
     from torch.utils.checkpoint import checkpoint
 
+    keeping = functools.partial(checkpoint, **checkpointing_kwargs(False))
     for layer in decoder_layers(model)[-layers:]:
-        layer._gradient_checkpointing_func = functools.partial(checkpoint, **checkpointing_kwargs(False))
+        layer._gradient_checkpointing_func = keeping
 
 
 def mark_checkpointed_inputs(model):
