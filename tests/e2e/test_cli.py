@@ -137,15 +137,7 @@ def test_a_rank_out_of_memory_with_a_collective_pending_ends_the_job_and_its_pro
     assert elapsed < 120, elapsed
     helpers = [int((tmp_path / f"helper{r}.pid").read_text()) for r in (0, 1)]
 
-    def living():
-        return [p for p in helpers if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-
-    deadline = time.monotonic() + 10
-    while living() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    alive = living()
-    for p in alive:
-        psutil.Process(p).kill()
+    alive = _left_after_10s(lambda: [q for q in map(_process, helpers) if q and _status(q) != psutil.STATUS_ZOMBIE])
     assert not alive, f"helper processes outlived the job: {alive}"
     assert not [f for f in os.listdir(run.run_dir) if f.startswith(".failed") or ".tmp" in f]
 
@@ -188,7 +180,7 @@ def test_sigterm_ends_the_job_records_it_and_starts_no_further_sweep_job(multiru
     if multirun:
         cmd = ["-m", *common, "data.seq_length=64,32", f"hydra.sweep.dir={tmp_path / 'sweep'}",
                "hydra.sweep.subdir=${hydra.job.num}"]
-        job = next_job = None
+        job = None
     else:
         cmd = [*common, "data.seq_length=64", f"hydra.run.dir={tmp_path / 'job'}"]
         job = tmp_path / "job"
@@ -219,16 +211,30 @@ def test_sigterm_ends_the_job_records_it_and_starts_no_further_sweep_job(multiru
     assert result["steps"] == steps >= 1, (result, steps)
     if multirun:
         assert [d.name for d in (tmp_path / "sweep").iterdir() if d.is_dir() and d.name[0].isdigit()] == [job.name]
-    def living():  # a zombie is dead: where pid 1 does not reap (some containers) it stays listed
-        return [q for q in psutil.process_iter() if _session(q) == p.pid and _status(q) != psutil.STATUS_ZOMBIE]
+    left = _left_after_10s(lambda: [q for q in psutil.process_iter()
+                                    if _session(q) == p.pid and _status(q) != psutil.STATUS_ZOMBIE])
+    assert not left, f"processes of the job outlived it: {left}"
 
+
+def _left_after_10s(living) -> list:
+    """The pids of the processes `living()` still lists after up to 10 s (a zombie is dead: where pid 1 does not
+    reap, in some containers, it stays listed, so callers leave zombies out); they are killed, not left running."""
     deadline = time.monotonic() + 10
     while living() and time.monotonic() < deadline:
         time.sleep(0.2)
     left = living()
     for q in left:
         q.kill()
-    assert not left, f"processes of the job outlived it: {[q.pid for q in left]}"
+    return [q.pid for q in left]
+
+
+def _process(pid: int):
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
 
 
 def _session(proc) -> int:
