@@ -10,7 +10,9 @@ from framework.config import register
 from framework.errors import ConfigError
 
 register()
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
+"""The config tree. framework/conf is a link to the repository's top-level conf/ in a checkout (and an editable
+install), and a copy of it inside a wheel, so the command finds its configs from any directory."""
 
 
 def run_job(cfg: DictConfig, run_dir: str) -> dict:
@@ -20,7 +22,7 @@ def run_job(cfg: DictConfig, run_dir: str) -> dict:
 
     os.makedirs(run_dir, exist_ok=True)
     try:
-        nproc = validate(cfg)
+        checked = validate(cfg)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         rec = result_record("failed", None, cfg, error=f"config error: {exc}")
@@ -29,10 +31,10 @@ def run_job(cfg: DictConfig, run_dir: str) -> dict:
         return rec
     OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)
     if cfg.engine.offload_optimizer or cfg.engine.offload_params or cfg.model.offload_activations:
-        from framework.engine.memory import describe
+        from framework.plan.memory import describe
 
-        print(describe(cfg, nproc), flush=True)
-    return launch(cfg, run_dir, nproc)
+        print(describe(cfg, checked.world, checked.text_config), flush=True)
+    return launch(cfg, run_dir, checked.world)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -87,4 +89,4 @@ def follower_main():
     overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=False)
-    worker(OmegaConf.to_container(cfg, resolve=True), run_dir=None)
+    worker(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), run_dir=None)

@@ -1,4 +1,5 @@
-"""The root schema: one field per config group, each typed by the dataclass that lives next to its code.
+"""The root schema: one field per config group, each typed by the dataclass that lives next to its code
+(framework/<group>/config.py).
 
 Registered in Hydra's ConfigStore as `schema`; conf/config.yaml lists it first in its defaults, so every group file,
 experiment and override is merged onto typed fields: a typo or a wrong type fails at compose time with the full key.
@@ -7,14 +8,14 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
-from framework.attention import AttentionConfig
-from framework.data import DataConfig
-from framework.engine import EngineConfig
-from framework.engine.optim import OptimConfig
-from framework.loss import LossConfig
-from framework.model import ModelConfig
-from framework.parallel import ParallelismConfig
-from framework.track import TrackerConfig
+from framework.attention.config import AttentionConfig
+from framework.data.config import DataConfig
+from framework.engine.config import EngineConfig
+from framework.loss.config import LossConfig
+from framework.model.config import ModelConfig
+from framework.optim.config import OptimConfig
+from framework.parallelism.config import ParallelismConfig
+from framework.tracker.config import TrackerConfig
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Build the object graph from the config, one group at a time in dependency order, and run it (on every rank).
 
-mesh → model (+ ALST features) → SP attention → dataloader adapter → loss → engine. Each group's `_target_` names
+mesh → model (+ ALST features) → SP attention → dataloader adapter → loss → engine, run by the trainer (the step loop). Each group's `_target_` names
 its builder, called with the group's config as `cfg` and the runtime objects built before it.
 """
 import os
@@ -12,8 +12,17 @@ import torch.distributed as dist
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
-from framework import validate
-from framework.engine.memory import keep_layers
+from framework.checkpoint import load_checkpoint
+from framework.data import held_out_data
+from framework.data.adapter import SPBatches
+from framework.engine import CausalLMWithLoss, deepspeed_config
+from framework.model import announce_zero3, resolve_dtype
+from framework.model.features import apply_features
+from framework.parallelism import MeshAxis, dp_rank_and_size
+from framework.plan.memory import keep_layers
+from framework.runtime import device_type as resolve_device
+from framework.trainer import Trainer
+from framework.tracker.flops import flops_of_positions
 
 
 def call(node: DictConfig, *args, **runtime):
@@ -34,16 +43,7 @@ def seed_everything(seed: int):
 
 def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     """Everything a rank does after the process group exists. Returns the last step's metrics."""
-    from framework.data import held_out_data
-    from framework.data.adapter import SPBatches
-    from framework.engine import Engine, deepspeed_config, find_checkpoint
-    from framework.engine.module import CausalLMWithLoss
-    from framework.model import announce_zero3, hf_config, resolve_dtype
-    from framework.model.features import apply_features
-    from framework.parallel import MeshAxis, dp_rank_and_size
-    from framework.track.flops import flops_of_positions
-
-    device_type = validate.device_type(cfg)
+    device_type = resolve_device(cfg.engine.device)
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device(device_type, int(os.environ.get("LOCAL_RANK", 0))) if device_type == "cuda" else \
         torch.device("cpu")
@@ -82,18 +82,13 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
 
     # 6. engine (DeepSpeed), resumed from a checkpoint if asked
     ds_engine = call(cfg.engine, module, optim=cfg.optim, ds_cfg=ds_cfg, mpu=mpu, device_type=device_type)
-    start_step = 0
-    ckpt = find_checkpoint(cfg.engine.resume, run_dir)
-    if ckpt is not None:
-        _, client = ds_engine.load_checkpoint(ckpt[0], tag=ckpt[1])
-        start_step = int(client["step"])
-        if rank == 0:
-            print(f"resumed from {ckpt[0]} (tag {ckpt[1] or 'latest'}) at step {start_step}", flush=True)
+    start_step = load_checkpoint(ds_engine, cfg.engine.resume, run_dir)
 
     # 4. data: per-rank loader (who reads what: StepSampler) + the SP adapter
     micro_done = start_step * cfg.engine.gradient_accumulation_steps
     tok_path = cfg.data.tokenizer or cfg.model.name_or_path
-    vocab = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config().vocab_size
+    text_config = model.config.get_text_config()
+    vocab = text_config.vocab_size
 
     def loader(data_cfg, seed: int, start_step: int):
         return call(data_cfg, vocab_size=vocab, tokenizer_path=tok_path, dp_rank=dp_rank, dp_size=dp_size,
@@ -115,14 +110,15 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
         tracker = call(cfg.tracker, run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True))
     model_config = model.config
 
-    engine = Engine(ds_engine=ds_engine, batches=batches, cfg=cfg.engine, run_dir=run_dir, tracker=tracker,
-                    flops_of_positions=lambda pos: flops_of_positions(model_config, pos), world_size=world,
-                    sp_size=sp_size, start_step=start_step, offload_activations=cfg.model.offload_activations,
-                    offload_keep_layers=keep_layers(cfg, world), eval_batches=eval_batches)
+    # 7. the step loop
+    trainer = Trainer(ds_engine=ds_engine, batches=batches, cfg=cfg.engine, run_dir=run_dir, tracker=tracker,
+                      flops_of_positions=lambda pos: flops_of_positions(model_config, pos), world_size=world,
+                      sp_size=sp_size, start_step=start_step, offload_activations=cfg.model.offload_activations,
+                      offload_keep_layers=keep_layers(cfg, world, text_config), eval_batches=eval_batches)
     try:
-        last = engine.run()
+        last = trainer.run()
     finally:
         if tracker is not None:
-            tracker.finish({"peak_mem_gib": engine.peak_mem_gib, **engine.last})
-    last["peak_mem_gib"] = max(engine.peak_mem_gib, last.get("peak_mem_gib", 0.0))
+            tracker.finish({"peak_mem_gib": trainer.peak_mem_gib, **trainer.last})
+    last["peak_mem_gib"] = max(trainer.peak_mem_gib, last.get("peak_mem_gib", 0.0))
     return last

@@ -73,13 +73,13 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
     import torch.distributed as dist
 
     from framework.graph import build_and_run
-    from framework.validate import device_type
+    from framework.runtime import device_type
 
     cfg = OmegaConf.create(cfg_container)
     rank = int(os.environ.get("RANK", 0))
     external = os.environ.get("FRAMEWORK_OWN_LAUNCH") != "1"
     try:
-        init_distributed(device_type(cfg))
+        init_distributed(device_type(cfg.engine.device))
         if external:  # ranks > 0 composed the config themselves and have no run directory yet
             box = [run_dir]
             dist.broadcast_object_list(box, src=0)  # every rank
@@ -174,7 +174,7 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     """Run the job on `nproc` local worker processes and return its result record (also in result.json)."""
     from omegaconf import OmegaConf
 
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # plain values: workers need no schema
     path = os.path.join(run_dir, RESULT)
     if already_launched():
         worker(container, run_dir)

@@ -171,7 +171,7 @@ def complete_wandb_records(run_path: str, timeout: float = 30.0) -> list:
     can still be writing a run's log after finish() has returned: 2 of 10 reads of a resumed run were empty."""
     import time
 
-    from framework.track.wandb import read_offline_run
+    from framework.tracker.wandb import read_offline_run
 
     deadline = time.monotonic() + timeout
     while True:

@@ -227,31 +227,3 @@ def uninstall(impl: str):
         ALL_ATTENTION_FUNCTIONS[impl] = current.core
         if impl in ALL_MASK_ATTENTION_FUNCTIONS._local_mapping:
             del ALL_MASK_ATTENTION_FUNCTIONS[impl]
-
-
-def check(cfg):
-    """Refuse, before any worker starts, the setups where packed documents would not stay apart (root cfg)."""
-    from framework.errors import ConfigError
-    from framework.validate import device_type
-
-    impl = getattr(cfg.attention.implementation, "value", cfg.attention.implementation)
-    masking = cfg.attention.get("document_masking", True)
-    if impl == "flex_attention" and device_type(cfg) == "cpu":
-        raise ConfigError("attention.implementation", impl, f"FlexAttention has no backward pass on CPU (torch "
-                          f"{torch.__version__}), so it cannot train here", "use attention=sdpa on CPU")
-    if impl.startswith("flash") and cfg.data.packing and cfg.engine.micro_batch_size > 1:
-        raise ConfigError("engine.micro_batch_size", cfg.engine.micro_batch_size,
-                          f"{impl} keeps packed documents apart only for one row per micro batch (transformers "
-                          "runs flash varlen from position_ids only when the batch size is 1)",
-                          "set engine.micro_batch_size=1 (raise data.seq_length or gradient_accumulation_steps), "
-                          "or use attention=sdpa / flex_attention")
-    if masking and impl in DOCUMENT_MASKED:
-        from framework.model import hf_config
-
-        hc = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
-        layer_types = getattr(hc, "layer_types", None) or []
-        if any(t != "full_attention" for t in layer_types):
-            raise ConfigError("attention.document_masking", True, f"the model has {sorted(set(layer_types))} "
-                              "layers, and document masking implements full causal attention only",
-                              "set attention.document_masking=false with data.packing=false, or use a model with "
-                              "full attention in every layer")

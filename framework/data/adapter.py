@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from deepspeed.runtime.sequence_parallel.ulysses_sp import UlyssesSPDataLoaderAdapter
 
-from framework.data import IGNORE
+from framework.data.rows import IGNORE
 
 
 def add_shift_labels(batch):

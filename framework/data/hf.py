@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from framework.data import IGNORE
+from framework.data.rows import IGNORE
 from framework.errors import ConfigError
 
 FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text", ".text": "text",

@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import torch
 
-from framework.data import IGNORE
+from framework.data.rows import IGNORE
 
 
 class StreamRows(torch.utils.data.IterableDataset):

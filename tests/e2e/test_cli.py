@@ -90,9 +90,9 @@ def sleep_forever():  # a worker's helper process, like DeepSpeed's CPU Adam pro
 if os.environ.get("FRAMEWORK_OWN_LAUNCH") == "1" and os.environ.get("PIDS_DIR"):  # the ranks (and their children)
     import torch
     import torch.distributed as dist
-    from framework import engine
+    from framework import trainer
 
-    train_step = engine.Engine.train_step
+    train_step = trainer.Trainer.train_step
 
     def failing_step(self):
         if self.step == 1:
@@ -110,7 +110,7 @@ if os.environ.get("FRAMEWORK_OWN_LAUNCH") == "1" and os.environ.get("PIDS_DIR"):
             time.sleep(600)  # rank 1: waiting in a collective of its own
         return train_step(self)
 
-    engine.Engine.train_step = failing_step
+    trainer.Trainer.train_step = failing_step
 """
 
 
@@ -154,10 +154,13 @@ def test_config_error_exits_2_with_one_line_and_writes_nothing_half_done(tmp_pat
     assert not {"config.yaml", "metrics.jsonl", "checkpoints"} & files, files
 
 
-def test_typo_key_fails_at_compose_time_naming_the_full_key(tmp_path):
-    run = run_cli(["parallelism.sp_sise=2"], str(tmp_path / "job"))
+@pytest.mark.parametrize("override,key", [("parallelism.sp_sise=2", "parallelism.sp_sise"),
+                                          ("optim.schedule=linaer", "optim.schedule")])
+def test_typo_key_fails_at_compose_time_naming_the_full_key(override, key, tmp_path):
+    """A typo in a key, or in the value of a closed choice (an Enum)."""
+    run = run_cli([override], str(tmp_path / "job"))
     assert run.returncode != 0
-    assert "full_key: parallelism.sp_sise" in run.stderr and "Traceback" not in run.stdout + run.stderr, run.stderr
+    assert f"full_key: {key}" in run.stderr and "Traceback" not in run.stdout + run.stderr, run.stderr
     assert not os.path.exists(run.run_dir)  # nothing started, nothing written
 
 

@@ -49,7 +49,7 @@ def test_group_file_composes_and_validates(rel):
             validate(cfg)
         assert info.value.key == INVALID_HERE[rel]
     else:
-        assert validate(cfg) >= 1
+        assert validate(cfg).world >= 1
 
 
 def fake_gpus(monkeypatch, count):
@@ -64,7 +64,7 @@ def test_experiment_opens_with_its_command_composes_and_validates(rel, monkeypat
     assert any(f"python -m framework +experiment={name}" in line for line in header), header
     cfg = compose([], experiment=name)
     if cfg.engine.device == "cpu":
-        assert validate(cfg) >= 1
+        assert validate(cfg).world >= 1
         return
     # a GPU experiment: valid on a node of 8 GPUs (mocked: validation only counts them) ...
     fake_gpus(monkeypatch, 8)
@@ -74,7 +74,7 @@ def test_experiment_opens_with_its_command_composes_and_validates(rel, monkeypat
         with pytest.raises(ConfigError, match=r"model\.liger.*liger-kernel is not installed.*\[gpu\]"):
             validate(cfg)
         cfg = compose(["model.liger=false"], experiment=name)
-    world = validate(cfg)
+    world = validate(cfg).world
     assert 1 <= world <= 8
     # ... and refused, saying what is missing, where there are too few
     if world > 1:
@@ -108,9 +108,9 @@ def test_environment_gives_defaults_and_the_command_line_wins(monkeypatch):
     assert cfg.attention.implementation.value == "flex_attention"
     # the command line wins, by key or by choosing the group
     assert compose(["attention=sdpa"], experiment=None).attention.implementation.value == "sdpa"
-    assert validate(compose(["attention.implementation=sdpa"], experiment=None)) == 4  # flex cannot train on CPU
+    assert validate(compose(["attention.implementation=sdpa"], experiment=None)).world == 4  # flex cannot train on CPU
     cfg = compose(["parallelism.sp_size=2", "attention.implementation=sdpa"], experiment=None)
-    assert cfg.parallelism.sp_size == 2 and validate(cfg) == 2
+    assert cfg.parallelism.sp_size == 2 and validate(cfg).world == 2
     monkeypatch.delenv("PARALLELISM_CONFIG_SP_SIZE")
     assert compose([], experiment=None).parallelism.sp_size == 1
 

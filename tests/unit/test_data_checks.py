@@ -5,7 +5,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from transformers import ByT5Tokenizer
 
-from framework.attention.packed import check as check_document_masking
+from framework.attention.rules import check_packed
 from framework.cli import CONF_DIR
 from framework.errors import ConfigError
 from framework.validate import validate
@@ -14,6 +14,15 @@ from framework.validate import validate
 def config(*overrides):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose("config", overrides=["+experiment=smoke_cpu", *overrides])
+
+
+def check_document_masking(cfg):
+    """attention's rules for packed rows, as framework.validate calls them."""
+    from framework.model import hf_config
+
+    text = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
+    check_packed(cfg.attention, text_config=text, device=cfg.engine.device, packing=cfg.data.packing,
+                 micro_batch_size=cfg.engine.micro_batch_size)
 
 
 @pytest.fixture()
@@ -26,7 +35,7 @@ def corpus(tmp_path):
 
 
 def test_validation_tokenizes_a_good_corpus_into_the_cache(tmp_path, corpus):
-    assert validate(config("data=hf", *corpus, "data.packing=true")) == 2
+    assert validate(config("data=hf", *corpus, "data.packing=true")).world == 2
     assert [f.name for f in (tmp_path / "cache").iterdir() if f.name.startswith("tokenized-")]
 
 

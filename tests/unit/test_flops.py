@@ -1,4 +1,4 @@
-"""The FLOPs formula (framework.track.flops): a hand count of one layer, torch's own FLOP counter, and the published
+"""The FLOPs formula (framework.tracker.flops): a hand count of one layer, torch's own FLOP counter, and the published
 figures (Llama-3-8B's parameter count, PaLM's and Megatron-LM's per-token formulas)."""
 import math
 from types import SimpleNamespace
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from framework.track.flops import (flops_of_positions, flops_of_rows, flops_per_token, matmul_params, peak_for_name,
+from framework.tracker.flops import (flops_of_positions, flops_of_rows, flops_per_token, matmul_params, peak_for_name,
                                    peak_tflops)
 
 ONE_LAYER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
@@ -126,9 +126,9 @@ def test_peak_comes_from_the_card_name_and_an_override_wins():
 
 
 def plan_8b_2gpu(seq_length, keep_layers=0, round_threshold=math.inf):
-    """framework.engine.memory.host_plan for Llama-3.1-8B (8.03e9 parameters, 32 layers, hidden 4096) on 2 ranks,
+    """framework.plan.memory.host_plan for Llama-3.1-8B (8.03e9 parameters, 32 layers, hidden 4096) on 2 ranks,
     sp_size 2, optimizer and checkpoints offloaded; torch's pinned allocator rounding every buffer (its default)."""
-    from framework.engine.memory import host_plan
+    from framework.plan.memory import host_plan
 
     return host_plan(params=8_030_261_248, layers=32, hidden=4096, seq_length=seq_length, micro_batch_size=1,
                      world=2, sp_size=2, offload_optimizer=True, offload_params=False, offload_activations=True,
@@ -158,7 +158,7 @@ def test_host_ram_plan_of_the_measured_2gpu_run():
     ("pinned_max_round_threshold_mb:256,pinned_max_cached_size_mb:128", 128 * 2**20),  # the cache limit wins
 ])
 def test_pinned_buffers_are_rounded_as_the_allocator_settings_say(conf, threshold, monkeypatch):
-    from framework.engine.memory import pinned_round_threshold, pinned_size
+    from framework.plan.memory import pinned_round_threshold, pinned_size
 
     monkeypatch.delenv("PYTORCH_ALLOC_CONF", raising=False)
     monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", conf)
@@ -172,8 +172,8 @@ def test_pinned_buffers_are_rounded_as_the_allocator_settings_say(conf, threshol
 def test_host_ram_plan_explains_the_320k_run_that_ran_out_of_host_memory():
     """2 x H100 (252 GiB host), Llama-3.1-8B at 320K, sp 2, 22 layers offloaded (the plan without rounding said 238
     GiB and kept 10 layers): host memory in use climbed to 250 GiB and a rank was killed (experiments/alst_2gpu,
-    session 5). Each rank's 1.25 GiB checkpoint took 2 GiB: 271 GiB. Auto now keeps 18 layers, the fewest that fit."""
-    from framework.engine.memory import HOST_BUDGET, keep_layers_to_fit
+    notes). Each rank's 1.25 GiB checkpoint took 2 GiB: 271 GiB. Auto now keeps 18 layers, the fewest that fit."""
+    from framework.plan.memory import HOST_BUDGET, keep_layers_to_fit
 
     assert plan_8b_2gpu(327_680, keep_layers=10, round_threshold=64 * 2**20)["total"] == pytest.approx(238, abs=1)
     rounded = plan_8b_2gpu(327_680, keep_layers=10)["total"]
@@ -192,7 +192,7 @@ def test_host_ram_plan_counts_only_the_offloaded_layers():
 def test_host_ram_plan_says_how_many_layers_to_keep_on_the_gpu():
     """Llama-8B, 2 GPUs, 512K: 182 GiB of optimizer and workers plus 124 GiB of checkpoints (31 layers) overflow a
     252 GiB host; keeping 17 more layers on the GPUs (4 GiB each, 2 GiB per GPU) brings it under 95%."""
-    from framework.engine.memory import HOST_BUDGET, keep_layers_to_fit
+    from framework.plan.memory import HOST_BUDGET, keep_layers_to_fit
 
     plan = plan_8b_2gpu(2**19, keep_layers=1)
     n = keep_layers_to_fit(plan, host_gib=252, layers=32, keep_layers=1)
@@ -207,11 +207,17 @@ def test_host_ram_plan_matches_the_measured_256k_runs(keep, measured):
     """2 x H100, Llama-3.1-8B, 256K, sp 2 (experiments/alst_2gpu, 2026-11-26): host memory in use during the steps
     was 225 GiB with 12 layers' checkpoints kept on the GPUs and 233 GiB with 8. The plan is within 3 GiB, and both
     (they trained) are under the warning threshold of a 252 GiB host."""
-    from framework.engine.memory import HOST_BUDGET
+    from framework.plan.memory import HOST_BUDGET
 
     plan = plan_8b_2gpu(2**18, keep_layers=keep)
     assert plan["total"] == pytest.approx(measured, abs=3.0)
     assert plan["total"] < HOST_BUDGET * 252
+
+
+def _text(cfg):
+    from framework.model import hf_config
+
+    return hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
 
 
 def _8b_256k(keep="auto"):
@@ -233,7 +239,7 @@ def test_offload_keep_layers_auto_fits_the_node(host_gib, local_ranks, expected,
     host RAM cannot take: Llama-3.1-8B, 256K, sp 2, 2 ranks."""
     import types
 
-    from framework.engine import memory
+    from framework.plan import memory
 
     monkeypatch.setattr(memory.psutil, "virtual_memory", lambda: types.SimpleNamespace(total=host_gib * 2**30))
     if local_ranks:
@@ -241,14 +247,14 @@ def test_offload_keep_layers_auto_fits_the_node(host_gib, local_ranks, expected,
     else:
         monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     cfg = _8b_256k()
-    assert memory.keep_layers(cfg, 2) == expected
-    line = memory.describe(cfg, 2)
+    assert memory.keep_layers(cfg, 2, _text(cfg)) == expected
+    line = memory.describe(cfg, 2, _text(cfg))
     assert f"model.offload_keep_layers=auto keeps {expected} of 32 layers' checkpoints on the GPUs " \
            f"({expected * 131072 * 4096 * 2 / 2**30:.1f} GiB on each)" in line
     assert ("warning" in line) == (host_gib == 150)
     if expected not in (1, 32):  # the chosen count is the smallest that fits: one fewer would not
         assert plan_8b_2gpu(2**18, keep_layers=expected - 1)["total"] > memory.HOST_BUDGET * host_gib
-    assert memory.keep_layers(_8b_256k(7), 2) == 7  # a number is taken as it is
+    assert memory.keep_layers(_8b_256k(7), 2, _text(cfg)) == 7  # a number is taken as it is
 
 
 def test_host_ram_plan_line_says_which_number_would_fit(monkeypatch):
@@ -256,10 +262,10 @@ def test_host_ram_plan_line_says_which_number_would_fit(monkeypatch):
     with what it costs each GPU (Llama-3.1-8B, 256K, sp 2: 1 GiB per layer per GPU)."""
     import types
 
-    from framework.engine import memory
+    from framework.plan import memory
 
     monkeypatch.setattr(memory.psutil, "virtual_memory", lambda: types.SimpleNamespace(total=252 * 2**30))
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    line = memory.describe(_8b_256k(1), 2)
+    line = memory.describe(_8b_256k(1), 2, _text(_8b_256k(1)))
     assert "warning: this is likely to run out of host memory" in line
     assert "model.offload_keep_layers=4 would fit (it keeps 3 GiB more on each GPU)" in line

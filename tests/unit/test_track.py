@@ -9,8 +9,8 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from framework.track import ConsoleTracker, Progress, TrackerConfig, build_tracker
-from framework.track.wandb import RUN_ID_FILE, WandbTracker
+from framework.tracker import ConsoleTracker, Progress, TrackerConfig, build_tracker
+from framework.tracker.wandb import RUN_ID_FILE, WandbTracker
 from helpers import complete_wandb_records
 
 
@@ -148,7 +148,7 @@ def test_offline_run_is_continued_by_a_resumed_run_with_the_same_id(tmp_path, mo
 
 
 def test_a_new_run_in_another_directory_gets_a_new_id_unless_it_resumes_from_there(tmp_path, monkeypatch):
-    from framework.track.wandb import previous_run_id
+    from framework.tracker.wandb import previous_run_id
 
     old = tmp_path / "old"
     (old / "checkpoints" / "step_2").mkdir(parents=True)

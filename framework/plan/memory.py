@@ -6,6 +6,8 @@ from typing import Dict
 
 import psutil
 
+from framework.tracker.flops import matmul_params
+
 GIB = 2**30
 PROCESS_BASE_GIB = 9.0
 """Host memory of one GPU worker besides the model state (CUDA context, libraries, DeepSpeed ops, staging copies).
@@ -86,13 +88,9 @@ def keep_layers_to_fit(plan: Dict[str, float], *, host_gib: float, layers: int, 
     return keep_layers + extra if extra < offloaded else 0
 
 
-def _node_plan(cfg, world: int, keep: int):
-    """(plan of the ranks on this node, the model's text config): torchrun/SLURM's LOCAL_WORLD_SIZE ranks of `world`,
-    all of them when we start the workers ourselves. Every entry is even over the ranks."""
-    from framework.model import hf_config
-    from framework.track.flops import matmul_params
-
-    c = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
+def _node_plan(cfg, world: int, keep: int, c) -> Dict[str, float]:
+    """The plan of the ranks on this node (`c`: the model's text config): torchrun/SLURM's LOCAL_WORLD_SIZE ranks of
+    `world`, all of them when we start the workers ourselves. Every entry is even over the ranks."""
     tied = getattr(c, "tie_word_embeddings", False)
     params = matmul_params(c) + (0 if tied else c.vocab_size * c.hidden_size)  # + the embedding table
     plan = host_plan(params=params, layers=c.num_hidden_layers, hidden=c.hidden_size,
@@ -101,10 +99,10 @@ def _node_plan(cfg, world: int, keep: int):
                      offload_params=cfg.engine.offload_params, offload_activations=cfg.model.offload_activations,
                      keep_layers=keep)
     share = min(int(os.environ.get("LOCAL_WORLD_SIZE", world)), world) / world
-    return {k: v * share for k, v in plan.items()}, c
+    return {k: v * share for k, v in plan.items()}
 
 
-def keep_layers(cfg, world: int) -> int:
+def keep_layers(cfg, world: int, text_config) -> int:
     """model.offload_keep_layers as a number. `auto`: the fewest layers (at least 1, as DeepSpeed keeps) whose
     checkpoints must stay on the GPUs for the plan to fit HOST_BUDGET of this node's RAM; all of them when even that
     does not fit (the startup line then warns). The same on every rank of a node: it depends on the config, the world
@@ -114,16 +112,18 @@ def keep_layers(cfg, world: int) -> int:
         return int(keep)
     if not cfg.model.offload_activations:
         return 1
-    plan, c = _node_plan(cfg, world, 1)
+    c = text_config
+    plan = _node_plan(cfg, world, 1, c)
     host = psutil.virtual_memory().total / GIB
     fit = keep_layers_to_fit(plan, host_gib=host, layers=c.num_hidden_layers, keep_layers=1)
     return fit or (c.num_hidden_layers if plan["total"] > HOST_BUDGET * host else 1)
 
 
-def describe(cfg, world: int) -> str:
+def describe(cfg, world: int, text_config) -> str:
     """One line: the plan against this machine's RAM, with a warning (and what to change) when it does not fit."""
-    keep = keep_layers(cfg, world)
-    plan, c = _node_plan(cfg, world, keep)
+    c = text_config
+    keep = keep_layers(cfg, world, c)
+    plan = _node_plan(cfg, world, keep, c)
     total = psutil.virtual_memory().total / GIB
     parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in plan.items() if k != "total")
     line = f"host RAM plan: about {plan['total']:.0f} GiB of this machine's {total:.0f} GiB ({parts})"

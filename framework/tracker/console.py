@@ -1,29 +1,8 @@
-"""tracker: where step metrics go besides metrics.jsonl (the rank-0 console line with progress and ETA; W&B too with
-tracker=wandb). Only rank 0 builds a tracker."""
-from dataclasses import dataclass, field
-import json
+"""The rank-0 console line of every optimizer step, with progress and ETA."""
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, TextIO
-
-
-@dataclass
-class TrackerConfig:
-    _target_: str = "framework.track.build_tracker"
-    kind: str = "console"
-    """console (the rank-0 log line only) or wandb (the console line, and a W&B run)."""
-    project: str = "framework"
-    entity: Optional[str] = None
-    group: Optional[str] = None
-    """W&B group; null: the sweep directory in a multirun, else none."""
-    name: Optional[str] = None
-    """W&B run name; null: the job's overrides (or the run directory's name)."""
-    tags: List[str] = field(default_factory=list)
-    mode: Optional[str] = None
-    """W&B mode (offline, online, disabled); null: WANDB_MODE from the environment, else offline."""
-    progress: bool = True
-    """Show progress and ETA: a bar redrawn in place in a terminal, an `eta` field on each line in a log file."""
+from typing import Any, Dict, Optional, TextIO
 
 
 def fmt_duration(seconds: float) -> str:
@@ -117,47 +96,3 @@ class ConsoleTracker:
             self.stream.write("\r\033[K")
             self.stream.flush()
             self.bar_shown = False
-
-
-class Trackers:
-    """Several trackers as one (the console line always; W&B besides it)."""
-
-    def __init__(self, *trackers):
-        self.trackers = trackers
-
-    def log_config(self, config: Dict[str, Any]):
-        for t in self.trackers:
-            t.log_config(config)
-
-    def log(self, metrics: Dict[str, Any]):
-        for t in self.trackers:
-            t.log(metrics)
-
-    def finish(self, summary: Dict[str, Any]):
-        for t in self.trackers:
-            t.finish(summary)
-
-
-def build_tracker(*, cfg, run_dir: str, config: Dict[str, Any]):
-    """The tracker of rank 0 (other ranks build none). `config` is the resolved run config."""
-    tracker = ConsoleTracker(progress=cfg.get("progress", True))
-    if cfg.kind == "wandb":
-        from framework.track.wandb import WandbTracker
-
-        tracker = Trackers(tracker, WandbTracker(cfg=cfg, run_dir=run_dir))
-    tracker.log_config(config)
-    return tracker
-
-
-class JsonlWriter:
-    """Appends one JSON object per line and flushes, so a killed job keeps every finished step."""
-
-    def __init__(self, path: str):
-        self.f = open(path, "a")
-
-    def write(self, obj: Dict[str, Any]):
-        self.f.write(json.dumps(obj) + "\n")
-        self.f.flush()
-
-    def close(self):
-        self.f.close()

@@ -82,7 +82,7 @@ class WandbTracker:
         except Exception as exc:  # noqa: BLE001  (not installed, or broken on import)
             return self._fail("import wandb", exc)
         try:
-            mode = self.cfg.get("mode") or os.environ.get("WANDB_MODE") or "offline"
+            mode = str(self.cfg.get("mode") or os.environ.get("WANDB_MODE") or "offline")
             resume = (config.get("engine") or {}).get("resume")
             run_id = previous_run_id(self.run_dir, resume)
             overrides = job_overrides(self.run_dir)

@@ -1,0 +1,55 @@
+"""data's config: where the rows come from, how long they are, and how they are packed and ordered."""
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from framework.choice import Choice
+
+
+class DataSource(Choice):
+    synthetic = "synthetic"
+    hf = "hf"
+
+
+@dataclass
+class DataConfig:
+    _target_: str = "framework.data.loader.build_dataloader"
+    source: DataSource = DataSource.synthetic
+    """synthetic (random tokens) or hf (HF datasets: a file, glob, directory or hub id)."""
+    path: Optional[str] = None
+    """For source=hf: a file, glob, directory, or hub id."""
+    seq_length: int = 1024
+    """Tokens per row (global, before SP sharding)."""
+    lengths: List[int] = field(default_factory=list)
+    """synthetic only: cycle through these row lengths instead of seq_length (needs sp_seq_length_is_variable)."""
+    num_samples: int = 1024
+    """synthetic only: rows in the dataset."""
+    packing: bool = False
+    """Concatenate documents into rows of seq_length; position_ids restart at each document."""
+    shuffle: bool = True
+    """Seeded shuffle of the row order (engine.seed), reshuffled each epoch."""
+    text_field: str = "text"
+    """Field holding raw text (rows with input_ids are used as they are)."""
+    tokenizer: Optional[str] = None
+    """Tokenizer directory or hub id. null: the model's directory."""
+    truncation: bool = True
+    """Unpacked rows: cut documents longer than seq_length (false: leave them out; all too long is an error)."""
+    pad_to_seq_length: bool = False
+    """Unpacked rows: pad every row to seq_length (else to a multiple of sp_size)."""
+    num_proc: int = 1
+    """Processes for tokenization (datasets.map)."""
+    streaming: bool = False
+    """Stream the corpus instead of loading it (for corpora that do not fit on disk)."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+    split: str = "train"
+    """Split to read from a hub dataset or a saved DatasetDict."""
+    cache_dir: Optional[str] = None
+    """Where tokenized documents and HF datasets' own Arrow cache live. null: ~/.cache/framework/tokenized."""
+    chat_template: Optional[str] = None
+    """Jinja chat template for `messages` rows. null: the tokenizer's own."""
+    add_eos: bool = True
+    """Text rows: end every document with the tokenizer's EOS token (if it has one and did not add it)."""
+    shuffle_buffer: int = 10000
+    """streaming + shuffle: documents in the seeded shuffle buffer."""
+    eval_path: Optional[str] = None
+    """Held-out rows for engine.eval_every (data=hf): read like `path`. Synthetic data draws unseen rows instead."""

@@ -1,0 +1,49 @@
+"""The per-rank DataLoader: rows of token ids (synthetic or from HF datasets) in a fixed DP/SP-sharded order.
+
+Every batch it yields is a dict of `[b, s]` int64 tensors: `input_ids`, `labels` (-100 where no loss),
+`position_ids` (restarting at 0 at each document start when rows are packed). The SP adapter
+(framework.data.adapter) then cuts `s` into `sp_size` shards and adds `shift_labels`.
+"""
+from typing import Optional
+
+import torch
+
+from framework.data.rows import SyntheticRows, collate
+from framework.data.sampler import StepSampler
+
+
+def held_out_data(data_cfg):
+    """The data config of the held-out rows (engine.eval_every): data.eval_path read like data.path, in a fixed
+    order."""
+    held_out = data_cfg.copy()
+    held_out.path, held_out.shuffle = data_cfg.eval_path, False
+    return held_out
+
+
+def build_dataset(cfg, *, vocab_size: int, seed: int, tokenizer_path: Optional[str]):
+    if cfg.source == "synthetic":
+        return SyntheticRows(num_samples=cfg.num_samples, lengths=list(cfg.lengths) or [cfg.seq_length],
+                             vocab_size=vocab_size, seed=seed)
+    from framework.data.hf import build_hf_dataset
+
+    return build_hf_dataset(cfg, tokenizer_path=tokenizer_path, seed=seed)
+
+
+def build_dataloader(*, cfg, vocab_size: int, tokenizer_path: Optional[str], dp_rank: int, dp_size: int,
+                     sp_rank: int, sp_size: int, micro_batch_size: int, seed: int, start_step: int = 0,
+                     pad_id: int = 0):
+    """The per-rank DataLoader (before SP sharding); see StepSampler for which rank reads what."""
+    from functools import partial
+
+    dataset = build_dataset(cfg, vocab_size=vocab_size, seed=seed, tokenizer_path=tokenizer_path)
+    length = cfg.seq_length if (cfg.pad_to_seq_length or cfg.packing) and not cfg.lengths else None
+    if isinstance(dataset, torch.utils.data.IterableDataset):  # streaming: the dataset itself picks this rank's rows
+        dataset.assign(dp_rank=dp_rank, dp_size=dp_size, sp_rank=sp_rank, sp_size=sp_size,
+                       micro_batch_size=micro_batch_size, seed=seed, start_step=start_step)
+        return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=0,
+                                           collate_fn=partial(collate, multiple_of=sp_size, length=length,
+                                                              pad_id=pad_id))
+    sampler = StepSampler(len(dataset), dp_rank=dp_rank, dp_size=dp_size, sp_rank=sp_rank, sp_size=sp_size,
+                          micro_batch_size=micro_batch_size, seed=seed, shuffle=cfg.shuffle, start_step=start_step)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                                       collate_fn=partial(collate, multiple_of=sp_size, length=length, pad_id=pad_id))

@@ -1,0 +1,55 @@
+"""data's cross-field rules, checked before any worker starts (framework.validate calls them in order)."""
+from framework.data.loader import held_out_data
+from framework.errors import ConfigError
+
+
+def check(d, *, parallelism, eval_every: int):
+    """Lengths against the SP layout, and what data=hf and evaluation need."""
+    p = parallelism
+    if d.seq_length < 1:
+        raise ConfigError("data.seq_length", d.seq_length, "must be positive", "set data.seq_length=4096")
+    lengths = list(d.lengths) or [d.seq_length]
+    if not p.sp_seq_length_is_variable:
+        fixed = p.sp_seq_length or d.seq_length
+        if fixed % p.sp_size:
+            raise ConfigError("parallelism.sp_seq_length" if p.sp_seq_length else "data.seq_length", fixed,
+                              f"must be divisible by sp_size={p.sp_size} when sp_seq_length_is_variable=false",
+                              f"use a multiple of {p.sp_size}, e.g. {fixed - fixed % p.sp_size or p.sp_size}")
+        if d.source == "synthetic" and any(x != fixed for x in lengths):
+            raise ConfigError("data.lengths", lengths, f"rows must all be {fixed} tokens when "
+                              "sp_seq_length_is_variable=false", "set parallelism.sp_seq_length_is_variable=true")
+    if eval_every > 0 and d.source == "hf" and not d.eval_path:
+        raise ConfigError("data.eval_path", d.eval_path, "engine.eval_every > 0 needs held-out rows for data=hf",
+                          "set data.eval_path=/path/to/heldout.jsonl, or engine.eval_every=0")
+    if d.source == "hf" and not d.path:
+        raise ConfigError("data.path", d.path, "data=hf needs a file, glob, directory or hub id",
+                          "set data.path=/path/to/corpus.jsonl")
+
+
+def check_corpus(d, *, parallelism, tokenizer_path, world: int, micro_batch_size: int, seed: int, eval_every: int):
+    """Rules that need the data itself. data=hf: loads and tokenizes the corpus once (filling the tokenization cache
+    the workers then read), so a missing path, a broken row, an empty corpus, a missing field or tokenizer, or
+    documents all too long stop the job here with one ConfigError."""
+    if d.source != "hf":
+        return
+    from framework.data.hf import build_hf_dataset
+
+    tok = dict(tokenizer_path=d.tokenizer or tokenizer_path, seed=seed,
+               tokenizer_key="data.tokenizer" if d.tokenizer else "model.name_or_path")
+    if eval_every and d.eval_path:  # the held-out rows, tokenized (and cached) here too
+        build_hf_dataset(held_out_data(d), **tok)
+    dataset = build_hf_dataset(d, **tok)
+    if d.streaming:
+        next(iter(dataset.rows(0)), None)
+        return
+    p = parallelism
+    need = world * micro_batch_size  # one micro-step of every DP replica for each SP rank
+    if len(dataset) < need:
+        raise ConfigError("data.path", d.path, f"gives {len(dataset)} rows of data.seq_length={d.seq_length}, fewer "
+                          f"than one step needs ({need}: processes x micro_batch_size)",
+                          "add data, lower data.seq_length or engine.micro_batch_size")
+    if not d.packing and not d.pad_to_seq_length and p.sp_size > 1 and not p.sp_seq_length_is_variable:
+        raise ConfigError("data.pad_to_seq_length", False, "unpacked rows vary in length, and "
+                          "parallelism.sp_seq_length_is_variable=false needs them all of one length",
+                          "set data.pad_to_seq_length=true, data.packing=true or "
+                          "parallelism.sp_seq_length_is_variable=true")

@@ -1,0 +1,64 @@
+"""engine's config: the DeepSpeed ZeRO engine (stage, offload, buckets) and the step loop that runs it (steps, batch,
+checkpoints, evaluation)."""
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from framework.choice import Choice
+
+
+class Device(Choice):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class CommDtype(Choice):
+    auto = "auto"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    fp32 = "fp32"
+
+
+@dataclass
+class EngineConfig:
+    _target_: str = "framework.engine.build.build_engine"
+    max_steps: int = 10
+    """Optimizer steps to run."""
+    seed: int = 42
+    """Seeds weights (random init), data order and every RNG."""
+    micro_batch_size: int = 1
+    """Rows per rank per micro-step (before SP sharding: each SP rank holds b x s/sp_size tokens)."""
+    gradient_accumulation_steps: int = 1
+    zero_stage: int = 3
+    """DeepSpeed ZeRO stage: 0, 1, 2 or 3."""
+    offload_optimizer: bool = False
+    """Keep optimizer states in CPU memory and step there (DeepSpeed CPU Adam)."""
+    offload_params: bool = False
+    """Keep parameters in CPU memory (ZeRO-3 only)."""
+    offload_ratio: float = 1.0
+    """ZeRO-3 only: share of the optimizer states stepped on the CPU (the rest stays on the GPU). 1: all."""
+    super_offload: bool = False
+    """ZeRO-3 + offload_optimizer, on NVIDIA GPUs: DeepSpeed's SuperOffload, which steps each parameter group on the
+    CPU as soon as its gradients arrive, overlapped with the rest of backward. Needs optim.grad_clip=0: with clipping
+    DeepSpeed 0.19 waits for the global norm and steps after backward (the config refuses the pair)."""
+    save_every: int = 0
+    """Save a checkpoint every N optimizer steps (and at the end); 0: never."""
+    resume: Optional[str] = None
+    """null, latest (newest checkpoint of this run directory, if any) or a checkpoint directory."""
+    eval_every: int = 0
+    """Evaluate every N steps on held-out rows, sharded like training (0: never)."""
+    eval_steps: int = 2
+    """Micro-batches per evaluation."""
+    device: Device = Device.auto
+    """auto (cuda when present), cuda or cpu."""
+    peak_tflops_per_gpu: float = 0.0
+    """Peak dense TFLOP/s of one card for MFU; 0: from the card's name (H100/H200: 989)."""
+    reduce_bucket_size: int = 125_000_000
+    """ZeRO reduce / prefetch bucket elements: 1.25e8 adds about 1 GB at fp32, 5e8 about 4 GB."""
+    sp_comm_dtype: CommDtype = CommDtype.auto
+    """dtype of the Ulysses all-to-all (auto: the model's dtype)."""
+    deepspeed: Dict[str, Any] = field(default_factory=dict)
+    """Raw DeepSpeed config merged over the generated one (expert escape hatch)."""
+    dump_grads: bool = False
+    """Debug: write the full fp32 gradients (before clipping) of this run's first optimizer step to
+    <run_dir>/grads_step<N>.pt, a dict keyed like the HF model's parameters. For correctness tests."""

@@ -1,0 +1,65 @@
+"""Build the Hugging Face causal LM: from a local directory / hub id, or from architecture fields with random weights."""
+from typing import Any, Dict, Optional
+
+import torch
+
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def resolve_dtype(name: str, device_type: str) -> torch.dtype:
+    name = str(name)
+    if name == "auto":
+        return torch.bfloat16 if device_type == "cuda" else torch.float32
+    return DTYPES[name]
+
+
+def hf_config(*, name_or_path: Optional[str], arch: Dict[str, Any]):
+    """The transformers config the model is built from (no weights loaded)."""
+    from transformers import AutoConfig
+
+    if name_or_path:
+        return AutoConfig.from_pretrained(name_or_path)
+    fields = dict(arch)
+    return AutoConfig.for_model(fields.pop("model_type"), **fields)
+
+
+class _ZeRO3Config:
+    """What transformers asks of a DeepSpeed config (`is_zero3()`, `.config`); HfDeepSpeedConfig would do the same
+    but needs accelerate, which this project does not depend on."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def is_zero3(self) -> bool:
+        return True
+
+
+_ZERO3 = None  # kept alive for the process: transformers holds only a weak reference
+
+
+def announce_zero3(ds_config):
+    """Make transformers build and load models under ZeRO-3: zero.Init partitions each weight as it is created,
+    random weights are initialized gathered module by module on rank 0 (transformers' initialize_weights_zero3),
+    pretrained ones are loaded into their partitions. All ranks must call this before building the model."""
+    global _ZERO3
+    import torch._dynamo  # noqa: F401  (imported before zero.Init patches tensor creation, which breaks its import)
+    from transformers.integrations.deepspeed import set_hf_deepspeed_config
+
+    _ZERO3 = _ZeRO3Config(ds_config)
+    set_hf_deepspeed_config(_ZERO3)
+
+
+def build_model(*, cfg, attn_implementation: str, device_type: str):
+    """Build the HF causal LM (the ALST features are applied by framework.model.features)."""
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = resolve_dtype(cfg.dtype, device_type)
+    if cfg.name_or_path:
+        model = AutoModelForCausalLM.from_pretrained(cfg.name_or_path, dtype=torch_dtype,
+                                                     attn_implementation=attn_implementation)
+    else:
+        config = hf_config(name_or_path=None, arch=cfg.arch)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=attn_implementation)
+    model.config.use_cache = False
+    return model

@@ -1,0 +1,79 @@
+"""model's cross-field rules, checked before any worker starts (framework.validate calls them in order)."""
+import importlib.util
+import os
+
+from framework.errors import ConfigError
+from framework.model.build import hf_config
+from framework.runtime import device_type
+from framework.tracker.flops import matmul_params
+
+
+def model_config(m, *, device: str):
+    """The model's transformers config, resolved once (validation passes it on): refuses a missing directory, an
+    architecture without model_type or with a bad field, and a model too large to train on CPU processes."""
+    if m.name_or_path is None and "model_type" not in m.arch:
+        raise ConfigError("model.arch", dict(m.arch), "needs model_type when model.name_or_path is null",
+                          "pick a preset (model=tiny_llama, llama3_8b, ...) or set model.name_or_path")
+    local = m.name_or_path and (m.name_or_path.startswith((".", "/", "~")) or os.path.isdir(m.name_or_path))
+    if local and not os.path.isdir(os.path.expanduser(m.name_or_path)):
+        raise ConfigError("model.name_or_path", m.name_or_path, "no such directory",
+                          "give a model directory (with config.json) or a hub id")
+    try:
+        config = hf_config(name_or_path=m.name_or_path, arch=m.arch)
+        text = config.get_text_config()
+    except Exception as exc:  # noqa: BLE001  (unknown model_type, bad field, unreachable hub)
+        key = "model.name_or_path" if m.name_or_path else "model.arch"
+        why = " ".join(str(exc).split())[:200]
+        raise ConfigError(key, m.name_or_path or dict(m.arch), f"cannot build its config ({why})", "check the model directory / hub id, or the architecture fields") from None
+    billions = matmul_params(text) / 1e9
+    if device_type(device) == "cpu" and billions > 1.0:
+        raise ConfigError("engine.device", f"{device} (resolves to cpu)",
+                          f"the model has {billions:.1f}B parameters; training it on CPU processes would take "
+                          "hours per step and tens of GiB of RAM per process",
+                          "run on a machine with GPUs, or pick a small model (model=tiny_llama)")
+    return config
+
+
+def check_features(m, *, config, device: str, attention: str):
+    """The ALST features: what each needs (checkpointing, sdpa, a GPU, liger-kernel) and their ranges."""
+    text = config.get_text_config()
+    if m.offload_activations and not m.activation_checkpointing:
+        raise ConfigError("model.offload_activations", True,
+                          "offloads the hidden states that activation checkpointing keeps, so it needs it",
+                          "also set model.activation_checkpointing=true")
+    keep = m.get("offload_keep_layers", "auto")
+    if keep != "auto" and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 0):
+        raise ConfigError("model.offload_keep_layers", keep, "must be auto or a whole number >= 0 (decoder layers "
+                          "whose checkpoints stay on the GPU)", "e.g. model.offload_keep_layers=auto (the default)")
+    kept = m.get("keep_attention_layers", 0)
+    if not isinstance(kept, int) or isinstance(kept, bool) or not 0 <= kept <= text.num_hidden_layers:
+        raise ConfigError("model.keep_attention_layers", kept, f"must be a whole number from 0 to the model's "
+                          f"{text.num_hidden_layers} decoder layers (those that keep attention's output)",
+                          f"e.g. model.keep_attention_layers={text.num_hidden_layers // 2}, or "
+                          "model.recompute_attention=false for all of them")
+    keeping = [("model.recompute_attention", False)] if not m.get("recompute_attention", True) else []
+    keeping += [("model.keep_attention_layers", kept)] if kept else []
+    if len(keeping) == 2:
+        raise ConfigError("model.keep_attention_layers", kept, "picks layers that keep attention's output while the "
+                          "others recompute it, and model.recompute_attention=false already keeps it in every layer",
+                          "drop one of the two overrides")
+    for key, value in keeping:
+        if not m.activation_checkpointing:
+            raise ConfigError(key, value, "decides what activation checkpointing recomputes, and checkpointing is off "
+                              "(nothing is recomputed)",
+                              "also set model.activation_checkpointing=true, or drop the override")
+        if attention != "sdpa":
+            raise ConfigError(key, value, f"keeps the outputs of the sdpa kernels (and of varlen_attn for packed "
+                              f"rows); {attention}'s kernel would be recomputed anyway", "use attention=sdpa, or drop "
+                              "the override")
+    if m.liger and importlib.util.find_spec("liger_kernel") is None:
+        raise ConfigError("model.liger", True, "liger-kernel is not installed", "pip install -e '.[gpu]' (or pip "
+                          "install liger-kernel), or set model.liger=false")
+    if m.liger and device_type(device) == "cpu":
+        raise ConfigError("model.liger", True, "Liger's kernels are Triton GPU kernels", "set model.liger=false")
+    if m.liger:
+        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+        if config.model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+            raise ConfigError("model.liger", True, f"Liger has no kernels for model_type {config.model_type!r}",
+                              "set model.liger=false")

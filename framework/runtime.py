@@ -1,0 +1,27 @@
+"""Runtime helpers every layer needs: where the job runs and on how many processes. A leaf: it imports nothing else
+of the project, so any module may import it."""
+import os
+
+import torch
+
+
+def device_type(device: str = "auto") -> str:
+    """`engine.device` resolved: auto is cuda when a GPU is visible, else cpu."""
+    device = str(device)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def world_size(parallelism, device: str = "auto") -> int:
+    """Processes the job runs on: torchrun/SLURM's WORLD_SIZE if already launched, else what we will start
+    (`parallelism.num_processes`, else the product of the sizes; dp_shard_size=-1 fills the visible GPUs)."""
+    p = parallelism
+    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
+        return int(os.environ["WORLD_SIZE"])
+    if p.num_processes > 0:
+        return p.num_processes
+    if p.dp_shard_size == -1:
+        gpus = torch.cuda.device_count() if device_type(device) == "cuda" else 0
+        return max(gpus, p.dp_replicate_size * p.sp_size)
+    return p.dp_replicate_size * p.dp_shard_size * p.sp_size

@@ -1,0 +1,35 @@
+"""tracker's config: where step metrics go besides metrics.jsonl, and how the W&B run is named and grouped."""
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from framework.choice import Choice
+
+
+class TrackerKind(Choice):
+    console = "console"
+    wandb = "wandb"
+
+
+class WandbMode(Choice):
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+    shared = "shared"
+
+
+@dataclass
+class TrackerConfig:
+    _target_: str = "framework.tracker.build.build_tracker"
+    kind: TrackerKind = TrackerKind.console
+    """console (the rank-0 log line only) or wandb (the console line, and a W&B run)."""
+    project: str = "framework"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    """W&B group; null: the sweep directory in a multirun, else none."""
+    name: Optional[str] = None
+    """W&B run name; null: the job's overrides (or the run directory's name)."""
+    tags: List[str] = field(default_factory=list)
+    mode: Optional[WandbMode] = None
+    """W&B mode (offline, online, disabled); null: WANDB_MODE from the environment, else offline."""
+    progress: bool = True
+    """Show progress and ETA: a bar redrawn in place in a terminal, an `eta` field on each line in a log file."""

@@ -1,0 +1,189 @@
+"""The step loop (`Trainer`): optimizer steps on the DeepSpeed engine, with metrics, evaluation and checkpoints."""
+import os
+import time
+from typing import Any, Dict
+
+import torch
+import torch.distributed as dist
+
+from framework.checkpoint import save_checkpoint
+from framework.model.features import offload_context
+from framework.tracker.flops import peak_tflops
+from framework.tracker.metrics import JsonlWriter
+
+
+def memory_stats() -> Dict[str, float]:
+    """Peak GPU memory since the last reset, host RSS, pinned host bytes now and at their peak since the last reset
+    (the offloaded checkpoints live there during forward and backward), and the host's memory in use (GiB)."""
+    import psutil
+
+    vm = psutil.virtual_memory()
+    out = {"host_rss_gib": psutil.Process().memory_info().rss / 2**30, "host_used_gib": (vm.total - vm.available)
+           / 2**30, "peak_mem_gib": 0.0, "peak_reserved_gib": 0.0, "peak_mem_pct": 0.0, "pinned_gib": 0.0,
+           "pinned_peak_gib": 0.0}
+    if torch.cuda.is_available():
+        total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+        out["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        out["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+        out["peak_mem_pct"] = 100 * torch.cuda.max_memory_reserved() / total
+        try:
+            host = torch.cuda.host_memory_stats()
+            out["pinned_gib"] = host.get("allocated_bytes.current", 0) / 2**30
+            out["pinned_peak_gib"] = host.get("active_bytes.peak", host.get("allocated_bytes.peak", 0)) / 2**30
+        except Exception:  # older torch: no host allocator stats
+            pass
+    return out
+
+
+def reset_peaks():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        try:
+            torch.cuda.reset_peak_host_memory_stats()
+        except Exception:  # older torch
+            pass
+
+
+def now() -> float:
+    """Wall-clock seconds after the GPU's queued work is done."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+class Trainer:
+    """The step loop: runs optimizer steps on a DeepSpeed engine built from the module, optimizer and schedule given;
+    writes metrics, evaluates and saves checkpoints."""
+
+    def __init__(self, *, ds_engine, batches, cfg, run_dir: str, tracker, flops_of_positions, world_size: int,
+                 sp_size: int, start_step: int = 0, offload_activations: bool = False, offload_keep_layers: int = 1,
+                 eval_batches=None, on_step=None):
+        self.ds, self.batches, self.cfg, self.run_dir = ds_engine, batches, cfg, run_dir
+        self.tracker, self.world, self.sp_size = tracker, world_size, sp_size
+        self.flops_of_positions = flops_of_positions  # position_ids [b, s_local] -> training FLOPs of those tokens
+        self.step, self.offload_activations, self.on_step = start_step, offload_activations, on_step
+        self.offload = offload_context(offload_activations, offload_keep_layers)  # one for the run: buffers reused
+        self.eval_batches = eval_batches  # () -> a fresh iterator over the held-out micro-batches
+        # from_pretrained returns a model in eval mode, and transformers checkpoints a layer only in training mode:
+        # without this, model.name_or_path runs silently trained without activation checkpointing (and dropout)
+        ds_engine.train()
+        self.rank = dist.get_rank()
+        self.metrics = None
+        if self.rank == 0:
+            self.metrics = JsonlWriter(os.path.join(run_dir, "metrics.jsonl"))
+        self.peak = peak_tflops(cfg.peak_tflops_per_gpu)
+        self.last: Dict[str, Any] = {}
+        self.peak_mem_gib = 0.0
+        self.grads_dumped = False
+        # SP partial gradients must be summed over the SP ranks. ZeRO-1/2 and ZeRO-3's all-reduce path divide by the DP
+        # size only, but ZeRO-3's reduce-scatter path (the default) averages over all sp x dp ranks: scale the loss
+        # that is back-propagated by sp_size there (tests/distributed/test_sp_equivalence.py checks the gradients).
+        zero3_rs = ds_engine.zero_optimization_stage() == 3 and ds_engine.zero_reduce_scatter()
+        self.backward_scale = float(sp_size) if sp_size > 1 and zero3_rs else 1.0
+
+    def dump_grads(self):
+        """engine.dump_grads: save every parameter's full gradient, reduced over DP/SP ranks, before the optimizer
+        step. All ranks must call this (under ZeRO each safe_get_full_grad gathers the gradient's partitions)."""
+        from deepspeed.utils import safe_get_full_grad
+
+        grads = {}
+        for name, p in self.ds.module.named_parameters():
+            g = safe_get_full_grad(p)  # every rank, same order: a collective under ZeRO 1-3
+            if g is not None:
+                grads[name.removeprefix("model.")] = g.detach().float().cpu().clone()
+        if self.rank == 0:
+            torch.save(grads, os.path.join(self.run_dir, f"grads_step{self.step + 1}.pt"))
+        self.grads_dumped = True
+
+    def reduce(self, values):
+        """Sum a few floats over every rank. All ranks must call this."""
+        t = torch.tensor(values, dtype=torch.float64, device=self.ds.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def train_step(self):
+        """One optimizer step (gradient_accumulation_steps micro-steps). Returns the step's metrics."""
+        reset_peaks()
+        t0 = now()
+        loss_x_n = n_valid = tokens = flops = fwd_s = bwd_s = opt_s = offloaded = 0.0
+        seq_len = 0
+        lr = self.ds.get_lr()[0]  # the rate this step uses (the schedule moves on at its end)
+        gas = self.cfg.gradient_accumulation_steps
+        micro = [next(self.batches) for _ in range(gas)]
+        # The step's loss is the sum of CE over every valid token of the step (all micro-steps, all DP replicas)
+        # divided by their count, not a mean of per-micro-batch means. DeepSpeed divides the gradient by gas and
+        # averages it over the DP ranks; undo both, so each micro-step back-propagates its SP group's CE sum / count.
+        local_valid = sum(float((b["shift_labels"] != -100).sum()) for b in micro)  # CPU-GPU sync point
+        (n_step,) = self.reduce([local_valid])  # every rank; SP ranks hold disjoint shards: each token counted once
+        scale = gas * (self.world // self.sp_size) * self.backward_scale / max(n_step, 1.0)
+        for batch in micro:
+            t_fwd = now()  # each phase timed to the end of its GPU work: three syncs per micro-step
+            # hidden states leave in forward, return in backward
+            with self.offload:
+                loss, n = self.ds(**batch)  # the SP group's mean CE over its valid tokens, and their count
+                t_bwd = now()
+                self.ds.backward(loss * n * scale)
+            offloaded += getattr(getattr(self.offload, "stats", None), "offloaded_bytes", 0) / 2**30
+            t_opt = now()
+            if self.cfg.dump_grads and not self.grads_dumped and self.ds.is_gradient_accumulation_boundary():
+                self.dump_grads()
+            self.ds.step()
+            fwd_s, bwd_s, opt_s = fwd_s + t_bwd - t_fwd, bwd_s + t_opt - t_bwd, opt_s + now() - t_opt
+            loss_x_n += float(loss.detach()) * float(n)  # CPU-GPU sync point
+            n_valid += float(n)
+            b, s_local = batch["input_ids"].shape
+            tokens += b * s_local
+            seq_len = s_local * self.sp_size
+            flops += self.flops_of_positions(batch["position_ids"])  # per document for packed rows
+        dt = now() - t0
+        self.step += 1
+        loss_x_n, n_valid, tokens, flops = self.reduce([loss_x_n, n_valid, tokens, flops])  # every rank
+        grad_norm = self.ds.get_global_grad_norm()
+        mem = memory_stats()
+        tflops = flops / dt / self.world / 1e12
+        m = {"step": self.step, "loss": loss_x_n / max(n_valid, 1), "seq_length": seq_len, "tokens": int(tokens),
+             "tokens_per_s": tokens / dt, "tokens_per_s_per_gpu": tokens / dt / self.world,
+             "tflops_per_gpu": tflops, "mfu": tflops / self.peak if self.peak else 0.0,
+             "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else 0.0,
+             "step_time_s": dt, "forward_s": fwd_s, "backward_s": bwd_s, "optimizer_s": opt_s,
+             **({"offloaded_gib": offloaded} if self.offload_activations else {}),  # this rank's, all micro-steps
+             **mem}
+        self.peak_mem_gib = max(self.peak_mem_gib, mem["peak_mem_gib"])
+        return m
+
+    def run(self) -> Dict[str, Any]:
+        while self.step < self.cfg.max_steps:
+            m = self.train_step()
+            if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                m["eval_loss"] = self.evaluate()
+            self.last = m
+            if self.rank == 0:
+                self.metrics.write(m)
+                self.tracker.log(m)
+            if self.cfg.save_every and (self.step % self.cfg.save_every == 0 or self.step == self.cfg.max_steps):
+                self.save()
+            if self.on_step:
+                self.on_step(self)
+        if self.rank == 0:
+            self.metrics.close()
+        return self.last
+
+    def evaluate(self) -> float:
+        """Token-weighted loss over engine.eval_steps held-out micro-batches (the same ones every time), sharded like
+        training: SP stays on, so evaluation fits wherever training does. All ranks must call this."""
+        batches = self.eval_batches()
+        loss_x_n = n_valid = 0.0
+        self.ds.eval()
+        with torch.no_grad():
+            for _ in range(self.cfg.eval_steps):
+                loss, n = self.ds(**next(batches))
+                loss_x_n += float(loss) * float(n)  # CPU-GPU sync point
+                n_valid += float(n)
+        self.ds.train()
+        loss_x_n, n_valid = self.reduce([loss_x_n, n_valid])  # every rank
+        return loss_x_n / max(n_valid, 1)
+
+    def save(self):
+        """Save a ZeRO checkpoint under <run_dir>/checkpoints/step_N. All ranks must call this."""
+        save_checkpoint(self.ds, self.run_dir, self.step)

@@ -1,0 +1,113 @@
+"""The layout a reader relies on: every config group under conf/ is a subpackage of framework/ with its config
+dataclass, and no module of framework/ takes part in an import cycle (function-level imports included)."""
+import ast
+import dataclasses
+import importlib
+import pathlib
+
+import pytest
+
+from helpers import CONF_DIR, REPO
+
+PACKAGE = pathlib.Path(REPO) / "framework"
+NOT_COMPONENTS = {"experiment": "its files override the other groups; it builds nothing of its own",
+                  "hydra": "Hydra's own groups (sweeper, launcher)"}
+
+
+def module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py") if "conf" not in p.relative_to(PACKAGE).parts}
+
+
+def imports_of(name: str) -> set:
+    """The project modules `name` imports anywhere in its source (module level, functions, methods)."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        out.update(t for t in targets if t in MODULES and t != name)
+    return out
+
+
+GRAPH = {name: imports_of(name) for name in MODULES}
+
+
+def cycles(graph: dict) -> list:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_walk_sees_function_level_imports():
+    assert "framework.data.hf" in GRAPH["framework.data.loader"]  # imported inside build_dataset only
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_in_framework():
+    assert len(MODULES) > 30, sorted(MODULES)
+    assert cycles(GRAPH) == []
+
+
+def test_runtime_helpers_are_a_leaf_and_only_the_cli_runs_validation():
+    assert GRAPH["framework.runtime"] == set() and GRAPH["framework.errors"] == set()
+    assert [m for m in GRAPH if "framework.validate" in GRAPH[m]] == ["framework.cli"]
+
+
+GROUPS = sorted(p.name for p in pathlib.Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in NOT_COMPONENTS)
+
+
+def test_conf_groups_were_found():
+    assert GROUPS == ["attention", "data", "engine", "loss", "model", "optim", "parallelism", "tracker"]
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_each_conf_group_has_its_subpackage_and_config_dataclass(group):
+    """conf/<group>/ ↔ framework/<group>/ ↔ <Group>Config in framework/<group>/config.py ↔ the schema's field."""
+    from framework.config import Config
+
+    assert (PACKAGE / group / "__init__.py").exists()
+    cls = getattr(importlib.import_module(f"framework.{group}.config"), f"{group.capitalize()}Config")
+    assert dataclasses.is_dataclass(cls)
+    assert {f.name: f.type for f in dataclasses.fields(Config)}[group] is cls
+    target = cls._target_
+    assert target.startswith(f"framework.{group}."), target  # its builder lives in the group's subpackage too
+    module, _, attr = target.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), attr))
