@@ -4,8 +4,11 @@ from typing import Optional
 
 
 def save_checkpoint(ds_engine, run_dir: str, step: int):
-    """Save a ZeRO checkpoint under <run_dir>/checkpoints/step_<step>. All ranks must call this."""
-    ds_engine.save_checkpoint(os.path.join(run_dir, "checkpoints"), tag=f"step_{step}", client_state={"step": step})
+    """Save a ZeRO checkpoint under <run_dir>/checkpoints/step_<step>. All ranks must call this. The client state
+    records the step and the dtype the model trains in (framework.export casts the fp32 master weights back to it)."""
+    dtype = str(next(ds_engine.module.parameters()).dtype)
+    ds_engine.save_checkpoint(os.path.join(run_dir, "checkpoints"), tag=f"step_{step}",
+                              client_state={"step": step, "dtype": dtype})
 
 
 def find_checkpoint(resume: Optional[str], run_dir: str) -> Optional[tuple[str, Optional[str]]]:

@@ -1,7 +1,8 @@
 """Build the object graph from the config, one group at a time in dependency order, and run it (on every rank).
 
-mesh → model (+ ALST features) → SP attention → dataloader adapter → loss → engine, run by the trainer (the step loop). Each group's `_target_` names
-its builder, called with the group's config as `cfg` and the runtime objects built before it.
+mesh → model (+ ALST features, LoRA) → SP attention → dataloader adapter → loss → engine, run by the trainer (the
+step loop) → the export of the trained model. Each group's `_target_` names its builder, called with the group's
+config as `cfg` and the runtime objects built before it.
 """
 import os
 import random
@@ -16,6 +17,7 @@ from framework.checkpoint import load_checkpoint
 from framework.data import held_out_data
 from framework.data.adapter import SPBatches
 from framework.engine import CausalLMWithLoss, deepspeed_config
+from framework.export import export_run
 from framework.model import announce_zero3, resolve_dtype
 from framework.model.features import apply_features
 from framework.parallelism import MeshAxis, dp_rank_and_size
@@ -66,7 +68,7 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     attn = cfg.attention.implementation
     attn = getattr(attn, "value", attn)
     model = call(cfg.model, attn_implementation=attn, device_type=device_type)
-    apply_features(model, cfg=cfg.model)
+    model = apply_features(model, cfg=cfg.model)  # with LoRA: the peft model around it
     if cfg.model.offload_activations and device_type == "cpu" and rank == 0:
         print("note: model.offload_activations does nothing on CPU (the hidden states already live in host memory)",
               flush=True)
@@ -121,4 +123,9 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
         if tracker is not None:
             tracker.finish({"peak_mem_gib": trainer.peak_mem_gib, **trainer.last})
     last["peak_mem_gib"] = max(trainer.peak_mem_gib, last.get("peak_mem_gib", 0.0))
+
+    # 8. the trained model out (every rank: ZeRO-3 gathers one parameter at a time; rank 0 writes)
+    if cfg.engine.export:
+        export_run(model, run_dir=run_dir, lora=cfg.model.lora.r > 0, merged=cfg.engine.export_merged,
+                   tokenizer_path=tok_path, base_name_or_path=cfg.model.name_or_path)
     return last

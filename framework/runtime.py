@@ -25,3 +25,25 @@ def world_size(parallelism, device: str = "auto") -> int:
         gpus = torch.cuda.device_count() if device_type(device) == "cuda" else 0
         return max(gpus, p.dp_replicate_size * p.sp_size)
     return p.dp_replicate_size * p.dp_shard_size * p.sp_size
+
+
+START_ENV = "FRAMEWORK_T0"
+"""When the command started (seconds since the epoch), set once by the CLI and inherited by every worker."""
+
+
+def mark_start():
+    """Remember when this command's process started (its creation time, so the interpreter's own start and the
+    imports count), unless a parent already did."""
+    if START_ENV not in os.environ:
+        import psutil
+
+        os.environ[START_ENV] = str(psutil.Process().create_time())
+
+
+def since_start() -> float:
+    """Seconds since the command started (since this process started where no command set it)."""
+    import time
+
+    if START_ENV not in os.environ:
+        mark_start()
+    return time.time() - float(os.environ[START_ENV])

@@ -47,6 +47,7 @@ def validate(cfg) -> Validated:
     parallelism_rules.check_heads(p, text_config=text)
     attention_rules.check(a, sp_size=p.sp_size, device=e.device)
     model_rules.check_features(m, config=config, device=e.device, attention=str(a.implementation))
+    model_rules.check_lora(m.lora, config=config, super_offload=e.super_offload)
     data_rules.check(d, parallelism=p, eval_every=e.eval_every)
     attention_rules.check_packed(a, text_config=text, device=e.device, packing=d.packing,
                                  micro_batch_size=e.micro_batch_size)

@@ -45,6 +45,12 @@ class EngineConfig:
     """Save a checkpoint every N optimizer steps (and at the end); 0: never."""
     resume: Optional[str] = None
     """null, latest (newest checkpoint of this run directory, if any) or a checkpoint directory."""
+    export: bool = True
+    """At the end of a successful run, write the trained model to <run_dir>/model/ as a Hugging Face directory
+    (config, safetensors, generation config, tokenizer), or with LoRA the peft adapter."""
+    export_merged: bool = False
+    """With LoRA: export the base model with the adapter merged into it (a plain Hugging Face model) instead of the
+    adapter alone."""
     eval_every: int = 0
     """Evaluate every N steps on held-out rows, sharded like training (0: never)."""
     eval_steps: int = 2

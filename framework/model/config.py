@@ -1,6 +1,6 @@
 """model's config: which causal LM, its dtype, and the ALST memory features applied to it."""
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from framework.choice import Choice
 
@@ -10,6 +10,18 @@ class Dtype(Choice):
     bf16 = "bf16"
     fp16 = "fp16"
     fp32 = "fp32"
+
+
+@dataclass
+class LoraConfig:
+    r: int = 0
+    """Rank of the LoRA adapter (peft) on each target module; 0: no LoRA, every weight trains."""
+    alpha: float = 16.0
+    """LoRA scaling numerator: the adapter's output is multiplied by alpha / r."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input, from 0 (none) to below 1."""
+    target_modules: List[str] = field(default_factory=lambda: ["all-linear"])
+    """Module names (or name suffixes) that get an adapter; ["all-linear"]: every linear layer but the LM head."""
 
 
 @dataclass
@@ -44,3 +56,5 @@ class ModelConfig:
     """Tiles per MLP call. 0: ceil(s_local / hidden_size), the max over ranks."""
     liger: bool = False
     """Apply Liger kernels (RMSNorm, RoPE, SwiGLU) where installed; with loss.tiled it supplies the fused linear CE."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA fine-tuning (model.lora.r > 0): the base weights are frozen, only the adapter trains."""

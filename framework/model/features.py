@@ -102,8 +102,16 @@ def checkpointing_kwargs(recompute_attention: bool) -> dict:
 
 
 def apply_features(model, *, cfg):
+    """Liger's kernels, LoRA, tiled MLP, activation checkpointing, in that order; returns the model to train (with
+    LoRA, the peft model wrapping the one given). LoRA comes after Liger (Liger patches the base modules' forwards,
+    which then call the adapted projections) and before tiled MLP (each tile's backward must see the adapters)."""
     if cfg.liger:
         apply_liger(model)
+    lora = cfg.get("lora")
+    if lora is not None and lora.r > 0:
+        from framework.model.lora import apply_lora
+
+        model = apply_lora(model, lora)
     if cfg.tiled_mlp:
         apply_tiled_mlp(model, cfg.tiled_mlp_shards)
     if cfg.activation_checkpointing:

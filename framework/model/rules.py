@@ -24,7 +24,8 @@ def model_config(m, *, device: str):
     except Exception as exc:  # noqa: BLE001  (unknown model_type, bad field, unreachable hub)
         key = "model.name_or_path" if m.name_or_path else "model.arch"
         why = " ".join(str(exc).split())[:200]
-        raise ConfigError(key, m.name_or_path or dict(m.arch), f"cannot build its config ({why})", "check the model directory / hub id, or the architecture fields") from None
+        raise ConfigError(key, m.name_or_path or dict(m.arch), f"cannot build its config ({why})",
+                          "check the model directory / hub id, or the architecture fields") from None
     billions = matmul_params(text) / 1e9
     if device_type(device) == "cpu" and billions > 1.0:
         raise ConfigError("engine.device", f"{device} (resolves to cpu)",
@@ -77,3 +78,42 @@ def check_features(m, *, config, device: str, attention: str):
         if config.model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
             raise ConfigError("model.liger", True, f"Liger has no kernels for model_type {config.model_type!r}",
                               "set model.liger=false")
+
+
+def check_lora(lora, *, config, super_offload: bool):
+    """model.lora: ranges, peft installed, and target modules the model has (checked on a meta-device copy of the
+    model: no memory, no weights)."""
+    if lora.r < 0:
+        raise ConfigError("model.lora.r", lora.r, "must be 0 (no LoRA) or a positive rank", "e.g. model.lora.r=16")
+    if lora.r == 0:
+        return
+    if lora.alpha <= 0:
+        raise ConfigError("model.lora.alpha", lora.alpha, "must be positive (the adapter's scale is alpha / r)",
+                          f"e.g. model.lora.alpha={2 * lora.r}")
+    if not 0 <= lora.dropout < 1:
+        raise ConfigError("model.lora.dropout", lora.dropout, "must be from 0 to below 1", "e.g. model.lora.dropout=0")
+    if importlib.util.find_spec("peft") is None:
+        raise ConfigError("model.lora.r", lora.r, "LoRA needs the peft package, which is not installed",
+                          "pip install peft, or set model.lora.r=0")
+    if super_offload:
+        raise ConfigError("engine.super_offload", True, "overlaps a CPU optimizer with backward, and with LoRA the "
+                          "optimizer only holds the adapters (megabytes): nothing to overlap, and SuperOffload with "
+                          "frozen weights is untested here",
+                          "set engine.super_offload=false engine.offload_optimizer=false")
+    names = [str(t) for t in lora.target_modules]
+    if not names:
+        raise ConfigError("model.lora.target_modules", names, "needs at least one module name",
+                          "e.g. model.lora.target_modules=[all-linear]")
+    if names == ["all-linear"]:
+        return
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        modules = [n for n, mod in AutoModelForCausalLM.from_config(config).named_modules()
+                   if isinstance(mod, torch.nn.Linear)]
+    missing = [t for t in names if not any(n == t or n.endswith("." + t) for n in modules)]
+    if missing:
+        leaves = sorted({n.rsplit(".", 1)[-1] for n in modules})
+        raise ConfigError("model.lora.target_modules", names, f"{missing} name no linear layer of this model (its "
+                          f"linear layers: {leaves})", "pick from those names, or use [all-linear]")
