@@ -6,6 +6,7 @@ from typing import Dict
 
 import psutil
 
+from framework.model.lora import lora_params
 from framework.tracker.flops import matmul_params
 
 GIB = 2**30
@@ -49,7 +50,8 @@ def checkpoint_bytes(*, seq_length: int, sp_size: int, hidden: int, micro_batch_
 
 def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_batch_size: int, world: int,
               sp_size: int, offload_optimizer: bool, offload_params: bool, offload_activations: bool,
-              keep_layers: int = 0, act_bytes: int = 2, round_threshold: float = None) -> Dict[str, float]:
+              keep_layers: int = 0, act_bytes: int = 2, round_threshold: float = None,
+              trainable: int = None) -> Dict[str, float]:
     """GiB of host RAM the job's offloaded state needs on one node holding all `world` ranks.
 
     optimizer states offloaded: fp32 master weights, Adam's two moments and fp32 gradients, 16 B per parameter
@@ -60,9 +62,10 @@ def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_b
     Llama-3.1-8B when a rank's buffer is a power of two; the last `keep_layers` layers' stay on the GPU.
     """
     plan = {"processes": PROCESS_BASE_GIB * world}
+    trainable = params if trainable is None else trainable  # LoRA: only the adapter has gradients and Adam states
     if offload_optimizer:
-        plan["optimizer_states"] = 16 * params / GIB
-        plan["pinned_buffers"] = PINNED_BYTES_PER_PARAM * params / GIB
+        plan["optimizer_states"] = 16 * trainable / GIB
+        plan["pinned_buffers"] = PINNED_BYTES_PER_PARAM * trainable / GIB
     if offload_params:
         plan["parameters"] = 2 * params / GIB
     if offload_activations:
@@ -97,7 +100,7 @@ def _node_plan(cfg, world: int, keep: int, c) -> Dict[str, float]:
                      seq_length=cfg.data.seq_length, micro_batch_size=cfg.engine.micro_batch_size, world=world,
                      sp_size=cfg.parallelism.sp_size, offload_optimizer=cfg.engine.offload_optimizer,
                      offload_params=cfg.engine.offload_params, offload_activations=cfg.model.offload_activations,
-                     keep_layers=keep)
+                     keep_layers=keep, trainable=lora_params(c, cfg.model.lora) if cfg.model.lora.r > 0 else None)
     share = min(int(os.environ.get("LOCAL_WORLD_SIZE", world)), world) / world
     return {k: v * share for k, v in plan.items()}
 

@@ -269,3 +269,34 @@ def test_host_ram_plan_line_says_which_number_would_fit(monkeypatch):
     line = memory.describe(_8b_256k(1), 2, _text(_8b_256k(1)))
     assert "warning: this is likely to run out of host memory" in line
     assert "model.offload_keep_layers=4 would fit (it keeps 3 GiB more on each GPU)" in line
+
+
+def test_lora_params_match_peft_and_the_published_count():
+    """model.lora's trainable parameters: peft's own count on the tiny Llama (all-linear and a list), and the
+    41,943,040 peft reports for Llama-3.1-8B at r=16 on all linear layers; the host plan counts Adam states for
+    them only."""
+    from omegaconf import OmegaConf
+    from peft import get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from framework.model.lora import lora_params, peft_config
+    from helpers import TINY
+
+    for targets in (["all-linear"], ["q_proj", "v_proj"]):
+        lora = OmegaConf.create({"r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": targets})
+        config = AutoConfig.for_model("llama", **TINY["llama"])
+        model = get_peft_model(AutoModelForCausalLM.from_config(config), peft_config(lora))
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert lora_params(config, lora) == trainable, targets
+    eight_b = AutoConfig.for_model("llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                                   num_attention_heads=32, num_key_value_heads=8, vocab_size=128256)
+    lora = OmegaConf.create({"r": 16, "alpha": 32.0, "dropout": 0.0, "target_modules": ["all-linear"]})
+    assert lora_params(eight_b, lora) == 41_943_040
+    plan = plan_8b_2gpu(2**18, keep_layers=32)
+    from framework.plan.memory import host_plan
+
+    with_lora = host_plan(params=8.03e9, layers=32, hidden=4096, seq_length=2**18, micro_batch_size=1, world=2,
+                          sp_size=2, offload_optimizer=True, offload_params=False, offload_activations=True,
+                          keep_layers=32, trainable=41_943_040)
+    assert with_lora["optimizer_states"] == pytest.approx(16 * 41_943_040 / 2**30)
+    assert plan["optimizer_states"] == pytest.approx(16 * 8.03e9 / 2**30, rel=1e-3)
