@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.config import register
 from framework.errors import ConfigError
+from framework.runtime import VALIDATED_ENV, since_start
 
 register()
 CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
@@ -23,6 +24,7 @@ def run_job(cfg: DictConfig, run_dir: str) -> dict:
     os.makedirs(run_dir, exist_ok=True)
     try:
         checked = validate(cfg)
+        os.environ[VALIDATED_ENV] = f"{since_start():.2f}"  # inherited by the workers, for result.json's `startup`
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         rec = result_record("failed", None, cfg, error=f"config error: {exc}")
@@ -61,7 +63,9 @@ def app(cfg: DictConfig):
 
 def main():
     from framework.launch import adopt_slurm_env
+    from framework.runtime import mark_start
 
+    mark_start()  # start-up phases are timed from here (result.json's `startup`)
     adopt_slurm_env()
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:

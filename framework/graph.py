@@ -22,6 +22,7 @@ from framework.model import announce_zero3, resolve_dtype
 from framework.model.features import apply_features
 from framework.parallelism import MeshAxis, dp_rank_and_size
 from framework.plan.memory import keep_layers
+from framework.runtime import VALIDATED_ENV, since_start
 from framework.runtime import device_type as resolve_device
 from framework.trainer import Trainer
 from framework.tracker.flops import flops_of_positions
@@ -43,8 +44,20 @@ def seed_everything(seed: int):
         pass
 
 
+def first_step(trainer, startup: dict):
+    """After the first step this process ran: when it ended, since the command started; rank 0 says the phases."""
+    if "first_step_s" in startup:
+        return
+    startup["first_step_s"] = since_start()
+    if trainer.rank == 0:
+        names = {"validated_s": "validated", "worker_s": "workers up", "model_s": "model built",
+                 "engine_s": "engine built", "first_step_s": "first step done"}
+        print("startup: " + ", ".join(f"{names[k]} {v:.1f} s" for k, v in startup.items()), flush=True)
+
+
 def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     """Everything a rank does after the process group exists. Returns the last step's metrics."""
+    startup = {"validated_s": float(os.environ.get(VALIDATED_ENV, "nan")), "worker_s": since_start()}
     device_type = resolve_device(cfg.engine.device)
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device(device_type, int(os.environ.get("LOCAL_RANK", 0))) if device_type == "cuda" else \
@@ -73,6 +86,8 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
         print("note: model.offload_activations does nothing on CPU (the hidden states already live in host memory)",
               flush=True)
 
+    startup["model_s"] = since_start()
+
     # 3. SP attention (DeepSpeed's Ulysses, registered with transformers); its groups are the mesh's
     seq_len = cfg.parallelism.sp_seq_length or cfg.data.seq_length
     mpu = call(cfg.attention, model, mesh=mesh, micro_batch_size=cfg.engine.micro_batch_size,
@@ -85,6 +100,7 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     # 6. engine (DeepSpeed), resumed from a checkpoint if asked
     ds_engine = call(cfg.engine, module, optim=cfg.optim, ds_cfg=ds_cfg, mpu=mpu, device_type=device_type)
     start_step = load_checkpoint(ds_engine, cfg.engine.resume, run_dir)
+    startup["engine_s"] = since_start()
 
     # 4. data: per-rank loader (who reads what: StepSampler) + the SP adapter
     micro_done = start_step * cfg.engine.gradient_accumulation_steps
@@ -116,13 +132,15 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     trainer = Trainer(ds_engine=ds_engine, batches=batches, cfg=cfg.engine, run_dir=run_dir, tracker=tracker,
                       flops_of_positions=lambda pos: flops_of_positions(model_config, pos), world_size=world,
                       sp_size=sp_size, start_step=start_step, offload_activations=cfg.model.offload_activations,
-                      offload_keep_layers=keep_layers(cfg, world, text_config), eval_batches=eval_batches)
+                      offload_keep_layers=keep_layers(cfg, world, text_config), eval_batches=eval_batches,
+                      on_step=lambda t: first_step(t, startup))
     try:
         last = trainer.run()
     finally:
         if tracker is not None:
             tracker.finish({"peak_mem_gib": trainer.peak_mem_gib, **trainer.last})
     last["peak_mem_gib"] = max(trainer.peak_mem_gib, last.get("peak_mem_gib", 0.0))
+    last["startup"] = startup
 
     # 8. the trained model out (every rank: ZeRO-3 gathers one parameter at a time; rank 0 writes)
     if cfg.engine.export:

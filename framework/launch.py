@@ -51,6 +51,8 @@ def result_record(status: str, last: Optional[Dict[str, Any]], cfg, error: Optio
            "peak_reserved_gib": last.get("peak_reserved_gib"), "host_rss_gib": last.get("host_rss_gib"),
            "tokens_per_s": last.get("tokens_per_s"), "tflops_per_gpu": last.get("tflops_per_gpu"),
            "mfu": last.get("mfu"), "step_time_s": last.get("step_time_s")}
+    if last.get("startup"):
+        rec["startup"] = last["startup"]  # seconds from the command's start to each phase's end
     if error:
         rec["error"] = error
     return rec

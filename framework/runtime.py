@@ -27,6 +27,8 @@ def world_size(parallelism, device: str = "auto") -> int:
     return p.dp_replicate_size * p.dp_shard_size * p.sp_size
 
 
+VALIDATED_ENV = "FRAMEWORK_T_VALIDATED"
+"""Seconds from the command's start to the end of validation, set by the CLI for the workers' start-up record."""
 START_ENV = "FRAMEWORK_T0"
 """When the command started (seconds since the epoch), set once by the CLI and inherited by every worker."""
 

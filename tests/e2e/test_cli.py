@@ -57,6 +57,14 @@ def test_console_script_run_writes_config_metrics_and_result(tmp_path, tiny_llam
     assert result["status"] == "ok" and result["steps"] == 2 and "error" not in result
     assert result["final_loss"] == pytest.approx(metrics[-1]["loss"]) and result["seq_length"] == 64
     assert f"[ok] {run_dir}" in p.stdout
+    # the start-up phases, in seconds since the command started, in order; the same figures in the startup line
+    phases = ["validated_s", "worker_s", "model_s", "engine_s", "first_step_s"]
+    startup = result["startup"]
+    assert list(startup) == phases and 0 < startup["validated_s"], startup
+    assert all(startup[a] <= startup[b] for a, b in zip(phases, phases[1:])), startup
+    assert f"first step done {startup['first_step_s']:.1f} s" in p.stdout
+    # the trained model, exported (engine.export defaults to true)
+    assert {"config.json", "model.safetensors"} <= set(os.listdir(run_dir / "model"))
 
 
 def test_failing_worker_fails_the_job_quickly_with_one_line(tmp_path, tiny_llama_dir):
