@@ -7,6 +7,7 @@ experiment and override is merged onto typed fields: a typo or a wrong type fail
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from framework.attention.config import AttentionConfig
 from framework.data.config import DataConfig
@@ -30,5 +31,15 @@ class Config:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
 
+REQUIRED = "must be given: this config has no default for it"
+
+
+def required(*_):
+    """`${required:}`: a value the user must give on the command line (a recipe's model directory, its corpus).
+    Merged values replace it; read unreplaced, it fails, and validation names the key."""
+    raise ValueError(REQUIRED)
+
+
 def register():
     ConfigStore.instance().store(name="schema", node=Config)
+    OmegaConf.register_new_resolver("required", required, replace=True)

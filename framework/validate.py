@@ -33,10 +33,14 @@ def validate(cfg) -> Validated:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    from framework.config import REQUIRED
+
     try:
-        OmegaConf.to_container(cfg, resolve=True)  # bad interpolations / env values of the wrong type
+        OmegaConf.to_container(cfg, resolve=True)  # ${required:}, bad interpolations or env values of the wrong type
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "?")
+        if REQUIRED in str(exc):
+            raise ConfigError(key, None, REQUIRED, f"add {key}=... to the command") from None
         raise ConfigError(key, getattr(exc, "value", None), " ".join(str(exc).split("\n")[0].split()),
                           "fix the value (or the PARALLELISM_CONFIG_* environment variable it comes from)") from None
     p, m, a, d, e = cfg.parallelism, cfg.model, cfg.attention, cfg.data, cfg.engine
