@@ -103,7 +103,8 @@ def figure(rows: List[Dict[str, Any]], *, command: Optional[str] = None, sweep: 
     fig, axes = plt.subplots(3, 2, figsize=(13, 12))
     panels, legend_ax = axes.flat[:5], axes.flat[5]
     groups, shared = series(rows)
-    colors = plt.get_cmap("tab10").colors
+    # tab10 without its red, orange and grey: those mark the jobs that failed
+    colors = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i not in (1, 3, 7)]
     lengths = sorted({r["seq_length"] for rs in groups.values() for r in rs})
     handles: List[Any] = []
     tops = [0.0] * len(PANELS)  # each panel's highest point: its y-axis runs from 0 to a little above it
@@ -165,7 +166,8 @@ def figure(rows: List[Dict[str, Any]], *, command: Optional[str] = None, sweep: 
                      title=("series: " + textwrap.shorten(" ".join(shared), 60)) if shared else None,
                      title_fontsize=8)
     why = [f"{fmt_tokens(r['seq_length']) if r.get('seq_length') else r.get('job')} {outcome(r)}: "
-           f"{textwrap.shorten(str(r.get('error') or ''), 90)}" for r in rows if outcome(r) != "ok"]
+           f"{textwrap.shorten(str(r.get('error') or '').removeprefix('interrupted: '), 90)}"
+           for r in rows if outcome(r) != "ok"]
     if why:
         legend_ax.text(0, 0, "\n".join(why[:8] + ([f"... {len(why) - 8} more"] if len(why) > 8 else [])),
                        transform=legend_ax.transAxes, va="bottom", fontsize=7, family="monospace")
