@@ -17,18 +17,16 @@ from typing import Any, Dict, List, Optional, Tuple
 
 SEQ_KEY = "data.seq_length"  # the override that makes a job a point of its series rather than a series of its own
 FAILED_COLORS = {"oom": "red", "failed": "dimgrey", "interrupted": "darkorange", "missing": "darkgrey"}
-# (row key, y scale, line style, what it is): the measurements of each panel, and the plan's prediction beside them
+# (title, [(row key, y scale, line style)], the row key of the capacity line): the measurements of each panel, and
+# the plan's prediction (plan_*) beside them
 PANELS = [
-    ("GPU memory per GPU (GiB)", [("peak_mem_gib", 1, "o-", "allocated (peak)"),
-                                  ("peak_reserved_gib", 1, "s:", "reserved (peak)"),
-                                  ("plan_gpu_peak_gib", 1, "--", "planned peak")], "gpu_mem_total_gib"),
-    ("host RAM (GiB)", [("host_used_gib", 1, "o-", "node in use (peak)"),
-                        ("host_rss_gib", 1, "s:", "rank 0 RSS (peak)"),
-                        ("plan_host_ram_gib", 1, "--", "planned host RAM")], "host_ram_total_gib"),
-    ("tokens/s per GPU", [("tokens_per_s_per_gpu", 1, "o-", "tokens/s per GPU")], None),
-    ("MFU (%)", [("mfu", 100, "o-", "MFU")], None),
-    ("step time (s)", [("step_time_s", 1, "o-", "step time"),
-                       ("plan_step_time_s", 1, "--", "planned step time")], None),
+    ("GPU memory per GPU (GiB)", [("peak_mem_gib", 1, "o-"), ("peak_reserved_gib", 1, "s:"),
+                                  ("plan_gpu_peak_gib", 1, "--")], "gpu_mem_total_gib"),
+    ("host RAM (GiB)", [("host_used_gib", 1, "o-"), ("host_rss_gib", 1, "s:"), ("plan_host_ram_gib", 1, "--")],
+     "host_ram_total_gib"),
+    ("tokens/s per GPU", [("tokens_per_s_per_gpu", 1, "o-")], None),
+    ("MFU (%)", [("mfu", 100, "o-")], None),
+    ("step time (s)", [("step_time_s", 1, "o-"), ("plan_step_time_s", 1, "--")], None),
 ]
 
 
@@ -113,7 +111,7 @@ def figure(rows: List[Dict[str, Any]], *, command: Optional[str] = None, sweep: 
         handles.append(Line2D([], [], color=c, lw=3, label=textwrap.shorten(label or "every job", 70)))
         rs = sorted(rs, key=lambda r: r["seq_length"])
         for n, (ax, (_, lines, _)) in enumerate(zip(panels, PANELS)):
-            for key, scale, style, _ in lines:
+            for key, scale, style in lines:
                 # the plan predicts every job it was written for; a measurement is a job's that finished
                 pts = [(r["seq_length"], r[key] * scale) for r in rs if r.get(key) is not None
                        and (key.startswith("plan_") or outcome(r) == "ok")]
