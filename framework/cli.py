@@ -75,6 +75,9 @@ def main():
     try:
         app()
     except Interrupted as exc:  # result.json says so; a sweep starts no further job
+        from framework.sweep import summarize_interrupted
+
+        summarize_interrupted()  # a multirun: the summary of the jobs that ran, the interrupted one marked
         print(f"[interrupted] {exc}", file=sys.stderr, flush=True)
         sys.exit(128 + exc.signum)
     from framework.sweep import exit_code

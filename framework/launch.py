@@ -50,7 +50,8 @@ def result_record(status: str, last: Optional[Dict[str, Any]], cfg, error: Optio
            "seq_length": last.get("seq_length", cfg.data.seq_length), "peak_mem_gib": last.get("peak_mem_gib"),
            "peak_reserved_gib": last.get("peak_reserved_gib"), "host_rss_gib": last.get("host_rss_gib"),
            "tokens_per_s": last.get("tokens_per_s"), "tflops_per_gpu": last.get("tflops_per_gpu"),
-           "mfu": last.get("mfu"), "step_time_s": last.get("step_time_s")}
+           "mfu": last.get("mfu"), "step_time_s": last.get("step_time_s"), "device_name": last.get("device_name"),
+           "gpu_mem_total_gib": last.get("gpu_mem_total_gib"), "host_ram_total_gib": last.get("host_ram_total_gib")}
     if last.get("startup"):
         rec["startup"] = last["startup"]  # seconds from the command's start to each phase's end
     if error:

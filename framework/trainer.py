@@ -14,15 +14,17 @@ from framework.tracker.metrics import JsonlWriter
 
 def memory_stats() -> Dict[str, float]:
     """Peak GPU memory since the last reset, host RSS, pinned host bytes now and at their peak since the last reset
-    (the offloaded checkpoints live there during forward and backward), and the host's memory in use (GiB)."""
+    (the offloaded checkpoints live there during forward and backward), and the host's memory in use (GiB); and the
+    capacities they are read against (the card's memory, the node's RAM; the sweep summary draws them)."""
     import psutil
 
     vm = psutil.virtual_memory()
     out = {"host_rss_gib": psutil.Process().memory_info().rss / 2**30, "host_used_gib": (vm.total - vm.available)
            / 2**30, "peak_mem_gib": 0.0, "peak_reserved_gib": 0.0, "peak_mem_pct": 0.0, "pinned_gib": 0.0,
-           "pinned_peak_gib": 0.0}
+           "pinned_peak_gib": 0.0, "host_ram_total_gib": vm.total / 2**30, "gpu_mem_total_gib": 0.0}
     if torch.cuda.is_available():
         total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+        out["gpu_mem_total_gib"] = total / 2**30
         out["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
         out["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
         out["peak_mem_pct"] = 100 * torch.cuda.max_memory_reserved() / total
@@ -73,6 +75,7 @@ class Trainer:
         if self.rank == 0:
             self.metrics = JsonlWriter(os.path.join(run_dir, "metrics.jsonl"))
         self.peak = peak_tflops(cfg.peak_tflops_per_gpu)
+        self.device_name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
         self.last: Dict[str, Any] = {}
         self.peak_mem_gib = 0.0
         self.grads_dumped = False
@@ -148,7 +151,7 @@ class Trainer:
              "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else 0.0,
              "step_time_s": dt, "forward_s": fwd_s, "backward_s": bwd_s, "optimizer_s": opt_s,
              **({"offloaded_gib": offloaded} if self.offload_activations else {}),  # this rank's, all micro-steps
-             **mem}
+             **mem, "device_name": self.device_name}
         self.peak_mem_gib = max(self.peak_mem_gib, mem["peak_mem_gib"])
         return m
 

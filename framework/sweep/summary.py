@@ -1,17 +1,24 @@
-"""The sweep root's summary.csv (one row per job) and summary.png (sequence length against peak memory and
-tokens/s, failed jobs marked), read back from what each job left on disk: <job>/result.json and
-<job>/.hydra/overrides.yaml. Reading from disk (not from the launcher's return values) makes it work alike for
-every Hydra launcher: the basic one, and submitit's whose jobs ran on other nodes of a shared filesystem."""
+"""The sweep root's summary.csv (one row per job) and summary.png (framework.sweep.plot), read back from what each
+job left on disk: <job>/result.json, <job>/metrics.jsonl, <job>/.hydra/overrides.yaml and, where the planner wrote
+one, <job>/plan.json. Reading from disk (not from the launcher's return values) makes it work alike for every Hydra
+launcher (the basic one, and submitit's whose jobs ran on other nodes of a shared filesystem), for a sweep stopped
+halfway, and for `python -m framework.sweep summarize <dir>` long after."""
 import csv
 import json
 import os
 import re
 from typing import Any, Dict, List, Optional
 
+from framework.sweep.plot import SEQ_KEY, write_plot
+
 COLUMNS = ["job", "overrides", "status", "seq_length", "steps", "final_loss", "peak_mem_gib", "peak_reserved_gib",
            "peak_mem_pct", "host_rss_gib", "tokens_per_s", "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu",
-           "step_time_s", "error"]
-SEQ_KEY = "data.seq_length"
+           "step_time_s", "error",
+           # added later, so appended: readers of older summaries keep their columns
+           "host_used_gib", "gpu_mem_total_gib", "host_ram_total_gib", "device_name",
+           "plan_gpu_peak_gib", "plan_host_ram_gib", "plan_step_time_s"]
+PLAN_KEYS = ("gpu_peak_gib", "host_ram_gib", "step_time_s")  # plan.json's predictions, drawn beside the measurements
+MAX_KEYS = ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct", "host_rss_gib", "host_used_gib")
 
 
 def job_dirs(sweep_dir: str) -> List[str]:
@@ -49,8 +56,7 @@ def last_metrics(job_dir: str) -> Dict[str, Any]:
     if not steps:
         return {}
     out = dict(steps[-1])
-    for k in ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct", "host_rss_gib", "host_used_gib", "pinned_gib",
-              "pinned_peak_gib"):
+    for k in MAX_KEYS + ("pinned_gib", "pinned_peak_gib"):
         vals = [s[k] for s in steps if s.get(k) is not None]
         if vals:
             out[k] = max(vals)
@@ -71,14 +77,30 @@ def read_job(job_dir: str) -> Dict[str, Any]:
     overrides = read_overrides(job_dir)
     m = last_metrics(job_dir)
     row = {k: rec.get(k, m.get(k)) for k in COLUMNS}
-    for k in ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct", "host_rss_gib"):
+    for k in MAX_KEYS:
         if m.get(k) is not None and (row[k] is None or m[k] > row[k]):
             row[k] = m[k]
+    if not row["gpu_mem_total_gib"] and row["peak_mem_pct"] and row["peak_reserved_gib"]:
+        # jobs older than the field: peak_mem_pct is 100 * peak reserved / the card's total
+        row["gpu_mem_total_gib"] = 100 * row["peak_reserved_gib"] / row["peak_mem_pct"]
+    plan = read_plan(job_dir)
+    for k in PLAN_KEYS:
+        row[f"plan_{k}"] = plan.get(k)
     if row["seq_length"] is None:
         seq = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == SEQ_KEY), None)
         row["seq_length"] = int(seq) if seq and seq.isdigit() else None
     row["job"], row["overrides"] = os.path.basename(job_dir), " ".join(overrides)
     return row
+
+
+def read_plan(job_dir: str) -> Dict[str, Any]:
+    """The planner's predictions for the job (<job>/plan.json: gpu_peak_gib, host_ram_gib, step_time_s), {} if none."""
+    path = os.path.join(job_dir, "plan.json")
+    try:
+        plan = json.load(open(path))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {k: plan[k] for k in PLAN_KEYS if isinstance(plan.get(k), (int, float))}
 
 
 def write_csv(rows: List[Dict[str, Any]], path: str):
@@ -91,78 +113,23 @@ def write_csv(rows: List[Dict[str, Any]], path: str):
     os.replace(tmp, path)
 
 
-def series_label(overrides: str, common: set) -> str:
-    """A job's overrides without its sequence length and those every job shares: jobs that differ only in length
-    form one line."""
-    rest = [o for o in overrides.split() if o.split("=", 1)[0].lstrip("+") != SEQ_KEY and o not in common]
-    return " ".join(rest)
+def sweep_command(sweep_dir: str) -> Optional[str]:
+    """The command that started the sweep, from the multirun.yaml Hydra saved at its root (None without one)."""
+    path = os.path.join(sweep_dir, "multirun.yaml")
+    if not os.path.exists(path):
+        return None
+    from omegaconf import OmegaConf
 
-
-def write_plot(rows: List[Dict[str, Any]], path: str, title: Optional[str] = None):
-    """Sequence length (x) against peak GPU memory and host RSS (left axis) and tokens/s (right axis); an OOM job
-    is a red cross and a red dotted line, another failed job a grey one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    ax2 = ax.twinx()
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    plotted = [r for r in rows if r.get("seq_length")]
-    sets = [set(r["overrides"].split()) for r in plotted]
-    common = set.intersection(*sets) if sets else set()
-    groups: Dict[str, List[Dict[str, Any]]] = {}
-    for r in plotted:
-        groups.setdefault(series_label(r["overrides"], common), []).append(r)
-    for i, (label, rs) in enumerate(groups.items()):
-        c = colors[i % len(colors)]
-        ok = sorted((r for r in rs if r["status"] == "ok"), key=lambda r: r["seq_length"])
-        xs = [r["seq_length"] for r in ok]
-        short = "" if not label else " · " + (label if len(label) <= 50 else label[:47] + "...")
-        if ok:
-            ax.plot(xs, [r["peak_mem_gib"] or 0.0 for r in ok], "o-", color=c, label=f"peak GPU memory{short}")
-            ax.plot(xs, [r["host_rss_gib"] or 0.0 for r in ok], "^:", color=c, alpha=0.6,
-                    label=f"host RSS (rank 0){short}")
-            ax2.plot(xs, [r["tokens_per_s"] or 0.0 for r in ok], "s--", color=c, alpha=0.8,
-                     label=f"tokens/s{short}")
-        for r in rs:
-            if r["status"] != "ok":
-                col = "red" if r["status"] == "oom" else "grey"
-                ax.axvline(r["seq_length"], color=col, linestyle=":", alpha=0.7)
-                ax.plot([r["seq_length"]], [0], "x", color=col, markersize=12, mew=3, clip_on=False,
-                        label=f"{r['status']}{short}")
-    xs_all = [r["seq_length"] for r in rows if r.get("seq_length")]
-    if xs_all and max(xs_all) >= 4 * min(xs_all):
-        ax.set_xscale("log", base=2)
-    ax.set_xlabel("sequence length (tokens)")
-    ax.set_ylabel("memory (GiB)")
-    ax2.set_ylabel("tokens/s (all GPUs)")
-    ax.set_ylim(bottom=0)
-    ax2.set_ylim(bottom=0)
-    handles = ax.get_legend_handles_labels()
-    handles2 = ax2.get_legend_handles_labels()
-    seen, hs, ls = set(), [], []
-    for h, lab in zip(handles[0] + handles2[0], handles[1] + handles2[1]):
-        if lab not in seen:
-            seen.add(lab)
-            hs.append(h)
-            ls.append(lab)
-    if hs:
-        fig.legend(hs, ls, fontsize=7, loc="lower center", ncol=min(3, len(hs)), frameon=False)
-    shared = " ".join(o for o in (plotted[0]["overrides"].split() if plotted else []) if o in common)
-    ax.set_title(f"{title or 'sweep'}\n{shared}", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(hs) - 1) // 3), 1, 1))
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    overrides = OmegaConf.select(OmegaConf.load(path), "hydra.overrides", default=None)
+    if overrides is None:
+        return None
+    hydra_args = [str(o) for o in overrides.get("hydra", []) if not str(o).startswith("hydra.mode=")]
+    return " ".join(["python -m framework -m", *map(str, overrides.get("task", [])), *hydra_args])
 
 
 def summarize(sweep_dir: str) -> List[Dict[str, Any]]:
     """Write <sweep_dir>/summary.csv and summary.png; return the rows."""
     rows = [read_job(d) for d in job_dirs(sweep_dir)]
     write_csv(rows, os.path.join(sweep_dir, "summary.csv"))
-    write_plot(rows, os.path.join(sweep_dir, "summary.png"), title=sweep_dir)
+    write_plot(rows, os.path.join(sweep_dir, "summary.png"), sweep=sweep_dir, command=sweep_command(sweep_dir))
     return rows

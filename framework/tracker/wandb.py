@@ -39,8 +39,14 @@ def sweep_group(run_dir: str) -> Optional[str]:
     sweep = os.path.dirname(os.path.abspath(run_dir))
     if not os.path.exists(os.path.join(sweep, "multirun.yaml")):
         return None
-    rel = os.path.relpath(sweep)
-    return rel if not rel.startswith("..") else os.path.basename(sweep)
+    return group_name(sweep)
+
+
+def group_name(sweep_dir: str) -> str:
+    """The W&B group of a sweep's runs: its directory relative to the working directory when under it, else its last
+    component."""
+    rel = os.path.relpath(os.path.abspath(sweep_dir))
+    return rel if not rel.startswith("..") else os.path.basename(os.path.abspath(sweep_dir))
 
 
 def previous_run_id(run_dir: str, resume: Optional[str]) -> Optional[str]:

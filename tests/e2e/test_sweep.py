@@ -1,5 +1,7 @@
-"""Multiruns through the CLI (subprocesses): a seq-length sweep of smoke_cpu with tracker=wandb, a sweep that goes
-on past a failed job, and the longest-sequence search finding a planted limit.
+"""Multiruns through the CLI (subprocesses): a seq-length sweep of smoke_cpu with tracker=wandb (and the sweep's own
+W&B summary run read back), a sweep that goes on past a failed job, the longest-sequence search finding a planted
+limit, a sweep stopped by SIGTERM in its second job that still summarises, and `python -m framework.sweep summarize`
+rebuilding that summary in a copy of the sweep directory.
 
 The planted limit is real, not simulated: tests/e2e/conf/model/tiny_gpt_bigcode.yaml has learned positions for
 n_positions=96 tokens, so any longer sequence fails at its first forward (IndexError), on any machine."""
@@ -7,8 +9,13 @@ import csv
 import glob
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
+
+import pytest
 
 import helpers
 
@@ -97,7 +104,33 @@ def test_seq_length_sweep_records_every_job_summarises_and_groups_wandb_runs(tmp
     for col in ("overrides", "peak_mem_gib", "tokens_per_s", "tflops_per_gpu", "mfu", "host_rss_gib"):
         assert all(r[col] != "" for r in rows), col
     assert "data.seq_length=64" in rows[0]["overrides"]
+    # what the plot reads memory against: no card on CPU, the node's RAM
+    assert all(r["device_name"] == "cpu" and float(r["gpu_mem_total_gib"]) == 0 for r in rows)
+    assert all(float(r["host_ram_total_gib"]) >= float(r["host_used_gib"]) > 0 for r in rows)
     assert_png(os.path.join(sweep, "summary.png"))
+
+    # the sweep's own W&B run, beside summary.csv, in the jobs' group: the table (one row per job, as the CSV), the
+    # plot, and each job's figures against seq_length
+    (summary_run,) = glob.glob(os.path.join(sweep, "wandb", "offline-run-*"))
+    recs = helpers.complete_wandb_records(summary_run)
+    (run,) = [r.run for r in recs if r.WhichOneof("record_type") == "run"]
+    assert run.run_group == "sweep" and run.display_name == "sweep summary"
+    history = [items(r.history.item) for r in recs if r.WhichOneof("record_type") == "history"]
+    (logged,) = [h for h in history if "jobs.path" in h]  # a table or image is logged as a file: its fields nested
+    assert logged["jobs._type"] == "table-file" and logged["summary._type"] == "image-file"
+    table = json.load(open(os.path.join(summary_run, "files", logged["jobs.path"])))
+    assert len(table["data"]) == len(rows) == 2
+    as_dicts = [dict(zip(table["columns"], d)) for d in table["data"]]
+    assert [(t["job"], t["status"], t["seq_length"]) for t in as_dicts] == [
+        (r["job"], r["status"], int(r["seq_length"])) for r in rows]
+    assert [t["tokens_per_s"] for t in as_dicts] == [float(r["tokens_per_s"]) for r in rows]
+    assert os.path.getsize(os.path.join(summary_run, "files", logged["summary.path"])) == os.path.getsize(
+        os.path.join(sweep, "summary.png"))
+    by_length = [h for h in history if "seq_length" in h]
+    assert [(h["seq_length"], h["peak_mem_gib"]) for h in by_length] == [
+        (int(r["seq_length"]), float(r["peak_mem_gib"])) for r in rows]
+    defined = {r.metric.glob_name: r.metric.step_metric for r in recs if r.WhichOneof("record_type") == "metric"}
+    assert defined["tokens_per_s_per_gpu*"] == defined["peak_mem_gib*"] == "seq_length"
 
 
 def test_sweep_goes_on_after_a_failed_job_records_it_and_exits_nonzero(tmp_path):
@@ -166,3 +199,55 @@ def test_submitit_launcher_sweep_records_a_failure_and_search_finds_the_limit(tm
     (search,) = json.load(open(os.path.join(sweep, "max_seqlen.json")))["searches"]
     assert [(x["seq_length"], x["status"]) for x in search["probes"]] == [(64, "ok"), (128, "failed"), (96, "ok")]
     assert search["max_seq_length"] == 96
+
+
+@pytest.fixture(scope="module")
+def interrupted_sweep(tmp_path_factory):
+    """A sweep stopped by SIGTERM in its second job: job 0 trains its 2 steps, job 1 (100000 steps) is stopped once
+    it has logged a step. Returns (process, stdout, stderr, sweep dir)."""
+    tmp = tmp_path_factory.mktemp("interrupted")
+    sweep = tmp / "sweep"
+    cmd = [sys.executable, "-m", "framework", "-m", "+experiment=smoke_cpu", "data.seq_length=32",
+           "engine.max_steps=2,100000", "hydra.sweep.dir=sweep"]
+    p = subprocess.Popen(cmd, cwd=tmp, env=helpers.clean_env(), text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    second = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and p.poll() is None:
+        jobs = sorted(sweep.glob("1_*")) if sweep.exists() else []
+        second = jobs[0] if jobs else None
+        if second is not None and (second / "metrics.jsonl").exists() and (second / "metrics.jsonl").read_text():
+            break
+        time.sleep(0.2)
+    assert p.poll() is None, "the sweep ended before it could be stopped: " + p.stderr.read()[-2000:]
+    assert second is not None, "job 1 logged no step within 240 s"
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=180)
+    return p, out, err, sweep
+
+
+def test_sweep_stopped_by_sigterm_summarises_the_jobs_that_ran_and_marks_the_interrupted_one(interrupted_sweep):
+    p, out, err, sweep = interrupted_sweep
+    assert p.returncode == 128 + signal.SIGTERM, (p.returncode, err[-3000:])
+    assert "Traceback" not in err and err.strip().splitlines()[-1].endswith("stopped by SIGTERM"), err[-2000:]
+    rows = read_csv(os.path.join(sweep, "summary.csv"))
+    assert [(r["job"].split("_")[0], r["status"]) for r in rows] == [("0", "ok"), ("1", "failed")]
+    assert rows[0]["steps"] == "2" and float(rows[0]["tokens_per_s"]) > 0
+    assert rows[1]["error"] == "interrupted: stopped by SIGTERM" and int(rows[1]["steps"]) >= 1
+    assert_png(os.path.join(sweep, "summary.png"))
+    assert f"[interrupted] {rows[1]['job']}: interrupted: stopped by SIGTERM" in out
+    assert "sweep: 1/2 jobs ok" in out
+
+
+def test_summarize_command_rebuilds_the_summary_of_a_copied_sweep_dir(interrupted_sweep, tmp_path):
+    _, _, _, sweep = interrupted_sweep
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(sweep, copy)
+    for name in ("summary.csv", "summary.png"):
+        (copy / name).unlink()
+    p = subprocess.run([sys.executable, "-m", "framework.sweep", "summarize", str(copy)], cwd=tmp_path,
+                       env=helpers.clean_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert read_csv(os.path.join(copy, "summary.csv")) == read_csv(os.path.join(sweep, "summary.csv"))
+    assert_png(os.path.join(copy, "summary.png"))
+    assert "sweep: 1/2 jobs ok" in p.stdout and not (copy / "wandb").exists()  # tracker=console: no W&B run
