@@ -29,7 +29,19 @@ def run_job(cfg: DictConfig, run_dir: str) -> dict:
         rec["seq_length"] = OmegaConf.select(cfg, "data.seq_length", default=None, throw_on_resolution_failure=False)
         write_json_atomic(os.path.join(run_dir, RESULT), rec)
         return rec
-    OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)
+    OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)  # `auto` switches resolved by now
+    if cfg.get("plan", False):  # predict only: no worker starts, no GPU is needed
+        from framework.plan.planner import write
+
+        print(checked.plan.table(), flush=True)
+        write(checked.plan, run_dir)
+        f = checked.plan.figures
+        rec = result_record("ok", {"step": 0, "seq_length": cfg.data.seq_length, "peak_mem_gib": f["gpu_peak_gib"],
+                                   "tokens_per_s": f["tokens_per_s"], "step_time_s": f["step_time_s"]}, cfg)
+        write_json_atomic(os.path.join(run_dir, RESULT), rec)
+        return rec
+    if checked.plan is not None and checked.plan.hardware.assumed is None:
+        print(checked.plan.line(), flush=True)
     if cfg.engine.offload_optimizer or cfg.engine.offload_params or cfg.model.offload_activations:
         from framework.plan.memory import describe
 
