@@ -101,4 +101,17 @@ def follower_main():
     overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=False)
+    resolve_followers_auto(cfg)
     worker(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), run_dir=None)
+
+
+def resolve_followers_auto(cfg):
+    """The `auto` switches resolved as rank 0's validation resolved them: the plan depends on the config, the world
+    size and the node only, so every rank picks the same."""
+    from framework.model.build import hf_config
+    from framework.plan.planner import auto_switches, resolve_auto
+    from framework.runtime import device_type
+
+    if any(auto_switches(cfg).values()):
+        text = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
+        resolve_auto(cfg, text, int(os.environ["WORLD_SIZE"]), on_gpu=device_type(cfg.engine.device) == "cuda")

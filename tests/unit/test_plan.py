@@ -141,6 +141,8 @@ CHOICES = [  # (experiment, overrides, world, host GiB, what was measured fastes
      "keep_attention: 13.26 s all layers kept against 14.67 s for 8"),
     ("llama1b_1gpu", H200 + ["data.seq_length=262144", "model.liger=true"], 1, 128, {"recompute_attention": False},
      "issue 18: 41.5 s kept (71.2 GiB) against 51.8 s recomputed, one H200"),
+    ("llama8b_2gpu_long", H100, 2, 251, {"recompute_attention": False},
+     "alst_2gpu: 256K keeping attention, 82.3 s (40.4% MFU; 384K, recomputing: 34.5%)"),
     ("llama8b_2gpu_64k", H100, 2, 252, {"tiled_mlp": False, "offload_activations": False},
      "alst_2gpu: 13.4 s without tiling or offload against 14.6 s with the ALST stack, 64K"),
     ("llama8b_2gpu_long", H100 + ["data.seq_length=393216", "model.offload_keep_layers=auto",
@@ -190,6 +192,18 @@ def test_max_seq_length_against_alst_published(sp, published):
     assert p.max_seq_length == pytest.approx(published, rel=0.15)
 
 
+def test_followers_resolve_auto_as_rank_0_does(monkeypatch):
+    """A rank > 0 that torchrun started composes its own config: it resolves `auto` to the plan's choice too."""
+    from framework.cli import resolve_followers_auto
+
+    overrides = H200 + ["engine.device=cuda", "data.seq_length=262144", "model.liger=true", "hardware.host_ram_gib=128"]
+    cfg, *_ = setup("llama1b_1gpu", overrides, 1)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    resolve_followers_auto(cfg)
+    assert cfg.model.recompute_attention is False
+    assert plan("llama1b_1gpu", overrides, 1).chosen == {"recompute_attention": False}
+
+
 # ---- through the CLI: plan=true starts nothing; a plan past the host's RAM is refused ----
 def test_plan_true_writes_plan_json_and_starts_no_worker(tmp_path):
     """smoke_cpu with plan=true on this machine (no GPU): plan.json with DESIGN's six keys, result.json ok, no
@@ -210,13 +224,32 @@ def test_plan_says_what_runs_out_first(tmp_path):
     GPUs fit (about 62 GiB, 61.2 measured), the host does not (about 233 GiB, 233 measured on a 251 GiB host); with
     plan=true it is only reported, and the longest
     length that fits is shorter than 256K."""
-    run = run_cli(["plan=true", "hardware.host_ram_gib=200", *H100], str(tmp_path),
+    run = run_cli(["plan=true", "hardware.host_ram_gib=200", "model.recompute_attention=false", *H100], str(tmp_path),
                   experiment="llama8b_2gpu_long", timeout=120)
     assert run.returncode == 0, run.describe()
     rec = json.load(open(tmp_path / "plan.json"))
     assert rec["fits"] is False and rec["first_wall"] == "host_ram"
     assert rec["gpu_peak_gib"] == pytest.approx(61.2, rel=0.15) and rec["host_ram_gib"] == pytest.approx(233, rel=0.1)
     assert 0 < rec["max_seq_length"] < 262144
+
+
+def test_auto_on_cpu_processes_writes_plain_booleans(tmp_path):
+    """`auto` is resolved before config.yaml is written and the workers start: on CPU processes (nothing to plan
+    for) to the switches' defaults; the run trains."""
+    import yaml
+
+    run = run_cli(["model.tiled_mlp=auto", "model.recompute_attention=auto", "engine.max_steps=1"], str(tmp_path))
+    assert run.returncode == 0, run.describe()
+    model = yaml.safe_load(open(tmp_path / "config.yaml"))["model"]
+    assert model["tiled_mlp"] is False and model["recompute_attention"] is True
+
+
+def test_auto_switch_rejects_other_words(tmp_path):
+    from framework.errors import ConfigError
+    from framework.validate import validate
+
+    with pytest.raises(ConfigError, match=r"model.tiled_mlp='sometimes': must be true, false or auto"):
+        validate(compose(["model.tiled_mlp=sometimes"]))
 
 
 def test_run_whose_host_plan_exceeds_the_node_is_refused(tmp_path):

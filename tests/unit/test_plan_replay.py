@@ -1,5 +1,6 @@
 """The planner against every GPU run recorded in experiments/: peak GPU memory within 15%, step time within 25%,
-host RAM within 10% (where the run recorded it). Each row cites its raw data; the hardware is the card it ran on.
+host RAM within 10% (where the run recorded it). Each row cites its raw data; the hardware is the card it ran on, the
+settings those the run had (the `auto` of today's experiment files replaced by what it ran with).
 
     python tests/unit/test_plan_replay.py      # prints the table (plan against measured)
 """
@@ -16,11 +17,11 @@ H200 = {"gpu_mem_gib": 139.8, "peak_tflops": 989.0}   # 143,771 MiB
 
 # (name, experiment, overrides, card, gpus, host GiB, measured peak GiB, step s, host GiB or None, raw data)
 ROWS = [
-    ("1b 64K", "llama1b_1gpu", [], H200, 1, 128, 32.08, 4.454, None,
+    ("1b 64K", "llama1b_1gpu", ["model.recompute_attention=true"], H200, 1, 128, 32.08, 4.454, None,
      "packed_vs_unpacked/h200x1_2026-11-26/unpacked.jsonl"),
     ("1b 64K attention kept", "llama1b_1gpu", ["model.recompute_attention=false"], H200, 1, 128, 35.43, 3.813, None,
      "packed_vs_unpacked/h200x1_2026-11-26/unpacked_keep_attention.jsonl"),
-    ("1b 64K full logits", "llama1b_1gpu", ["loss.tiled=false"], H200, 1, 128, 115.13, 4.510, None,
+    ("1b 64K full logits", "llama1b_1gpu", ["loss.tiled=false", "model.recompute_attention=true"], H200, 1, 128, 115.13, 4.510, None,
      "seqlen_sweep/h200x1_2026-11-26/summary.csv"),
     ("1b 128K 8 layers keep attention (step 1)", "llama1b_1gpu", ["data.seq_length=131072",
      "model.keep_attention_layers=8"], H100, 1, 128, 38.10, 14.666, None,
@@ -32,9 +33,9 @@ ROWS = [
     ("8b 64K ALST stack, 2 x H100", "llama8b_2gpu_64k", ["model.tiled_mlp=true", "loss.tiled=true",
      "model.offload_activations=true", "engine.super_offload=true", "optim.grad_clip=0"], H100, 2, 252,
      15.61, 14.625, 199.7, "alst_2gpu/h100x2_2026-11-26/64k_ours_alst.jsonl"),
-    ("8b 256K Liger, 2 x H100", "llama8b_2gpu_long", [], H100, 2, 251, 61.19, 82.341, 233.06,
+    ("8b 256K Liger, 2 x H100", "llama8b_2gpu_long", ["model.recompute_attention=false"], H100, 2, 251, 61.19, 82.341, 233.06,
      "alst_2gpu/h100x2_2026-11-26/256k_ours.jsonl"),
-    ("8b 256K no Liger, 2 x H100", "llama8b_2gpu_long", ["model.liger=false"], H100, 2, 252, 70.71, 83.756, 232.97,
+    ("8b 256K no Liger, 2 x H100", "llama8b_2gpu_long", ["model.liger=false", "model.recompute_attention=false"], H100, 2, 252, 70.71, 83.756, 232.97,
      "alst_2gpu/h100x2_2026-11-26/256k_ours_no_liger.jsonl"),
     ("8b 384K, 2 x H100", "llama8b_2gpu_long", ["data.seq_length=393216", "model.recompute_attention=true",
      "model.offload_keep_layers=auto"], H100, 2, 251, 54.76, 203.858, 241.08,
@@ -43,7 +44,7 @@ ROWS = [
      None, "seqlen_sweep/h200x2_2026-11-26/summary.csv"),
     ("8b 512K, 4 x H100", "llama8b_4gpu_1m", ["data.seq_length=524288", "model.recompute_attention=false"], H100, 4,
      503, 50.46, 139.676, 325.2, "alst_4gpu/h100x4_2026-11-26/512k.jsonl"),
-    ("8b 1M, 4 x H100 (step 1)", "llama8b_4gpu_1m", [], H100, 4, 503, 31.25, 754.806, 450.4,
+    ("8b 1M, 4 x H100 (step 1)", "llama8b_4gpu_1m", ["model.recompute_attention=true"], H100, 4, 503, 31.25, 754.806, 450.4,
      "alst_4gpu/h100x4_2026-11-26/1m.jsonl"),
 ]
 
