@@ -259,3 +259,33 @@ def test_run_whose_host_plan_exceeds_the_node_is_refused(tmp_path):
     assert run.returncode == 2, run.describe()
     assert "data.seq_length=256: the host RAM plan is 8 GiB per node, more than its 4 GiB" in run.stderr
     assert "Traceback" not in run.stderr and not os.path.exists(tmp_path / "metrics.jsonl")
+
+
+def test_longest_sequence_search_starts_from_the_plan(monkeypatch):
+    """hydra/sweeper=max_seqlen on GPUs starts at the plan's max_seq_length and moves by 15%: with a wall 10% past
+    the plan (within its tolerance) it needs 5 probes, where doubling from the config's 64K needs 10."""
+    from hydra_plugins.max_seqlen_sweeper import max_seqlen_sweeper as m
+
+    cfg, *_ = setup("llama1b_1gpu", H200 + ["engine.device=cuda", "hardware.host_ram_gib=128"], 1)
+    planned = m.planned_start(cfg)
+    assert planned == plan("llama1b_1gpu", H200 + ["hardware.host_ram_gib=128"], 1, search=True).max_seq_length
+    assert m.planned_start(compose(["engine.device=cpu"], experiment="llama1b_1gpu")) is None
+    wall = int(planned * 1.1)
+
+    def run_search(start_from_plan):
+        monkeypatch.setattr(m, "planned_start", lambda job_cfg: planned if start_from_plan else None)
+        sweeper = m.MaxSeqlenSweeper(granularity=16384)
+        probed = []
+
+        def probe(base, length):
+            probed.append(length)
+            return {"seq_length": length, "status": "ok" if length <= wall else "oom", "job_dir": None}
+
+        sweeper.probe = probe
+        out = sweeper.search([], cfg)
+        assert out["max_seq_length"] == max(n for n in probed if n <= wall)
+        return probed
+
+    with_plan, without = run_search(True), run_search(False)
+    assert with_plan[0] == planned // 16384 * 16384
+    assert (len(with_plan), len(without)) == (5, 10)
