@@ -11,8 +11,8 @@ class HardwareConfig:
     host_ram_gib: float = 0.0
     """Host RAM of one node, GiB. 0: this machine's."""
     gpus_per_node: int = 0
-    """GPUs (ranks) per node: the ranks whose offloaded state shares one host. 0: this machine's GPU count, or all
-    the job's ranks on one node when there is no GPU here."""
+    """GPUs (ranks) per node: the ranks whose offloaded state shares one host. 0: torchrun/SLURM's LOCAL_WORLD_SIZE,
+    else all the job's ranks (one node, as the command starts them)."""
     peak_tflops: float = 0.0
     """Dense bf16 peak TFLOP/s of one GPU, for the step time. 0: engine.peak_tflops_per_gpu, else this machine's card
     (989, an H100's, when there is none)."""

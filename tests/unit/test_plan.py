@@ -289,3 +289,15 @@ def test_longest_sequence_search_starts_from_the_plan(monkeypatch):
     with_plan, without = run_search(True), run_search(False)
     assert with_plan[0] == planned // 16384 * 16384
     assert (len(with_plan), len(without)) == (5, 10)
+
+
+def test_startup_line_warns_past_gpu_memory():
+    """A run whose plan is past the GPU's memory starts, with a warning naming what to change; within, no warning.
+    Llama-3.1-8B at 256K on 2 GPUs, attention kept in every layer and 8 layers' checkpoints on the GPUs: about 62
+    GiB, fits 80 GB, not 40 GB."""
+    over = plan("llama8b_2gpu_long", ["hardware.gpu_mem_gib=40", "hardware.host_ram_gib=251",
+                                      "model.recompute_attention=false"], 2)
+    assert over.figures["first_wall"] == "gpu_memory"
+    assert "warning: this is likely to run out of GPU memory" in over.line()
+    fits = plan("llama8b_2gpu_long", H100 + ["hardware.host_ram_gib=251", "model.recompute_attention=false"], 2)
+    assert fits.figures["fits"] and "warning" not in fits.line()
