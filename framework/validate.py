@@ -46,7 +46,7 @@ def validate(cfg) -> Validated:
     planning = bool(cfg.get("plan", False))
     device = "cuda" if planning else e.device  # plan=true predicts for GPUs from any machine; it starts nothing
     world = world_size(p, device)
-    parallelism_rules.check(p, world=world, device=device)
+    parallelism_rules.check(p, world=world, device=device, count_gpus=not planning)
     config = model_rules.model_config(m, device=device)
     text = config.get_text_config()
     parallelism_rules.check_heads(p, text_config=text)
@@ -55,7 +55,7 @@ def validate(cfg) -> Validated:
     model_rules.check_features(m, config=config, device=device, attention=str(a.implementation),
                                environment=not planning)
     data_rules.check(d, parallelism=p, eval_every=e.eval_every)
-    attention_rules.check_packed(a, text_config=text, device=e.device, packing=d.packing,
+    attention_rules.check_packed(a, text_config=text, device=device, packing=d.packing,
                                  micro_batch_size=e.micro_batch_size)
     data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
                             micro_batch_size=e.micro_batch_size, seed=e.seed, eval_every=e.eval_every)

@@ -301,3 +301,20 @@ def test_startup_line_warns_past_gpu_memory():
     assert "warning: this is likely to run out of GPU memory" in over.line()
     fits = plan("llama8b_2gpu_long", H100 + ["hardware.host_ram_gib=251", "model.recompute_attention=false"], 2)
     assert fits.figures["fits"] and "warning" not in fits.line()
+
+
+def test_plan_for_a_cluster_from_a_one_gpu_machine(monkeypatch):
+    """plan=true validates for the GPUs it plans for: 8 ranks pass on a machine with one GPU (a real run there is
+    refused, naming the count), and liger-kernel need not be installed here."""
+    import torch
+
+    from framework.errors import ConfigError
+    from framework.validate import validate
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    node = H100 + ["hardware.host_ram_gib=1769", "hardware.gpus_per_node=8"]
+    checked = validate(compose(node + ["plan=true"], experiment="llama8b_500k"))
+    assert checked.world == 8 and checked.plan.max_seq_length > 500_000
+    with pytest.raises(ConfigError, match="needs 8 GPUs and this machine has 1"):
+        validate(compose(node + ["model.liger=false"], experiment="llama8b_500k"))
