@@ -31,7 +31,19 @@ def run_job(cfg: DictConfig, run_dir: str) -> dict:
         rec["seq_length"] = OmegaConf.select(cfg, "data.seq_length", default=None, throw_on_resolution_failure=False)
         write_json_atomic(os.path.join(run_dir, RESULT), rec)
         return rec
-    OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)
+    OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)  # `auto` switches resolved by now
+    if cfg.get("plan", False):  # predict only: no worker starts, no GPU is needed
+        from framework.plan.planner import write
+
+        print(checked.plan.table(), flush=True)
+        write(checked.plan, run_dir)
+        f = checked.plan.figures
+        rec = result_record("ok", {"step": 0, "seq_length": cfg.data.seq_length, "peak_mem_gib": f["gpu_peak_gib"],
+                                   "tokens_per_s": f["tokens_per_s"], "step_time_s": f["step_time_s"]}, cfg)
+        write_json_atomic(os.path.join(run_dir, RESULT), rec)
+        return rec
+    if checked.plan is not None and checked.plan.hardware.assumed is None:
+        print(checked.plan.line(), flush=True)
     if cfg.engine.offload_optimizer or cfg.engine.offload_params or cfg.model.offload_activations:
         from framework.plan.memory import describe
 
@@ -96,4 +108,17 @@ def follower_main():
     overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=False)
+    resolve_followers_auto(cfg)
     worker(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), run_dir=None)
+
+
+def resolve_followers_auto(cfg):
+    """The `auto` switches resolved as rank 0's validation resolved them: the plan depends on the config, the world
+    size and the node only, so every rank picks the same."""
+    from framework.model.build import hf_config
+    from framework.plan.planner import auto_switches, resolve_auto
+    from framework.runtime import device_type
+
+    if any(auto_switches(cfg).values()):
+        text = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
+        resolve_auto(cfg, text, int(os.environ["WORLD_SIZE"]), on_gpu=device_type(cfg.engine.device) == "cuda")

@@ -16,6 +16,7 @@ from framework.loss.config import LossConfig
 from framework.model.config import ModelConfig
 from framework.optim.config import OptimConfig
 from framework.parallelism.config import ParallelismConfig
+from framework.plan.config import HardwareConfig
 from framework.tracker.config import TrackerConfig
 
 
@@ -29,6 +30,10 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    plan: bool = False
+    """Predict GPU memory, host RAM, step time and the longest sequence that fits (plan.json), and start nothing."""
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    """What the plan predicts for (0: this machine's); framework/plan/config.py."""
 
 
 REQUIRED = "must be given: this config has no default for it"

@@ -13,7 +13,8 @@ from framework.engine import rules as engine_rules
 from framework.errors import ConfigError
 from framework.model import rules as model_rules
 from framework.parallelism import rules as parallelism_rules
-from framework.runtime import world_size
+from framework.plan import rules as plan_rules
+from framework.runtime import device_type, world_size
 
 
 @dataclass
@@ -22,6 +23,8 @@ class Validated:
 
     world: int
     model_config: Any
+    plan: Any = None
+    """framework.plan.planner.Plan of the job (None on CPU processes with nothing offloaded)."""
 
     @property
     def text_config(self):
@@ -44,18 +47,24 @@ def validate(cfg) -> Validated:
         raise ConfigError(key, getattr(exc, "value", None), " ".join(str(exc).split("\n")[0].split()),
                           "fix the value (or the PARALLELISM_CONFIG_* environment variable it comes from)") from None
     p, m, a, d, e = cfg.parallelism, cfg.model, cfg.attention, cfg.data, cfg.engine
-    world = world_size(p, e.device)
-    parallelism_rules.check(p, world=world, device=e.device)
-    config = model_rules.model_config(m, device=e.device)
+    planning = bool(cfg.get("plan", False))
+    device = "cuda" if planning else e.device  # plan=true predicts for GPUs from any machine; it starts nothing
+    world = world_size(p, device)
+    parallelism_rules.check(p, world=world, device=device, count_gpus=not planning)
+    config = model_rules.model_config(m, device=device)
     text = config.get_text_config()
     parallelism_rules.check_heads(p, text_config=text)
-    attention_rules.check(a, sp_size=p.sp_size, device=e.device)
-    model_rules.check_features(m, config=config, device=e.device, attention=str(a.implementation))
+    attention_rules.check(a, sp_size=p.sp_size, device=device)
+    plan_rules.check_switches(m)
+    model_rules.check_features(m, config=config, device=device, attention=str(a.implementation),
+                               environment=not planning)
     model_rules.check_lora(m.lora, config=config, super_offload=e.super_offload)
     data_rules.check(d, parallelism=p, eval_every=e.eval_every)
-    attention_rules.check_packed(a, text_config=text, device=e.device, packing=d.packing,
+    attention_rules.check_packed(a, text_config=text, device=device, packing=d.packing,
                                  micro_batch_size=e.micro_batch_size)
     data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
                             micro_batch_size=e.micro_batch_size, seed=e.seed, eval_every=e.eval_every)
-    engine_rules.check(e, grad_clip=cfg.optim.grad_clip)
-    return Validated(world=world, model_config=config)
+    engine_rules.check(e, grad_clip=cfg.optim.grad_clip, device=device)
+    plan = plan_rules.check(cfg, text_config=text, world=world, on_gpu=device_type(device) == "cuda",
+                            planning=planning)
+    return Validated(world=world, model_config=config, plan=plan)

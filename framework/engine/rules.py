@@ -7,8 +7,10 @@ from framework.errors import ConfigError
 from framework.runtime import device_type
 
 
-def check(e, *, grad_clip: float):
-    """ZeRO stage and offload combinations, the step counters, the device, and the checkpoint to resume."""
+def check(e, *, grad_clip: float, device: str = None):
+    """ZeRO stage and offload combinations, the step counters, the device, and the checkpoint to resume (`device`:
+    what the job runs on, engine.device unless planning for GPUs)."""
+    device = e.device if device is None else device
     if e.zero_stage not in (0, 1, 2, 3):
         raise ConfigError("engine.zero_stage", e.zero_stage, "must be 0, 1, 2 or 3", "set engine.zero_stage=3")
     if e.offload_params and e.zero_stage != 3:
@@ -20,7 +22,7 @@ def check(e, *, grad_clip: float):
     if e.super_offload and not (e.offload_optimizer and e.zero_stage == 3):
         raise ConfigError("engine.super_offload", True, "SuperOffload is a mode of ZeRO-3's CPU optimizer offload",
                           "also set engine.offload_optimizer=true engine.zero_stage=3")
-    if e.super_offload and device_type(e.device) != "cuda":
+    if e.super_offload and device_type(device) != "cuda":
         raise ConfigError("engine.super_offload", True, "DeepSpeed's SuperOffload runs only on NVIDIA GPUs",
                           "set engine.super_offload=false on this machine")
     if e.super_offload and grad_clip > 0:
@@ -31,7 +33,7 @@ def check(e, *, grad_clip: float):
     for key in ("max_steps", "micro_batch_size", "gradient_accumulation_steps"):
         if getattr(e, key) < 1:
             raise ConfigError(f"engine.{key}", getattr(e, key), "must be at least 1", f"set engine.{key}=1")
-    if e.device == "cuda" and not torch.cuda.is_available():
+    if e.device == "cuda" and device == e.device and not torch.cuda.is_available():
         raise ConfigError("engine.device", str(e.device), "no CUDA device is visible", "set engine.device=auto")
     if e.resume not in (None, "latest") and not os.path.isdir(e.resume):
         raise ConfigError("engine.resume", e.resume, "no such checkpoint directory",

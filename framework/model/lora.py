@@ -9,7 +9,7 @@ ALL_LINEAR = "all-linear"
 
 def targets(cfg):
     """peft's target_modules: the string "all-linear" (every linear layer but the LM head), or a list of names."""
-    names = [str(t) for t in cfg.target_modules]
+    names = [str(t) for t in cfg.get("target_modules", [ALL_LINEAR])]
     return ALL_LINEAR if names == [ALL_LINEAR] else names
 
 
@@ -43,10 +43,11 @@ def projection_shapes(text_config) -> dict:
 
 
 def lora_params(text_config, cfg) -> int:
-    """Trainable parameters of the adapters: r x (in + out) per targeted linear layer, over all decoder layers."""
-    if cfg.r <= 0:
+    """(`cfg`: model.lora, or a dict of its keys) Trainable parameters of the adapters: r x (in + out) per targeted linear layer, over all decoder layers."""
+    r = int(cfg.get("r", 0) or 0)
+    if r <= 0:
         return 0
     shapes = projection_shapes(text_config)
     chosen = targets(cfg)
     names = shapes if chosen == ALL_LINEAR else [n for n in shapes if any(n == t or n.endswith(t) for t in chosen)]
-    return text_config.num_hidden_layers * sum(cfg.r * sum(shapes[n]) for n in names)
+    return text_config.num_hidden_layers * sum(r * sum(shapes[n]) for n in names)

@@ -35,10 +35,11 @@ def model_config(m, *, device: str):
     return config
 
 
-def check_features(m, *, config, device: str, attention: str):
-    """The ALST features: what each needs (checkpointing, sdpa, a GPU, liger-kernel) and their ranges."""
+def check_features(m, *, config, device: str, attention: str, environment: bool = True):
+    """The ALST features: what each needs (checkpointing, sdpa, a GPU, liger-kernel) and their ranges
+    (`environment`: also that liger-kernel is installed here; plan=true plans for another machine)."""
     text = config.get_text_config()
-    if m.offload_activations and not m.activation_checkpointing:
+    if m.offload_activations is True and not m.activation_checkpointing:
         raise ConfigError("model.offload_activations", True,
                           "offloads the hidden states that activation checkpointing keeps, so it needs it",
                           "also set model.activation_checkpointing=true")
@@ -52,7 +53,7 @@ def check_features(m, *, config, device: str, attention: str):
                           f"{text.num_hidden_layers} decoder layers (those that keep attention's output)",
                           f"e.g. model.keep_attention_layers={text.num_hidden_layers // 2}, or "
                           "model.recompute_attention=false for all of them")
-    keeping = [("model.recompute_attention", False)] if not m.get("recompute_attention", True) else []
+    keeping = [("model.recompute_attention", False)] if m.get("recompute_attention", True) is False else []
     keeping += [("model.keep_attention_layers", kept)] if kept else []
     if len(keeping) == 2:
         raise ConfigError("model.keep_attention_layers", kept, "picks layers that keep attention's output while the "
@@ -67,12 +68,12 @@ def check_features(m, *, config, device: str, attention: str):
             raise ConfigError(key, value, f"keeps the outputs of the sdpa kernels (and of varlen_attn for packed "
                               f"rows); {attention}'s kernel would be recomputed anyway", "use attention=sdpa, or drop "
                               "the override")
-    if m.liger and importlib.util.find_spec("liger_kernel") is None:
+    if m.liger and environment and importlib.util.find_spec("liger_kernel") is None:
         raise ConfigError("model.liger", True, "liger-kernel is not installed", "pip install -e '.[gpu]' (or pip "
                           "install liger-kernel), or set model.liger=false")
     if m.liger and device_type(device) == "cpu":
         raise ConfigError("model.liger", True, "Liger's kernels are Triton GPU kernels", "set model.liger=false")
-    if m.liger:
+    if m.liger and environment:
         from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 
         if config.model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:

@@ -8,8 +8,9 @@ from framework.parallelism.mesh import resolve_sizes
 from framework.runtime import device_type
 
 
-def check(p, *, world: int, device: str):
-    """The sizes: each at least 1, their product the number of processes, no more GPUs than this machine has."""
+def check(p, *, world: int, device: str, count_gpus: bool = True):
+    """The sizes: each at least 1, their product the number of processes, no more GPUs than this machine has
+    (`count_gpus`; plan=true plans for other machines)."""
     for key in ("sp_size", "dp_replicate_size"):
         if getattr(p, key) < 1:
             raise ConfigError(f"parallelism.{key}", getattr(p, key), "must be at least 1", f"set parallelism.{key}=1")
@@ -24,7 +25,7 @@ def check(p, *, world: int, device: str):
             f"must equal the number of processes ({world})",
             f"choose sizes whose product is {world}, e.g. parallelism.sp_size={world} parallelism.dp_shard_size=1")
     # with no GPU at all, the engine's rules say so (engine.device=cuda); here only "too few GPUs"
-    if device_type(device) == "cuda" and torch.cuda.is_available() and "RANK" not in os.environ and \
+    if count_gpus and device_type(device) == "cuda" and torch.cuda.is_available() and "RANK" not in os.environ and \
             world > torch.cuda.device_count():
         raise ConfigError("parallelism.sp_size", p.sp_size,
                           f"the job needs {world} GPUs and this machine has {torch.cuda.device_count()}",

@@ -1,5 +1,7 @@
-"""plan: what a job will need before it starts. Today the host-RAM plan of the CPU-offloaded state
-(framework.plan.memory), printed before any worker starts and used to choose model.offload_keep_layers=auto."""
+"""plan: what a job will need before it starts: GPU memory and step time (framework.plan.gpu), host RAM
+(framework.plan.memory), and the planner that puts them together for `plan=true`, the startup line and the `auto`
+switches (framework.plan.planner); hardware.* in framework.plan.config."""
 from framework.plan.memory import describe, host_plan, keep_layers
+from framework.plan.planner import make_plan
 
-__all__ = ["describe", "host_plan", "keep_layers"]
+__all__ = ["describe", "host_plan", "keep_layers", "make_plan"]

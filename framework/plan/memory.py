@@ -5,19 +5,21 @@ import os
 from typing import Dict
 
 import psutil
+from omegaconf import OmegaConf
 
 from framework.model.lora import lora_params
 from framework.tracker.flops import matmul_params
 
 GIB = 2**30
-PROCESS_BASE_GIB = 9.0
-"""Host memory of one GPU worker besides the model state (CUDA context, libraries, DeepSpeed ops, staging copies).
-Calibrated on 2 x H100, Llama-3.1-8B, optimizer offloaded: 184 GiB in use during a step with no activations
-offloaded = 120 (optimizer states) + 45 (pinned buffers) + 19 for the two workers (experiments/alst_2gpu)."""
-PINNED_BYTES_PER_PARAM = 6
-"""Pinned transfer buffers of DeepSpeed's CPU optimizer offload: torch's host allocator held 24.0 GiB per rank for
-4.0e9 parameters per rank (fp32 gradients and bf16 parameters in flight: 14.9 + 7.5 GiB, each rounded up to a power
-of two, see pinned_size), measured on H100 and H200."""
+PROCESS_BASE_GIB = 3.8
+"""Host memory of one GPU worker besides the model state (CUDA context, libraries, DeepSpeed ops, staging copies):
+the 8B run at 64K on 2 x H100 with plain optimizer offload used 145.4 GiB = 89.8 (optimizer states) + 48 (pinned
+buffers) + 7.6 for the two workers (experiments/alst_2gpu, 64k_ours_peer_setup.jsonl)."""
+SUPER_OFFLOAD_BYTES_PER_PARAM = 4
+SUPER_OFFLOAD_WORKER_GIB = 4.9
+"""SuperOffload (engine.super_offload) adds, besides the states above, 4 B per parameter (an fp32 copy its CPU Adam
+process holds) and 4.9 GiB per rank (that process): fit on experiments/alst_2gpu (256K, 384K, 64K ALST rows: 233.1,
+241.1, 199.7 GiB) and alst_4gpu (512K, 1M: 325.2, 450.4 GiB); each is then within 1.5%."""
 
 HOST_BUDGET = 0.95
 """Share of the host's RAM the plan may fill before the startup line warns. The plan came within 3 GiB of the
@@ -51,21 +53,25 @@ def checkpoint_bytes(*, seq_length: int, sp_size: int, hidden: int, micro_batch_
 def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_batch_size: int, world: int,
               sp_size: int, offload_optimizer: bool, offload_params: bool, offload_activations: bool,
               keep_layers: int = 0, act_bytes: int = 2, round_threshold: float = None,
-              trainable: int = None) -> Dict[str, float]:
+              super_offload: bool = False, trainable: int = None) -> Dict[str, float]:
     """GiB of host RAM the job's offloaded state needs on one node holding all `world` ranks.
 
-    optimizer states offloaded: fp32 master weights, Adam's two moments and fp32 gradients, 16 B per parameter
-    (all ranks together: ZeRO partitions them, the node holds every partition), plus 6 B per parameter of pinned
-    transfer buffers. Parameters offloaded: 2 B each. Checkpointed hidden states offloaded: one pinned buffer per
+    optimizer states offloaded: fp32 master weights and Adam's two moments, 12 B per parameter (all ranks together:
+    ZeRO partitions them, the node holds every partition), plus each rank's pinned transfer buffers: its fp32
+    gradients (4 B) and bf16 parameters (2 B) in flight, each rounded as pinned_size does (measured 24.0 GiB per rank
+    for 4.0e9 parameters per rank: 16 + 8, on H100 and H200); SuperOffload adds the constants above. Parameters offloaded: 2 B each. Checkpointed hidden states offloaded: one pinned buffer per
     layer and rank of its tokens x hidden x 2 B (bf16), rounded as pinned_size does (`round_threshold`: bytes, the
     environment's by default), for every sequence in flight, one per data-parallel replica: 256 KiB per token for
     Llama-3.1-8B when a rank's buffer is a power of two; the last `keep_layers` layers' stay on the GPU.
     """
     plan = {"processes": PROCESS_BASE_GIB * world}
-    trainable = params if trainable is None else trainable  # LoRA: only the adapter has gradients and Adam states
     if offload_optimizer:
-        plan["optimizer_states"] = 16 * trainable / GIB
-        plan["pinned_buffers"] = PINNED_BYTES_PER_PARAM * trainable / GIB
+        owned = (params if trainable is None else trainable) / world  # LoRA: the adapter's parameters only
+        plan["optimizer_states"] = 12 * owned * world / GIB
+        plan["pinned_buffers"] = world * (pinned_size(int(4 * owned), round_threshold)
+                                          + pinned_size(int(2 * owned), round_threshold)) / GIB
+        if super_offload:
+            plan["super_offload"] = (SUPER_OFFLOAD_BYTES_PER_PARAM * owned / GIB + SUPER_OFFLOAD_WORKER_GIB) * world
     if offload_params:
         plan["parameters"] = 2 * params / GIB
     if offload_activations:
@@ -91,17 +97,41 @@ def keep_layers_to_fit(plan: Dict[str, float], *, host_gib: float, layers: int, 
     return keep_layers + extra if extra < offloaded else 0
 
 
+def host_ram_gib(cfg) -> float:
+    """The node's RAM, GiB: hardware.host_ram_gib, else this machine's."""
+    given = OmegaConf.select(cfg, "hardware.host_ram_gib", default=0) or 0
+    return float(given) if given > 0 else psutil.virtual_memory().total / GIB
+
+
+def node_ranks(cfg, world: int) -> int:
+    """Ranks on one node: hardware.gpus_per_node, else torchrun/SLURM's LOCAL_WORLD_SIZE, else all of them (we
+    start the workers ourselves)."""
+    given = OmegaConf.select(cfg, "hardware.gpus_per_node", default=0) or 0
+    return min(int(given) if given > 0 else int(os.environ.get("LOCAL_WORLD_SIZE", world)), world)
+
+
+def trainable_params(c, lora) -> int:
+    """Parameters with gradients and optimizer states: all of them, or with LoRA (model.lora.r > 0) its adapters'
+    (framework.model.lora.lora_params: r x (in + out) on each targeted projection of every layer)."""
+    tied = getattr(c, "tie_word_embeddings", False)
+    total = matmul_params(c) + (0 if tied else c.vocab_size * c.hidden_size)  # + the embedding table
+    if lora is None or int(lora.get("r", 0) or 0) <= 0:
+        return total
+    return lora_params(c, lora)
+
+
 def _node_plan(cfg, world: int, keep: int, c) -> Dict[str, float]:
-    """The plan of the ranks on this node (`c`: the model's text config): torchrun/SLURM's LOCAL_WORLD_SIZE ranks of
-    `world`, all of them when we start the workers ourselves. Every entry is even over the ranks."""
+    """The plan of the ranks on one node (`c`: the model's text config, node_ranks of `world`). Every entry is even
+    over the ranks."""
     tied = getattr(c, "tie_word_embeddings", False)
     params = matmul_params(c) + (0 if tied else c.vocab_size * c.hidden_size)  # + the embedding table
     plan = host_plan(params=params, layers=c.num_hidden_layers, hidden=c.hidden_size,
                      seq_length=cfg.data.seq_length, micro_batch_size=cfg.engine.micro_batch_size, world=world,
                      sp_size=cfg.parallelism.sp_size, offload_optimizer=cfg.engine.offload_optimizer,
                      offload_params=cfg.engine.offload_params, offload_activations=cfg.model.offload_activations,
-                     keep_layers=keep, trainable=lora_params(c, cfg.model.lora) if cfg.model.lora.r > 0 else None)
-    share = min(int(os.environ.get("LOCAL_WORLD_SIZE", world)), world) / world
+                     keep_layers=keep, super_offload=cfg.engine.get("super_offload", False),
+                     trainable=trainable_params(c, cfg.model.get("lora")))
+    share = node_ranks(cfg, world) / world
     return {k: v * share for k, v in plan.items()}
 
 
@@ -117,7 +147,7 @@ def keep_layers(cfg, world: int, text_config) -> int:
         return 1
     c = text_config
     plan = _node_plan(cfg, world, 1, c)
-    host = psutil.virtual_memory().total / GIB
+    host = host_ram_gib(cfg)
     fit = keep_layers_to_fit(plan, host_gib=host, layers=c.num_hidden_layers, keep_layers=1)
     return fit or (c.num_hidden_layers if plan["total"] > HOST_BUDGET * host else 1)
 
@@ -127,9 +157,9 @@ def describe(cfg, world: int, text_config) -> str:
     c = text_config
     keep = keep_layers(cfg, world, c)
     plan = _node_plan(cfg, world, keep, c)
-    total = psutil.virtual_memory().total / GIB
+    total = host_ram_gib(cfg)
     parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in plan.items() if k != "total")
-    line = f"host RAM plan: about {plan['total']:.0f} GiB of this machine's {total:.0f} GiB ({parts})"
+    line = f"host RAM plan: about {plan['total']:.0f} GiB of the node's {total:.0f} GiB ({parts})"
     layer_gib = checkpoint_bytes(seq_length=cfg.data.seq_length, sp_size=cfg.parallelism.sp_size,
                                  hidden=c.hidden_size, micro_batch_size=cfg.engine.micro_batch_size) / GIB
     if cfg.model.offload_activations and cfg.model.get("offload_keep_layers", "auto") == "auto":

@@ -6,7 +6,9 @@
 
 Each probe is an ordinary job of the sweep (its own directory, result.json, metrics.jsonl; our launcher starts
 fresh worker processes for it, so a probe that ran out of memory leaves nothing behind) that trains
-`hydra.sweeper.steps` steps at one data.seq_length. The length grows geometrically (x `factor`) from `start` until a
+`hydra.sweeper.steps` steps at one data.seq_length. On GPUs `start` defaults to the plan's max_seq_length
+(framework.plan) and the length then moves by 15% (the plan's tolerance) instead of `factor`, so a search that the
+plan predicts well takes a few probes. The length grows geometrically (x `factor`) from `start` until a
 probe fails (status oom or failed); if `start` itself fails it shrinks the same way until one trains. It then
 bisects the bracket [longest that trained, shortest that failed] down to `granularity` tokens (default
 parallelism.sp_size x 1024, so every probe shards evenly). The answer, with the memory figures of the last good
@@ -67,6 +69,27 @@ def device_name() -> str:
     return "cpu"
 
 
+PLAN_FACTOR = 1.15
+"""Growth factor between probes when the search starts from the plan's max_seq_length (its tolerance)."""
+
+
+def planned_start(job_cfg) -> Optional[int]:
+    """The plan's max_seq_length for a job that will run on GPUs (framework.plan); None on CPU processes (the plan
+    predicts GPU memory) or when it cannot be made (the first probe then says why)."""
+    try:
+        from framework.model.build import hf_config
+        from framework.plan.planner import make_plan
+        from framework.runtime import device_type, world_size
+
+        if device_type(job_cfg.engine.device) != "cuda":
+            return None
+        text = hf_config(name_or_path=job_cfg.model.name_or_path, arch=job_cfg.model.arch).get_text_config()
+        return make_plan(job_cfg, text, world_size(job_cfg.parallelism, job_cfg.engine.device),
+                         search=True).max_seq_length or None
+    except Exception:  # noqa: BLE001  (a config the job itself will refuse, with its own message)
+        return None
+
+
 def round_down(x: float, g: int) -> int:
     return int(x // g) * g
 
@@ -112,7 +135,12 @@ class MaxSeqlenSweeper(Sweeper):
     def search(self, base: List[str], job_cfg: DictConfig) -> Dict[str, Any]:
         sp = int(OmegaConf.select(job_cfg, "parallelism.sp_size", default=1) or 1)
         g = self.granularity or sp * 1024
-        start = self.start or OmegaConf.select(job_cfg, self.key, default=g)
+        factor = self.factor
+        planned = planned_start(job_cfg) if not self.start and self.key == "data.seq_length" else None
+        if planned:  # the plan is within ~15% of the measured walls: bracket in steps of that size around it
+            print(f"max_seqlen: the plan says {planned} tokens fit; the search starts there", flush=True)
+            factor = min(factor, PLAN_FACTOR)
+        start = self.start or planned or OmegaConf.select(job_cfg, self.key, default=g)
         length = max(g, round_down(start, g))
         top = max(g, round_down(self.max_seq_length, g))
         probes: List[Dict[str, Any]] = []
@@ -131,12 +159,12 @@ class MaxSeqlenSweeper(Sweeper):
                 good = row
                 if bad is not None or length >= top:
                     break
-                length = min(top, max(length + g, round_down(length * self.factor, g)))
+                length = min(top, max(length + g, round_down(length * factor, g)))
             else:
                 bad = row
                 if good is not None or length <= g:
                     break
-                length = max(g, round_down(length / self.factor, g))
+                length = max(g, round_down(length / factor, g))
         # 2. bisect down to the granularity
         while good is not None and bad is not None and bad["seq_length"] - good["seq_length"] > g:
             mid = good["seq_length"] + max(1, (bad["seq_length"] - good["seq_length"]) // (2 * g)) * g

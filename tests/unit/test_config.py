@@ -73,14 +73,17 @@ def test_experiment_opens_with_its_command_composes_and_validates(rel, monkeypat
     if cfg.engine.device == "cpu":
         assert validate(cfg).world >= 1
         return
-    # a GPU experiment: valid on a node of 8 GPUs (mocked: validation only counts them) ...
+    # a GPU experiment: valid on a node of 8 GPUs and 1.9 TB of host RAM, ALST's (mocked: validation only counts
+    # them; the host RAM plan refuses a job larger than the node's RAM, and this machine's is small) ...
+    node = ["hardware.host_ram_gib=1900"]
+    cfg = compose(node, experiment=name)
     fake_gpus(monkeypatch, 8)
     if cfg.model.liger and importlib.util.find_spec("liger_kernel") is None:
         # ... where liger-kernel is installed: here (CI) the experiment is refused, naming the fix, and the rest is
         # checked without Liger
         with pytest.raises(ConfigError, match=r"model\.liger.*liger-kernel is not installed.*\[gpu\]"):
             validate(cfg)
-        cfg = compose(["model.liger=false"], experiment=name)
+        cfg = compose(node + ["model.liger=false"], experiment=name)
     world = validate(cfg).world
     assert 1 <= world <= 8
     # ... and refused, saying what is missing, where there are too few

@@ -1,0 +1,270 @@
+"""The planner: GPU memory, host RAM and step time of a job before it starts, whether it fits this (or the given)
+hardware and what runs out first, the longest data.seq_length that fits, and the `auto` memory features (the
+fastest setup that fits). `plan=true` prints it and writes <run dir>/plan.json; a normal run prints its one line.
+
+The terms: framework.plan.gpu (GPU memory, step time) and framework.plan.memory (host RAM)."""
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from itertools import product
+from typing import Any, Dict, List, Optional
+
+from omegaconf import OmegaConf
+
+from framework.plan.gpu import CONTEXT_GIB, FRAGMENTATION, GIB, Setup, gpu_peak, step_time
+from framework.plan.memory import HOST_BUDGET, host_plan, host_ram_gib, node_ranks, trainable_params
+from framework.tracker.flops import head_dim, matmul_params, mlp_shape, peak_for_name
+
+AUTO_FEATURES = ("recompute_attention", "tiled_mlp", "offload_activations")
+"""model.* switches that accept `auto`: the planner picks, once in the launching process."""
+DEFAULTS = {"recompute_attention": True, "tiled_mlp": False, "offload_activations": False}
+"""What `auto` means where there is nothing to plan for (a job on CPU processes): the switches' plain defaults."""
+ASSUMED_GPU = ("an 80 GB H100", 79.6, 989.0)
+"""What the plan assumes with no GPU here and no hardware.gpu_mem_gib: an H100 80GB HBM3 (81,559 MiB)."""
+
+
+@dataclass
+class Hardware:
+    gpu_mem_gib: float
+    host_ram_gib: float
+    ranks_per_node: int
+    peak_tflops: float
+    assumed: Optional[str] = None  # what was assumed for the GPU (no GPU here, none given)
+
+
+def hardware(cfg, world: int) -> Hardware:
+    """hardware.* with 0 filled from this machine (the GPU assumed to be an H100 where there is none)."""
+    import torch
+
+    hw = cfg.get("hardware") or {}
+    gpu, peak, assumed = float(hw.get("gpu_mem_gib", 0) or 0), float(hw.get("peak_tflops", 0) or 0), None
+    peak = peak or float(cfg.engine.get("peak_tflops_per_gpu", 0) or 0)
+    try:
+        props = torch.cuda.get_device_properties(0) if torch.cuda.is_available() else None
+    except (AssertionError, RuntimeError):  # a torch without CUDA told otherwise (tests mock the GPU count)
+        props = None
+    if props is not None:
+        gpu, peak = gpu or props.total_memory / GIB, peak or peak_for_name(props.name) or ASSUMED_GPU[2]
+    elif not gpu:
+        assumed = f"no GPU here and no hardware.gpu_mem_gib: the GPU figures assume {ASSUMED_GPU[0]}"
+        gpu = ASSUMED_GPU[1]
+    return Hardware(gpu_mem_gib=gpu, host_ram_gib=host_ram_gib(cfg), ranks_per_node=node_ranks(cfg, world),
+                    peak_tflops=peak or ASSUMED_GPU[2], assumed=assumed)
+
+
+def setup_of(cfg, text_config, world: int, hw: Hardware, **changes) -> Setup:
+    """The Setup of a job from its config (`changes`: Setup fields to replace, e.g. seq_length)."""
+    c, m, e = text_config, cfg.model, cfg.engine
+    tied = getattr(c, "tie_word_embeddings", False)
+    mm = matmul_params(c)
+    inter, mats = mlp_shape(c)
+    keep = m.get("offload_keep_layers", "auto")
+    u = Setup(layers=c.num_hidden_layers, hidden=c.hidden_size, intermediate=inter, heads=c.num_attention_heads,
+              kv_heads=c.num_key_value_heads, head_dim=head_dim(c), vocab=c.vocab_size,
+              params=mm + (0 if tied else c.vocab_size * c.hidden_size), matmul_params=mm,
+              mlp_params=c.num_hidden_layers * mats * c.hidden_size * inter,
+              trainable=trainable_params(c, m.get("lora")), seq_length=cfg.data.seq_length,
+              micro_batch_size=e.micro_batch_size, grad_accum=e.gradient_accumulation_steps, world=world,
+              sp_size=cfg.parallelism.sp_size, ranks_per_node=hw.ranks_per_node, zero_stage=e.zero_stage,
+              offload_optimizer=e.offload_optimizer, offload_params=e.offload_params,
+              super_offload=e.get("super_offload", False), reduce_bucket_size=e.reduce_bucket_size,
+              activation_checkpointing=m.activation_checkpointing,
+              recompute_attention=m.get("recompute_attention", True) is not False,
+              keep_attention_layers=m.get("keep_attention_layers", 0),
+              offload_activations=m.offload_activations is True,
+              offload_keep_layers=-1 if keep == "auto" else int(keep), tiled_mlp=m.tiled_mlp is True,
+              tiled_mlp_shards=m.tiled_mlp_shards, liger=m.liger, loss_tiled=cfg.loss.tiled,
+              peak_tflops=hw.peak_tflops)
+    return dataclasses.replace(u, **changes)
+
+
+def host_of(u: Setup, keep: int) -> Dict[str, float]:
+    """Host RAM plan of one node (GiB) with `keep` layers' checkpoints on the GPUs."""
+    plan = host_plan(params=u.params, layers=u.layers, hidden=u.hidden, seq_length=u.seq_length,
+                     micro_batch_size=u.micro_batch_size, world=u.world, sp_size=u.sp_size,
+                     offload_optimizer=u.offload_optimizer, offload_params=u.offload_params,
+                     offload_activations=u.offload_activations and u.activation_checkpointing, keep_layers=keep,
+                     super_offload=u.super_offload and u.offload_optimizer and u.zero_stage == 3,
+                     trainable=u.trainable)
+    share = u.ranks_per_node / u.world
+    return {k: v * share for k, v in plan.items()}
+
+
+def with_keep(u: Setup, hw: Hardware) -> Setup:
+    """model.offload_keep_layers=auto resolved (-1 in the Setup): the fewest layers (at least 1) whose checkpoints
+    must stay on the GPUs for the node's plan to fit HOST_BUDGET of its RAM; all of them when none does."""
+    if u.offload_keep_layers >= 0:
+        return u
+    if not (u.offload_activations and u.activation_checkpointing):
+        return dataclasses.replace(u, offload_keep_layers=1)
+    for keep in range(1, u.layers + 1):
+        if host_of(u, keep)["total"] <= HOST_BUDGET * hw.host_ram_gib:
+            return dataclasses.replace(u, offload_keep_layers=keep)
+    return dataclasses.replace(u, offload_keep_layers=u.layers)
+
+
+def predict(u: Setup, hw: Hardware) -> Dict[str, Any]:
+    """The plan of one Setup (offload_keep_layers resolved): figures, fit, first wall, and the parts."""
+    u = with_keep(u, hw)
+    gpu, time, host = gpu_peak(u), step_time(u), host_of(u, u.offload_keep_layers)
+    gpu_ok = gpu["total"] * FRAGMENTATION + CONTEXT_GIB <= hw.gpu_mem_gib
+    host_ok = host["total"] <= hw.host_ram_gib
+    walls = {"gpu_memory": gpu["total"] * FRAGMENTATION / max(hw.gpu_mem_gib - CONTEXT_GIB, 1e-9),
+             "host_ram": host["total"] / hw.host_ram_gib}
+    first = None if gpu_ok and host_ok else max(walls, key=walls.get)
+    tokens = u.seq_length * u.micro_batch_size * u.grad_accum * max(u.world // u.sp_size, 1)
+    return {"fits": gpu_ok and host_ok, "gpu_peak_gib": gpu["total"], "host_ram_gib": host["total"],
+            "step_time_s": time["total"], "first_wall": first, "tokens_per_s": tokens / time["total"],
+            "offload_keep_layers": u.offload_keep_layers, "gpu_parts": gpu, "time_parts": time, "host_parts": host}
+
+
+def candidates(u: Setup, auto: Dict[str, bool], attention: str) -> List[Setup]:
+    """Every Setup the `auto` switches allow: recompute_attention=false and offload_activations need activation
+    checkpointing, and keeping attention's output needs sdpa (model.rules says why)."""
+    choices = []
+    for name in AUTO_FEATURES:
+        if not auto.get(name):
+            choices.append([getattr(u, name)])
+        elif name in ("recompute_attention", "offload_activations") and not u.activation_checkpointing:
+            choices.append([DEFAULTS[name]])
+        elif name == "recompute_attention" and (attention != "sdpa" or u.keep_attention_layers):
+            choices.append([True])
+        else:
+            choices.append([False, True])
+    return [dataclasses.replace(u, **dict(zip(AUTO_FEATURES, combo))) for combo in product(*choices)]
+
+
+def best(options: List[Setup], hw: Hardware):
+    """The fastest option that fits, else the one that comes closest (lowest GPU peak)."""
+    plans = [(predict(o, hw), o) for o in options]
+    fitting = [p for p in plans if p[0]["fits"]]
+    if fitting:
+        return min(fitting, key=lambda p: p[0]["step_time_s"])
+    return min(plans, key=lambda p: (p[0]["host_ram_gib"] > hw.host_ram_gib, p[0]["gpu_peak_gib"]))
+
+
+def auto_switches(cfg) -> Dict[str, bool]:
+    return {name: cfg.model.get(name) == "auto" for name in AUTO_FEATURES}
+
+
+def max_seq_length(u: Setup, hw: Hardware, auto: Dict[str, bool], attention: str,
+                   limit: int = 1 << 27) -> int:
+    """The longest data.seq_length (a multiple of sp_size x 1024, so every rank's shard is even) at which some
+    setup the config allows fits: grow x2 from 1024 x sp_size until one does not fit, then bisect. 0: none fits."""
+    g = 1024 * u.sp_size
+
+    def fits(n):
+        return best(candidates(dataclasses.replace(u, seq_length=n), auto, attention), hw)[0]["fits"]
+
+    if not fits(g):
+        return 0
+    good, bad = g, None
+    while bad is None and good < limit:
+        nxt = min(good * 2, limit)
+        good, bad = (nxt, None) if fits(nxt) else (good, nxt)
+    while bad is not None and bad - good > g:
+        mid = good + (bad - good) // (2 * g) * g
+        good, bad = (mid, bad) if fits(mid) else (good, mid)
+    return good
+
+
+@dataclass
+class Plan:
+    """What the planner says about one job."""
+
+    figures: Dict[str, Any]
+    hardware: Hardware
+    chosen: Dict[str, Any]  # the `auto` switches resolved (empty when none was auto)
+    max_seq_length: Optional[int] = None
+
+    def record(self) -> Dict[str, Any]:
+        """plan.json: DESIGN.md's six keys first, then the parts and what was assumed."""
+        f = self.figures
+        out = {"fits": f["fits"], "gpu_peak_gib": round(f["gpu_peak_gib"], 2),
+               "host_ram_gib": round(f["host_ram_gib"], 2), "step_time_s": round(f["step_time_s"], 3),
+               "first_wall": f["first_wall"], "max_seq_length": self.max_seq_length,
+               "tokens_per_s": round(f["tokens_per_s"], 1), "offload_keep_layers": f["offload_keep_layers"],
+               "chosen": self.chosen, "hardware": dataclasses.asdict(self.hardware)}
+        for key in ("gpu_parts", "time_parts", "host_parts"):
+            out[key] = {k: round(v, 3) for k, v in f[key].items()}
+        return out
+
+    def line(self) -> str:
+        """One line for the start of a run."""
+        f, hw = self.figures, self.hardware
+        line = (f"plan: GPU peak about {f['gpu_peak_gib']:.1f} GiB allocated of {hw.gpu_mem_gib:.0f} per GPU, host "
+                f"about {f['host_ram_gib']:.0f} of {hw.host_ram_gib:.0f} GiB per node, a step about "
+                f"{f['step_time_s']:.1f} s ({f['tokens_per_s']:,.0f} tokens/s)")
+        if self.chosen:
+            line += "; auto chose " + " ".join(f"model.{k}={str(v).lower()}" for k, v in self.chosen.items())
+        if f["first_wall"] == "gpu_memory":
+            line += (" -- warning: this is likely to run out of GPU memory (with the allocator's fragmentation); "
+                     "turn on model.tiled_mlp / model.offload_activations / loss.tiled, lower data.seq_length, or "
+                     "raise parallelism.sp_size")
+        if hw.assumed:
+            line += f" ({hw.assumed})"
+        return line
+
+    def table(self) -> str:
+        """The printout of plan=true: the six figures, then each part."""
+        rec = self.record()
+        rows = [(k, rec[k]) for k in ("fits", "gpu_peak_gib", "host_ram_gib", "step_time_s", "first_wall",
+                                      "max_seq_length", "tokens_per_s", "offload_keep_layers")]
+        rows += [(f"  gpu {k} GiB", v) for k, v in rec["gpu_parts"].items() if k != "total"]
+        rows += [(f"  host {k} GiB", v) for k, v in rec["host_parts"].items() if k != "total"]
+        rows += [(f"  time {k} s", v) for k, v in rec["time_parts"].items() if k != "total"]
+        rows += [(f"  auto model.{k}", v) for k, v in self.chosen.items()]
+        text = "\n".join(f"{k:<34} {v}" for k, v in rows)
+        return text + (f"\nnote: {self.hardware.assumed}" if self.hardware.assumed else "")
+
+
+def make_plan(cfg, text_config, world: int, *, search: bool = False, first_step: bool = False) -> Plan:
+    """The plan of `cfg` (its `auto` switches still unresolved or already resolved); `search`: also bisect for
+    max_seq_length (about a hundred predictions; milliseconds each); `first_step`: step 1's peak (no Adam moments
+    yet), to compare with runs that recorded only step 1."""
+    hw = hardware(cfg, world)
+    u = setup_of(cfg, text_config, world, hw, first_step=first_step)
+    auto = auto_switches(cfg)
+    attention = str(cfg.attention.implementation)
+    figures, chosen_setup = best(candidates(u, auto, attention), hw)
+    chosen = {k: getattr(chosen_setup, k) for k in AUTO_FEATURES if auto[k]}
+    longest = max_seq_length(u, hw, auto, attention) if search else None
+    return Plan(figures=figures, hardware=hw, chosen=chosen, max_seq_length=longest)
+
+
+def write(plan: Plan, run_dir: str):
+    path = os.path.join(run_dir, "plan.json")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(plan.record(), f, indent=2)
+    os.replace(tmp, path)
+
+
+def resolve_auto(cfg, text_config, world: int, *, on_gpu: bool) -> Dict[str, Any]:
+    """Replace each `auto` switch of cfg.model by the plan's choice (the fastest setup that fits), in place, so
+    config.yaml and the workers see plain booleans; on CPU processes by its default. Returns what was chosen."""
+    auto = auto_switches(cfg)
+    if not any(auto.values()):
+        return {}
+    if on_gpu:
+        chosen = make_plan(cfg, text_config, world).chosen
+    else:
+        chosen = {k: DEFAULTS[k] for k in AUTO_FEATURES if auto[k]}
+    with _writable(cfg):
+        for k, v in chosen.items():
+            cfg.model[k] = v
+    return chosen
+
+
+class _writable:
+    """Lift a read-only flag Hydra may have set on the config for the edit."""
+
+    def __init__(self, cfg):
+        self.cfg, self.flag = cfg, OmegaConf.is_readonly(cfg)
+
+    def __enter__(self):
+        OmegaConf.set_readonly(self.cfg, False)
+
+    def __exit__(self, *exc):
+        OmegaConf.set_readonly(self.cfg, self.flag)
