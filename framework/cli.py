@@ -43,7 +43,10 @@ def run_job(cfg: DictConfig, run_dir: str) -> dict:
         write_json_atomic(os.path.join(run_dir, RESULT), rec)
         return rec
     if checked.plan is not None and checked.plan.hardware.assumed is None:
+        from framework.plan.planner import write
+
         print(checked.plan.line(), flush=True)
+        write(checked.plan, run_dir)  # the prediction beside what the run measures (the sweep plot draws both)
     if cfg.engine.offload_optimizer or cfg.engine.offload_params or cfg.model.offload_activations:
         from framework.plan.memory import describe
 
