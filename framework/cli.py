@@ -16,19 +16,35 @@ install), and a copy of it inside a wheel, so the command finds its configs from
 
 
 def run_job(cfg: DictConfig, run_dir: str) -> dict:
-    """One job: validate, write config.yaml, launch the workers, return the result record."""
-    from framework.launch import RESULT, launch, result_record, write_json_atomic
-    from framework.validate import validate
+    """One job, holding its run directory's lock (two jobs never share one)."""
+    from framework.rundir import RunLock
 
     os.makedirs(run_dir, exist_ok=True)
+    lock = RunLock(run_dir)
     try:
-        checked = validate(cfg)
+        return run_locked(cfg, run_dir, lock)
+    finally:
+        lock.release()
+
+
+def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
+    """One job: validate, write config.yaml, launch the workers, return the result record."""
+    from framework.launch import RESULT, launch, result_record, write_json_atomic
+    from framework.rundir import holds_run, prepare
+    from framework.validate import validate
+
+    try:
+        lock.acquire()
+        checked = validate(cfg, run_dir=run_dir)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         rec = result_record("failed", None, cfg, error=f"config error: {exc}")
         rec["seq_length"] = OmegaConf.select(cfg, "data.seq_length", default=None, throw_on_resolution_failure=False)
-        write_json_atomic(os.path.join(run_dir, RESULT), rec)
+        if lock.held and not holds_run(run_dir):  # another job's, or an earlier run's, result.json stays
+            write_json_atomic(os.path.join(run_dir, RESULT), rec)
         return rec
+    for line in prepare(run_dir, checked.resume_step, checked.resume_skipped):  # a resumed run: cut back to it
+        print(line, flush=True)
     OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)
     if cfg.engine.offload_optimizer or cfg.engine.offload_params or cfg.model.offload_activations:
         from framework.plan.memory import describe

@@ -213,7 +213,10 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
         failure = {"status": status, "error": reason}
     last = None
     if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
-        lines = open(os.path.join(run_dir, "metrics.jsonl")).read().splitlines()
+        from framework.rundir import step_of
+
+        lines = [line for line in open(os.path.join(run_dir, "metrics.jsonl")).read().splitlines()
+                 if step_of(line) is not None]  # a line cut short by the kill is not a step
         last = json.loads(lines[-1]) if lines else None
     rec = result_record(failure["status"], last, cfg, error=failure["error"])
     write_json_atomic(path, rec)

@@ -58,13 +58,14 @@ class Trainer:
 
     def __init__(self, *, ds_engine, batches, cfg, run_dir: str, tracker, flops_of_positions, world_size: int,
                  sp_size: int, start_step: int = 0, offload_activations: bool = False, offload_keep_layers: int = 1,
-                 eval_batches=None, on_step=None):
+                 eval_batches=None, on_step=None, run_settings=None):
         self.ds, self.batches, self.cfg, self.run_dir = ds_engine, batches, cfg, run_dir
         self.tracker, self.world, self.sp_size = tracker, world_size, sp_size
         self.flops_of_positions = flops_of_positions  # position_ids [b, s_local] -> training FLOPs of those tokens
         self.step, self.offload_activations, self.on_step = start_step, offload_activations, on_step
         self.offload = offload_context(offload_activations, offload_keep_layers)  # one for the run: buffers reused
         self.eval_batches = eval_batches  # () -> a fresh iterator over the held-out micro-batches
+        self.run_settings = run_settings or {}  # what data order and schedule depend on: each checkpoint records it
         # from_pretrained returns a model in eval mode, and transformers checkpoints a layer only in training mode:
         # without this, model.name_or_path runs silently trained without activation checkpointing (and dropout)
         ds_engine.train()
@@ -186,4 +187,4 @@ class Trainer:
 
     def save(self):
         """Save a ZeRO checkpoint under <run_dir>/checkpoints/step_N. All ranks must call this."""
-        save_checkpoint(self.ds, self.run_dir, self.step)
+        save_checkpoint(self.ds, self.run_dir, self.step, settings=self.run_settings, keep_last=self.cfg.keep_last)

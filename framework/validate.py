@@ -5,9 +5,10 @@ resolves the model's config once, for the rules and for what runs after them.
 Each rule raises ConfigError(key, value, rule, fix); the CLI prints that one message (no traceback) and stops.
 """
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from framework.attention import rules as attention_rules
+from framework.checkpoint import run_settings
 from framework.data import rules as data_rules
 from framework.engine import rules as engine_rules
 from framework.errors import ConfigError
@@ -22,14 +23,19 @@ class Validated:
 
     world: int
     model_config: Any
+    resume_step: int = 0
+    """The step of the checkpoint engine.resume names (0: a fresh run)."""
+    resume_skipped: tuple = ()
+    """'step_N: why' for each newer checkpoint engine.resume=latest skipped."""
 
     @property
     def text_config(self):
         return self.model_config.get_text_config()
 
 
-def validate(cfg) -> Validated:
-    """Check every rule, in order; the first one broken raises ConfigError."""
+def validate(cfg, run_dir: Optional[str] = None) -> Validated:
+    """Check every rule, in order; the first one broken raises ConfigError. With `run_dir`, also the run directory
+    against engine.resume and the checkpoint it names."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -53,4 +59,9 @@ def validate(cfg) -> Validated:
     data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
                             micro_batch_size=e.micro_batch_size, seed=e.seed, eval_every=e.eval_every)
     engine_rules.check(e, grad_clip=cfg.optim.grad_clip)
-    return Validated(world=world, model_config=config)
+    resume_step, skipped = 0, []
+    if run_dir is not None:
+        settings = run_settings(parallelism=p, data=d, engine=e, optim=cfg.optim, tokenizer=d.tokenizer or
+                                m.name_or_path, world=world)
+        resume_step, skipped = engine_rules.check_resume(e, run_dir=run_dir, settings=settings)
+    return Validated(world=world, model_config=config, resume_step=resume_step, resume_skipped=tuple(skipped))

@@ -44,7 +44,16 @@ class EngineConfig:
     save_every: int = 0
     """Save a checkpoint every N optimizer steps (and at the end); 0: never."""
     resume: Optional[str] = None
-    """null, latest (newest checkpoint of this run directory, if any) or a checkpoint directory."""
+    """null (a fresh run: the run directory must hold no earlier run), latest (the newest complete checkpoint of this
+    run directory; none is an error), a checkpoints/ folder (its newest complete one) or one checkpoints/step_N."""
+    resume_allow_changes: bool = False
+    """Resume even though a setting the data order or LR schedule depends on (sp_size, seq_length, data, batch,
+    seed, max_steps, schedule, ...) differs from the checkpoint's: rows may be skipped or repeated, the LR may jump."""
+    trust_resume: bool = False
+    """Load an engine.resume outside this run directory. DeepSpeed unpickles checkpoints (torch.load with
+    weights_only=False): a file someone else wrote can run code in this job."""
+    keep_last: int = 0
+    """Complete checkpoints kept; older ones are deleted once a newer one is complete. 0: keep all."""
     eval_every: int = 0
     """Evaluate every N steps on held-out rows, sharded like training (0: never)."""
     eval_steps: int = 2

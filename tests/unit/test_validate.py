@@ -163,7 +163,8 @@ def test_every_rule_has_a_test():
     keep attention's output add 1 + 2 + 2 rows beyond their sites, model.keep_attention_layers' range has a row for
     each end (+1), the divisibility rule names data.seq_length or parallelism.sp_seq_length (+1). The rules that need
     the data itself (data.rules.check_corpus) and attention's rules for packed rows (attention.rules.check_packed) are
-    tested in test_data_checks.py; validate()'s interpolation error is test_bad_environment_value_names_the_key."""
+    tested in test_data_checks.py; the run directory against engine.resume (engine.rules.check_resume) in
+    test_checkpoint.py; validate()'s interpolation error is test_bad_environment_value_names_the_key."""
     import ast
     import inspect
 
@@ -173,7 +174,7 @@ def test_every_rule_has_a_test():
     from framework.model import rules as model
     from framework.parallelism import rules as parallelism
 
-    elsewhere = {(attention, "check_packed"), (data, "check_corpus")}
+    elsewhere = {(attention, "check_packed"), (data, "check_corpus"), (engine, "check_resume")}
     sites = 0
     for module in (attention, data, engine, model, parallelism):
         for node in ast.parse(inspect.getsource(module)).body:
