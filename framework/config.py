@@ -6,7 +6,10 @@ experiment and override is merged onto typed fields: a typo or a wrong type fail
 """
 from dataclasses import dataclass, field
 
+import os
+
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from framework.attention.config import AttentionConfig
 from framework.data.config import DataConfig
@@ -32,3 +35,5 @@ class Config:
 
 def register():
     ConfigStore.instance().store(name="schema", node=Config)
+    # ${pid:}, the launching process's id: conf/config.yaml's default run directory is unique per launch
+    OmegaConf.register_new_resolver("pid", os.getpid, replace=True)

@@ -165,3 +165,18 @@ def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_ones(tmp_path):
     lock = RunLock(str(tmp_path)).acquire()
     assert (tmp_path / ".lock").read_text() == f"{socket.gethostname()} {os.getpid()}"
     lock.release()
+
+
+def test_default_run_directory_is_unique_per_launch():
+    """Two launches in the same second used to share outputs/<date>/<time>: the default now ends with the pid."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from framework.config import register
+    from helpers import CONF_DIR
+
+    register()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = hydra_compose(config_name="config", return_hydra_config=True)
+    run_dir = OmegaConf.select(cfg, "hydra.run.dir")
+    assert run_dir.startswith("outputs/") and run_dir.endswith(f"-{os.getpid()}"), run_dir
