@@ -56,13 +56,17 @@ def result_record(status: str, last: Optional[Dict[str, Any]], cfg, error: Optio
     return rec
 
 
-def init_distributed(device_type: str):
+def init_distributed(device_type: str, timeout_minutes: int = 30):
+    from datetime import timedelta
+
     import deepspeed
     import torch
 
     if device_type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    deepspeed.init_distributed(dist_backend="nccl" if device_type == "cuda" else "gloo", verbose=False)
+    # engine.timeout_minutes: DeepSpeed's default is 10, which followers of torchrun/srun spent waiting for rank 0
+    deepspeed.init_distributed(dist_backend="nccl" if device_type == "cuda" else "gloo", verbose=False,
+                               timeout=timedelta(minutes=timeout_minutes))
 
 
 def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
@@ -79,7 +83,7 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
     rank = int(os.environ.get("RANK", 0))
     external = os.environ.get("FRAMEWORK_OWN_LAUNCH") != "1"
     try:
-        init_distributed(device_type(cfg.engine.device))
+        init_distributed(device_type(cfg.engine.device), cfg.engine.timeout_minutes)
         if external:  # ranks > 0 composed the config themselves and have no run directory yet
             box = [run_dir]
             dist.broadcast_object_list(box, src=0)  # every rank

@@ -13,6 +13,7 @@ from framework.data import rules as data_rules
 from framework.engine import rules as engine_rules
 from framework.errors import ConfigError
 from framework.model import rules as model_rules
+from framework.optim import rules as optim_rules
 from framework.parallelism import rules as parallelism_rules
 from framework.runtime import world_size
 
@@ -59,6 +60,7 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
                             micro_batch_size=e.micro_batch_size, seed=e.seed, eval_every=e.eval_every)
     engine_rules.check(e, grad_clip=cfg.optim.grad_clip)
+    optim_rules.check(cfg.optim)
     resume_step, skipped = 0, []
     if run_dir is not None:
         settings = run_settings(parallelism=p, data=d, engine=e, optim=cfg.optim, tokenizer=d.tokenizer or

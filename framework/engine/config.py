@@ -58,6 +58,8 @@ class EngineConfig:
     """Evaluate every N steps on held-out rows, sharded like training (0: never)."""
     eval_steps: int = 2
     """Micro-batches per evaluation."""
+    timeout_minutes: int = 30
+    """Minutes a collective (and the start, while rank 0 validates and tokenizes) may wait before the job fails."""
     device: Device = Device.auto
     """auto (cuda when present), cuda or cpu."""
     peak_tflops_per_gpu: float = 0.0

@@ -28,9 +28,15 @@ def check(e, *, grad_clip: float):
                           f"gradient clipping (optim.grad_clip={grad_clip}); with clipping DeepSpeed 0.19 "
                           "steps after backward, as plain optimizer offload does",
                           "set optim.grad_clip=0 to overlap, or engine.super_offload=false to keep clipping")
-    for key in ("max_steps", "micro_batch_size", "gradient_accumulation_steps"):
+    for key in ("max_steps", "micro_batch_size", "gradient_accumulation_steps", "eval_steps", "timeout_minutes"):
         if getattr(e, key) < 1:
             raise ConfigError(f"engine.{key}", getattr(e, key), "must be at least 1", f"set engine.{key}=1")
+    for key in ("save_every", "eval_every", "keep_last", "seed"):  # -1 used to mean "every step" for save_every
+        if getattr(e, key) < 0:
+            raise ConfigError(f"engine.{key}", getattr(e, key), "must be 0 or more", f"set engine.{key}=0")
+    if not 0 < e.offload_ratio <= 1:
+        raise ConfigError("engine.offload_ratio", e.offload_ratio, "is the share of optimizer states stepped on the "
+                          "CPU: more than 0, at most 1", "set engine.offload_ratio=1")
     if e.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("engine.device", str(e.device), "no CUDA device is visible", "set engine.device=auto")
     if e.resume not in (None, "latest") and not os.path.isdir(e.resume):
