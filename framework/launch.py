@@ -139,6 +139,30 @@ def reap(job: str):
             pass  # gone already, or not ours to read
 
 
+STORE_ARGS = ("host_name", "port", "world_size", "is_master", "timeout", "wait_for_workers", "multi_tenant",
+              "master_listen_fd", "use_libuv")
+
+
+def loopback_tcp_store():
+    """torch's TCPStore, except that a server listens on 127.0.0.1 only. The store has no authentication and the
+    launcher unpickles rendezvous state from it, but torch's server binds every interface (`::`); given a socket
+    already bound to loopback (master_listen_fd), it listens there instead."""
+    from torch.distributed import TCPStore
+
+    class LoopbackTCPStore(TCPStore):
+        def __init__(self, *args, **kw):
+            kw.update(zip(STORE_ARGS, args))
+            if kw.get("is_master") and kw.get("master_listen_fd") is None:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", kw.get("port") or 0))
+                sock.listen(128)
+                kw.update(host_name="127.0.0.1", port=sock.getsockname()[1], master_listen_fd=sock.detach())
+            super().__init__(**kw)
+
+    return LoopbackTCPStore
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -188,9 +212,18 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    import torch.distributed as dist
+    from torch.distributed.elastic.rendezvous import c10d_rendezvous_backend
+
+    # one node: every socket of the job listens on loopback only (the stores here, the workers' MASTER_ADDR, gloo's
+    # and NCCL's bootstrap sockets through the interface named below)
     lc = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex[:8],
                       rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
-                      monitor_interval=0.2, start_method="spawn")
+                      monitor_interval=0.2, start_method="spawn", local_addr="127.0.0.1")
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
+    stores = dist.TCPStore, c10d_rendezvous_backend.TCPStore
+    dist.TCPStore = c10d_rendezvous_backend.TCPStore = loopback_tcp_store()  # restored below
     os.environ["FRAMEWORK_OWN_LAUNCH"] = "1"  # inherited by the workers
     os.environ["FRAMEWORK_JOB"] = lc.run_id  # and by everything they start: what reap() cleans up
     # long sequences fragment the caching allocator; ALST's recipes all set this (the user's own setting wins)
@@ -203,6 +236,7 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     except SignalException as exc:  # the launcher got SIGTERM, SIGINT or SIGHUP; torch's agent stopped the workers
         signal = exc.sigval
     finally:
+        dist.TCPStore, c10d_rendezvous_backend.TCPStore = stores
         reap(lc.run_id)
     failure = collect_failure(run_dir)
     if signal is not None:  # the workers that died of it wrote no reason of their own worth more than this
