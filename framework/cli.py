@@ -96,13 +96,18 @@ def main():
 
 
 def follower_main():
-    """A rank > 0 started by torchrun/SLURM: compose the same config (no run directory of its own) and join the
-    job; rank 0 tells it where the run directory is."""
+    """A rank > 0 started by torchrun/SLURM: join the job; rank 0 sends it the run directory and the config it
+    validated. The rank composes the command's config only for what joining needs (engine.device: the backend;
+    engine.timeout_minutes: how long it waits for rank 0 to validate and tokenize)."""
     from hydra import compose, initialize_config_dir
 
     from framework.launch import worker
 
     overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=False)
-    worker(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), run_dir=None)
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=False)
+        container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    except Exception:  # noqa: BLE001  (--config-dir / -cn configs only rank 0 reads: rank 0 reports any error)
+        container = {"engine": {"device": "auto", "timeout_minutes": 30}}
+    worker(container, run_dir=None)

@@ -84,10 +84,10 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
     external = os.environ.get("FRAMEWORK_OWN_LAUNCH") != "1"
     try:
         init_distributed(device_type(cfg.engine.device), cfg.engine.timeout_minutes)
-        if external:  # ranks > 0 composed the config themselves and have no run directory yet
-            box = [run_dir]
+        if external:  # ranks > 0 take rank 0's run directory and its validated, resolved config
+            box = [run_dir, cfg_container]
             dist.broadcast_object_list(box, src=0)  # every rank
-            run_dir = box[0]
+            run_dir, cfg = box[0], OmegaConf.create(box[1])
         last = build_and_run(cfg, run_dir)
         if rank == 0:
             write_json_atomic(os.path.join(run_dir, RESULT), result_record("ok", last, cfg))
