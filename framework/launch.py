@@ -182,7 +182,8 @@ def adopt_slurm_env():
     os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
     os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
     os.environ.setdefault("MASTER_ADDR", os.environ.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"))
-    os.environ.setdefault("MASTER_PORT", "29500")
+    # one port per SLURM job: two jobs sharing a node collided on a fixed 29500
+    os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "9500")) % 10000))
 
 
 def collect_failure(run_dir: str) -> Optional[Dict[str, Any]]:

@@ -1,4 +1,5 @@
 """The step loop (`Trainer`): optimizer steps on the DeepSpeed engine, with metrics, evaluation and checkpoints."""
+import math
 import os
 import time
 from typing import Any, Dict
@@ -151,7 +152,23 @@ class Trainer:
              **({"offloaded_gib": offloaded} if self.offload_activations else {}),  # this rank's, all micro-steps
              **mem}
         self.peak_mem_gib = max(self.peak_mem_gib, mem["peak_mem_gib"])
+        if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
+            self.nonfinite(m)
         return m
+
+    def nonfinite(self, m):
+        """engine.on_nonfinite for a step whose loss or gradient norm is NaN/inf. Every rank reaches the same
+        decision: the loss was reduced over all ranks and the norm is global."""
+        what = f"step {m['step']}: loss {m['loss']}, grad norm {m['grad_norm']}"
+        if str(self.cfg.on_nonfinite) == "skip" and not self.ds.was_step_applied():
+            m["skipped"] = True  # DeepSpeed found the gradients invalid and did not step (nor did the LR schedule)
+            if self.rank == 0:
+                print(f"{what}: skipped (engine.on_nonfinite=skip)", flush=True)
+            return
+        if str(self.cfg.on_nonfinite) == "skip":
+            raise FloatingPointError(f"{what}, and DeepSpeed applied the update (its overflow check is off for this "
+                                     "ZeRO stage and dtype): the weights are no longer finite; stopped")
+        raise FloatingPointError(f"{what}: stopped (engine.on_nonfinite=skip skips such steps)")
 
     def run(self) -> Dict[str, Any]:
         while self.step < self.cfg.max_steps:

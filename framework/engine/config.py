@@ -12,6 +12,11 @@ class Device(Choice):
     cuda = "cuda"
 
 
+class NonFinite(Choice):
+    stop = "stop"
+    skip = "skip"
+
+
 class CommDtype(Choice):
     auto = "auto"
     bf16 = "bf16"
@@ -52,6 +57,9 @@ class EngineConfig:
     trust_resume: bool = False
     """Load an engine.resume outside this run directory. DeepSpeed unpickles checkpoints (torch.load with
     weights_only=False): a file someone else wrote can run code in this job."""
+    on_nonfinite: NonFinite = NonFinite.stop
+    """A step whose loss or gradient norm is NaN/inf: stop the job naming the step, or skip it (DeepSpeed applies no
+    update and the LR schedule does not move; the data moves on). A skip DeepSpeed could not make stops the job."""
     keep_last: int = 0
     """Complete checkpoints kept; older ones are deleted once a newer one is complete. 0: keep all."""
     eval_every: int = 0
