@@ -1,6 +1,7 @@
 """The step loop (`Trainer`): optimizer steps on the DeepSpeed engine, with metrics, evaluation and checkpoints."""
 import math
 import os
+import signal
 import time
 from typing import Any, Dict
 
@@ -53,6 +54,11 @@ def now() -> float:
     return time.perf_counter()
 
 
+class StopRequested(KeyboardInterrupt):
+    """The job was asked to stop (engine.save_on_interrupt) and saved its checkpoint. A KeyboardInterrupt, so that a
+    rank ends with one line and no traceback, as it does on Ctrl-C."""
+
+
 class Trainer:
     """The step loop: runs optimizer steps on a DeepSpeed engine built from the module, optimizer and schedule given;
     writes metrics, evaluates and saves checkpoints."""
@@ -78,11 +84,18 @@ class Trainer:
         self.last: Dict[str, Any] = {}
         self.peak_mem_gib = 0.0
         self.grads_dumped = False
+        self.signalled, self.stop_now = None, False
+        if cfg.save_on_interrupt:
+            signal.signal(signal.SIGTERM, self.on_sigterm)
         # SP partial gradients must be summed over the SP ranks. ZeRO-1/2 and ZeRO-3's all-reduce path divide by the DP
         # size only, but ZeRO-3's reduce-scatter path (the default) averages over all sp x dp ranks: scale the loss
         # that is back-propagated by sp_size there (tests/distributed/test_sp_equivalence.py checks the gradients).
         zero3_rs = ds_engine.zero_optimization_stage() == 3 and ds_engine.zero_reduce_scatter()
         self.backward_scale = float(sp_size) if sp_size > 1 and zero3_rs else 1.0
+
+    def on_sigterm(self, signum, _frame):
+        """engine.save_on_interrupt: note the signal; the step loop saves at the end of this step and stops."""
+        self.signalled = signal.Signals(signum)
 
     def dump_grads(self):
         """engine.dump_grads: save every parameter's full gradient, reduced over DP/SP ranks, before the optimizer
@@ -140,7 +153,9 @@ class Trainer:
             flops += self.flops_of_positions(batch["position_ids"])  # per document for packed rows
         dt = now() - t0
         self.step += 1
-        loss_x_n, n_valid, tokens, flops = self.reduce([loss_x_n, n_valid, tokens, flops])  # every rank
+        loss_x_n, n_valid, tokens, flops, stop = self.reduce([loss_x_n, n_valid, tokens, flops,
+                                                              float(self.signalled is not None)])  # every rank
+        self.stop_now = self.stop_now or stop > 0  # a rank got SIGTERM: all save at this step's end
         grad_norm = self.ds.get_global_grad_norm()
         mem = memory_stats()
         tflops = flops / dt / self.world / 1e12
@@ -179,8 +194,11 @@ class Trainer:
             if self.rank == 0:
                 self.metrics.write(m)
                 self.tracker.log(m)
-            if self.cfg.save_every and (self.step % self.cfg.save_every == 0 or self.step == self.cfg.max_steps):
+            saved = self.cfg.save_every and (self.step % self.cfg.save_every == 0 or self.step == self.cfg.max_steps)
+            if saved or self.stop_now:
                 self.save()
+            if self.stop_now:
+                raise StopRequested(f"stopped by SIGTERM after step {self.step}, saved in checkpoints/step_{self.step}")
             if self.on_step:
                 self.on_step(self)
         if self.rank == 0:

@@ -60,6 +60,9 @@ class EngineConfig:
     on_nonfinite: NonFinite = NonFinite.stop
     """A step whose loss or gradient norm is NaN/inf: stop the job naming the step, or skip it (DeepSpeed applies no
     update and the LR schedule does not move; the data moves on). A skip DeepSpeed could not make stops the job."""
+    save_on_interrupt: bool = False
+    """On SIGTERM (schedulers send it before the kill), finish the step, save a checkpoint, then stop. The launcher
+    gives its workers 30 s after the signal: a step plus a save must fit in it."""
     keep_last: int = 0
     """Complete checkpoints kept; older ones are deleted once a newer one is complete. 0: keep all."""
     eval_every: int = 0
