@@ -229,6 +229,7 @@ def test_every_rule_has_a_test():
 CLOSED_CHOICES = [("parallelism.sp_backend", "megatron", "deepspeed"), ("model.dtype", "fp8", "auto, bf16, fp16, fp32"),
                   ("data.source", "s3", "synthetic, hf"), ("engine.device", "tpu", "auto, cpu, cuda"),
                   ("engine.sp_comm_dtype", "bf61", "auto, bf16, fp16, fp32"),
+                  ("engine.on_nonfinite", "skpi", "stop, skip"),
                   ("optim.schedule", "linaer", "cosine, linear, constant"), ("tracker.kind", "mlflow", "console, wandb"),
                   ("tracker.mode", "ofline", "online, offline, disabled, shared"),
                   ("attention.implementation", "flash", "sdpa, flash_attention_2")]
