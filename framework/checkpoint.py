@@ -1,37 +1,218 @@
-"""Checkpoints: DeepSpeed ZeRO checkpoints under <run_dir>/checkpoints/step_N, and which one engine.resume names."""
+"""Checkpoints: DeepSpeed ZeRO checkpoints under <run_dir>/checkpoints/step_N, complete or invisible.
+
+A save writes every rank's files, fsyncs them, waits for every rank (a barrier), and only then does rank 0 write
+`manifest.json` (each file and its size, the step, and the settings the data order and the LR schedule depend on),
+atomically and last. A checkpoint is complete when its manifest exists and every file it lists has its size;
+`engine.resume=latest` takes the newest complete one and never reads DeepSpeed's own `latest` file (rank 0 writes that
+as soon as its own files are saved, before the other ranks finish).
+"""
+import json
 import os
-from typing import Optional
+import re
+import shutil
+from typing import Any, Dict, List, Optional, Tuple
+
+MANIFEST = "manifest.json"
+STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-def save_checkpoint(ds_engine, run_dir: str, step: int):
-    """Save a ZeRO checkpoint under <run_dir>/checkpoints/step_<step>. All ranks must call this. The client state
-    records the step and the dtype the model trains in (framework.export casts the fp32 master weights back to it)."""
-    dtype = str(next(ds_engine.module.parameters()).dtype)
-    ds_engine.save_checkpoint(os.path.join(run_dir, "checkpoints"), tag=f"step_{step}",
-                              client_state={"step": step, "dtype": dtype})
+def run_settings(*, parallelism, data, engine, optim, tokenizer: Optional[str], world: int) -> Dict[str, Any]:
+    """What the order of the rows and the LR schedule depend on, by config key (plain JSON values). A resume that
+    changes one of them silently skips or repeats data, or makes the LR jump."""
+    p, d = parallelism, data
+    hf = str(d.source) == "hf"
+    out = {"parallelism.sp_size": p.sp_size, "parallelism.dp_replicate_size": p.dp_replicate_size,
+           "parallelism.dp_shard_size": world // (p.dp_replicate_size * p.sp_size),  # -1 resolved
+           "data.source": str(d.source), "data.seq_length": d.seq_length, "data.packing": d.packing,
+           "data.shuffle": d.shuffle, "engine.seed": engine.seed, "engine.micro_batch_size": engine.micro_batch_size,
+           "engine.gradient_accumulation_steps": engine.gradient_accumulation_steps,
+           "engine.max_steps": engine.max_steps, "optim.schedule": str(optim.schedule), "optim.lr": optim.lr,
+           "optim.warmup_steps": optim.warmup_steps, "optim.min_lr_ratio": optim.min_lr_ratio}
+    if hf:
+        out.update({"data.path": d.path, "data.text_field": d.text_field, "data.tokenizer": tokenizer,
+                    "data.split": d.split, "data.truncation": d.truncation,
+                    "data.pad_to_seq_length": d.pad_to_seq_length, "data.streaming": d.streaming})
+    else:
+        out.update({"data.num_samples": d.num_samples, "data.lengths": list(d.lengths)})
+    return out
 
 
-def find_checkpoint(resume: Optional[str], run_dir: str) -> Optional[tuple[str, Optional[str]]]:
-    """(load_dir, tag) for engine.resume, or None to start fresh."""
+def changed_settings(saved: Dict[str, Any], now: Dict[str, Any]) -> List[str]:
+    """'key: saved -> now' for every setting that differs (keys the checkpoint did not record are not compared)."""
+    return [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in now if k in saved and saved[k] != now[k]]
+
+
+def read_manifest(step_dir: str) -> Dict[str, Any]:
+    with open(os.path.join(step_dir, MANIFEST)) as f:
+        return json.load(f)
+
+
+def incomplete_reason(step_dir: str) -> Optional[str]:
+    """None when every file the manifest lists is there with its size; else why the checkpoint is not complete."""
+    if not os.path.isdir(step_dir):
+        return "its folder is gone"
+    if not os.path.exists(os.path.join(step_dir, MANIFEST)):
+        return f"no {MANIFEST} (its save did not finish)"
+    try:
+        files = read_manifest(step_dir)["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable {MANIFEST} ({type(exc).__name__})"
+    for rel, size in files.items():
+        path = os.path.join(step_dir, rel)
+        if not os.path.isfile(path):
+            return f"{rel} is missing"
+        if os.path.getsize(path) != size:
+            return f"{rel} has {os.path.getsize(path)} bytes, its manifest says {size}"
+    return None
+
+
+def step_dirs(root: str) -> List[Tuple[int, str]]:
+    """(step, name) of every step_N under `root`, and of the one DeepSpeed's `latest` file names (its folder may be
+    gone), newest first."""
+    names = set(os.listdir(root)) if os.path.isdir(root) else set()
+    try:
+        with open(os.path.join(root, "latest")) as f:
+            names.add(f.read().strip())
+    except OSError:
+        pass
+    found = [(int(m.group(1)), n) for n in names if (m := STEP_DIR.match(n))]
+    return sorted(found, reverse=True)
+
+
+def newest_complete(root: str) -> Tuple[Optional[str], List[str]]:
+    """The newest complete checkpoint under `root` (None if there is none), and 'step_N: why' for each newer one
+    skipped."""
+    skipped = []
+    for _, name in step_dirs(root):
+        why = incomplete_reason(os.path.join(root, name))
+        if why is None:
+            return os.path.join(root, name), skipped
+        skipped.append(f"{name}: {why}")
+    return None, skipped
+
+
+def is_checkpoints_root(path: str) -> bool:
+    """A checkpoints/ folder (holds step_N folders or DeepSpeed's `latest`), as opposed to one checkpoint."""
+    return os.path.isdir(path) and bool(step_dirs(path)) and not os.path.exists(os.path.join(path, MANIFEST))
+
+
+def resolve(resume: Optional[str], run_dir: str) -> Tuple[Optional[str], List[str]]:
+    """The checkpoint folder engine.resume names (None: start fresh, or nothing complete found), and the newer ones
+    skipped with the reason. `latest`: the newest complete one of <run_dir>/checkpoints; a checkpoints/ folder: its
+    newest complete one; a step_N folder: itself, when complete."""
     if not resume:
-        return None
+        return None, []
     if resume == "latest":
-        ckpt = os.path.join(run_dir, "checkpoints")
-        return (ckpt, None) if os.path.exists(os.path.join(ckpt, "latest")) else None
-    path = resume.rstrip("/")
-    if os.path.exists(os.path.join(path, "latest")):
-        return path, None
-    return os.path.dirname(path), os.path.basename(path)
+        return newest_complete(os.path.join(run_dir, "checkpoints"))
+    path = os.path.abspath(resume)
+    if is_checkpoints_root(path):
+        return newest_complete(path)
+    why = incomplete_reason(path)
+    return (path, []) if why is None else (None, [f"{os.path.basename(path)}: {why}"])
+
+
+def fsync_tree(path: str):
+    """Flush every file under `path` and the folders themselves to disk (a crash after this loses none of them)."""
+    for folder, _, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(folder)
+
+
+def fsync_dir(path: str):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_manifest(step_dir: str, step: int, settings: Dict[str, Any]):
+    """Write step_dir/manifest.json listing every file under step_dir with its size: atomically (a temporary file
+    renamed), fsynced, and after every file it lists is on disk."""
+    files = {}
+    for folder, _, names in os.walk(step_dir):
+        for name in names:
+            if name != MANIFEST and not name.startswith(f"{MANIFEST}.tmp"):
+                path = os.path.join(folder, name)
+                files[os.path.relpath(path, step_dir)] = os.path.getsize(path)
+    tmp = os.path.join(step_dir, f"{MANIFEST}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump({"step": step, "files": files, "settings": settings}, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(step_dir, MANIFEST))
+    fsync_dir(step_dir)
+
+
+def remove_checkpoint(step_dir: str):
+    """Delete a checkpoint, its manifest first: a crash midway leaves an incomplete (invisible) one, never a
+    complete-looking one with files missing."""
+    try:
+        os.remove(os.path.join(step_dir, MANIFEST))
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(step_dir, ignore_errors=True)
+
+
+def prune(root: str, keep_last: int) -> List[str]:
+    """Keep the newest `keep_last` complete checkpoints (0: keep all); delete every step_N folder older than the
+    oldest one kept (complete or torn). Returns the names deleted."""
+    if keep_last <= 0:
+        return []
+    kept, deleted = 0, []
+    for _, name in step_dirs(root):
+        path = os.path.join(root, name)
+        if kept >= keep_last and os.path.isdir(path):
+            remove_checkpoint(path)
+            deleted.append(name)
+        elif incomplete_reason(path) is None:
+            kept += 1
+    return deleted
+
+
+def remove_newer(root: str, step: int) -> List[str]:
+    """Delete the step_N folders of `root` newer than `step`: a run resumed from `step` writes them again, and until
+    it does, an older branch's checkpoint must not be what resume=latest finds."""
+    deleted = []
+    for n, name in step_dirs(root):
+        if n > step and os.path.isdir(os.path.join(root, name)):
+            remove_checkpoint(os.path.join(root, name))
+            deleted.append(name)
+    return deleted
+
+
+def save_checkpoint(ds_engine, run_dir: str, step: int, *, settings: Dict[str, Any], keep_last: int = 0):
+    """Save a ZeRO checkpoint under <run_dir>/checkpoints/step_<step>, complete or invisible. All ranks must call
+    this (DeepSpeed's save and the barrier are collectives)."""
+    import torch.distributed as dist
+
+    root = os.path.join(run_dir, "checkpoints")
+    tag = f"step_{step}"
+    dtype = str(next(ds_engine.module.parameters()).dtype)  # framework.export casts the fp32 masters back to it
+    ds_engine.save_checkpoint(root, tag=tag, client_state={"step": step, "dtype": dtype})
+    # each rank flushes what it wrote (it lists the folder after its own save returned: its files are whole); on a
+    # shared filesystem another node's fsync would not flush this node's pages
+    fsync_tree(os.path.join(root, tag))
+    dist.barrier()  # every rank: all files of the checkpoint are on disk before the manifest says so
+    if dist.get_rank() == 0:
+        write_manifest(os.path.join(root, tag), step, settings)
+        for name in prune(root, keep_last):
+            print(f"engine.keep_last={keep_last}: deleted checkpoint {name}", flush=True)
 
 
 def load_checkpoint(ds_engine, resume: Optional[str], run_dir: str) -> int:
     """Load the checkpoint engine.resume names into the engine; the step it was saved at (0: none, start fresh).
-    All ranks must call this."""
-    ckpt = find_checkpoint(resume, run_dir)
-    if ckpt is None:
+    Validation has checked that it exists and is complete. All ranks must call this."""
+    step_dir, _ = resolve(resume, run_dir)  # the launcher said which it skipped
+    if step_dir is None:
         return 0
-    _, client = ds_engine.load_checkpoint(ckpt[0], tag=ckpt[1])
+    _, client = ds_engine.load_checkpoint(os.path.dirname(step_dir), tag=os.path.basename(step_dir))
     step = int(client["step"])
     if ds_engine.global_rank == 0:
-        print(f"resumed from {ckpt[0]} (tag {ckpt[1] or 'latest'}) at step {step}", flush=True)
+        print(f"resumed from {step_dir} at step {step}", flush=True)
     return step

@@ -17,20 +17,36 @@ install), and a copy of it inside a wheel, so the command finds its configs from
 
 
 def run_job(cfg: DictConfig, run_dir: str) -> dict:
-    """One job: validate, write config.yaml, launch the workers, return the result record."""
-    from framework.launch import RESULT, launch, result_record, write_json_atomic
-    from framework.validate import validate
+    """One job, holding its run directory's lock (two jobs never share one)."""
+    from framework.rundir import RunLock
 
     os.makedirs(run_dir, exist_ok=True)
+    lock = RunLock(run_dir)
     try:
-        checked = validate(cfg)
+        return run_locked(cfg, run_dir, lock)
+    finally:
+        lock.release()
+
+
+def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
+    """One job: validate, write config.yaml, launch the workers, return the result record."""
+    from framework.launch import RESULT, launch, result_record, write_json_atomic
+    from framework.rundir import holds_run, prepare
+    from framework.validate import validate
+
+    try:
+        lock.acquire()
+        checked = validate(cfg, run_dir=run_dir)
         os.environ[VALIDATED_ENV] = f"{since_start():.2f}"  # inherited by the workers, for result.json's `startup`
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         rec = result_record("failed", None, cfg, error=f"config error: {exc}")
         rec["seq_length"] = OmegaConf.select(cfg, "data.seq_length", default=None, throw_on_resolution_failure=False)
-        write_json_atomic(os.path.join(run_dir, RESULT), rec)
+        if lock.held and not holds_run(run_dir):  # another job's, or an earlier run's, result.json stays
+            write_json_atomic(os.path.join(run_dir, RESULT), rec)
         return rec
+    for line in prepare(run_dir, checked.resume_step, checked.resume_skipped):  # a resumed run: cut back to it
+        print(line, flush=True)
     OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)  # `auto` switches resolved by now
     if cfg.get("plan", False):  # predict only: no worker starts, no GPU is needed
         from framework.plan.planner import write
@@ -102,26 +118,18 @@ def main():
 
 
 def follower_main():
-    """A rank > 0 started by torchrun/SLURM: compose the same config (no run directory of its own) and join the
-    job; rank 0 tells it where the run directory is."""
+    """A rank > 0 started by torchrun/SLURM: join the job; rank 0 sends it the run directory and the config it
+    validated. The rank composes the command's config only for what joining needs (engine.device: the backend;
+    engine.timeout_minutes: how long it waits for rank 0 to validate and tokenize)."""
     from hydra import compose, initialize_config_dir
 
     from framework.launch import worker
 
     overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=False)
-    resolve_followers_auto(cfg)
-    worker(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), run_dir=None)
-
-
-def resolve_followers_auto(cfg):
-    """The `auto` switches resolved as rank 0's validation resolved them: the plan depends on the config, the world
-    size and the node only, so every rank picks the same."""
-    from framework.model.build import hf_config
-    from framework.plan.planner import auto_switches, resolve_auto
-    from framework.runtime import device_type
-
-    if any(auto_switches(cfg).values()):
-        text = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
-        resolve_auto(cfg, text, int(os.environ["WORLD_SIZE"]), on_gpu=device_type(cfg.engine.device) == "cuda")
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=False)
+        container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    except Exception:  # noqa: BLE001  (--config-dir / -cn configs only rank 0 reads: rank 0 reports any error)
+        container = {"engine": {"device": "auto", "timeout_minutes": 30}}
+    worker(container, run_dir=None)

@@ -6,6 +6,8 @@ experiment and override is merged onto typed fields: a typo or a wrong type fail
 """
 from dataclasses import dataclass, field
 
+import os
+
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
@@ -48,3 +50,5 @@ def required(*_):
 def register():
     ConfigStore.instance().store(name="schema", node=Config)
     OmegaConf.register_new_resolver("required", required, replace=True)
+    # ${pid:}, the launching process's id: conf/config.yaml's default run directory is unique per launch
+    OmegaConf.register_new_resolver("pid", os.getpid, replace=True)

@@ -213,11 +213,14 @@ def export_run(model, *, run_dir: str, lora: bool, merged: bool, tokenizer_path:
 
 # --------------------------------------------------------------------------------------- from a saved checkpoint
 def checkpoint_parts(checkpoint: str) -> Tuple[str, str, str]:
-    """(run dir, checkpoints dir, tag) for <run>/checkpoints/step_N, or <run>/checkpoints (its newest, `latest`)."""
+    """(run dir, checkpoints dir, tag) for <run>/checkpoints/step_N, or <run>/checkpoints (its newest complete one:
+    framework.checkpoint's manifest rule, as engine.resume=latest takes it)."""
+    from framework.checkpoint import is_checkpoints_root, newest_complete
+
     path = os.path.abspath(checkpoint.rstrip("/"))
-    if os.path.isfile(os.path.join(path, "latest")):
-        with open(os.path.join(path, "latest")) as f:
-            return os.path.dirname(path), path, f.read().strip()
+    if is_checkpoints_root(path):
+        newest, _ = newest_complete(path)
+        path = newest or os.path.join(path, "none-complete")
     return os.path.dirname(os.path.dirname(path)), os.path.dirname(path), os.path.basename(path)
 
 
@@ -315,10 +318,16 @@ def main(argv: Optional[List[str]] = None):
     parser.add_argument("--merged", action="store_true", default=None,
                         help="with LoRA: the base model with the adapter merged in (default: engine.export_merged)")
     args = parser.parse_args(argv)
+    from framework.checkpoint import incomplete_reason
+
     run_dir, ckpt_dir, tag = checkpoint_parts(args.checkpoint)
     if not os.path.isdir(os.path.join(ckpt_dir, tag)) or not os.path.exists(os.path.join(run_dir, "config.yaml")):
         print(f"export: {args.checkpoint} is not a checkpoint of a run directory (expected <run dir>/checkpoints/"
               "step_N beside <run dir>/config.yaml)", file=sys.stderr)
+        sys.exit(2)
+    why = incomplete_reason(os.path.join(ckpt_dir, tag))
+    if why:
+        print(f"export: {os.path.join(ckpt_dir, tag)} is not a complete checkpoint ({why})", file=sys.stderr)
         sys.exit(2)
     print(f"export: {export_checkpoint(args.checkpoint, args.out_dir, merged=args.merged)}")
 

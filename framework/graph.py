@@ -13,7 +13,7 @@ import torch.distributed as dist
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
-from framework.checkpoint import load_checkpoint
+from framework.checkpoint import load_checkpoint, run_settings
 from framework.data import held_out_data
 from framework.data.adapter import SPBatches
 from framework.engine import CausalLMWithLoss, deepspeed_config
@@ -133,6 +133,8 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
                       flops_of_positions=lambda pos: flops_of_positions(model_config, pos), world_size=world,
                       sp_size=sp_size, start_step=start_step, offload_activations=cfg.model.offload_activations,
                       offload_keep_layers=keep_layers(cfg, world, text_config), eval_batches=eval_batches,
+                      run_settings=run_settings(parallelism=cfg.parallelism, data=cfg.data, engine=cfg.engine,
+                                                optim=cfg.optim, tokenizer=tok_path, world=world),
                       on_step=lambda t: first_step(t, startup))
     try:
         last = trainer.run()

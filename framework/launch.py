@@ -59,13 +59,17 @@ def result_record(status: str, last: Optional[Dict[str, Any]], cfg, error: Optio
     return rec
 
 
-def init_distributed(device_type: str):
+def init_distributed(device_type: str, timeout_minutes: int = 30):
+    from datetime import timedelta
+
     import deepspeed
     import torch
 
     if device_type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    deepspeed.init_distributed(dist_backend="nccl" if device_type == "cuda" else "gloo", verbose=False)
+    # engine.timeout_minutes: DeepSpeed's default is 10, which followers of torchrun/srun spent waiting for rank 0
+    deepspeed.init_distributed(dist_backend="nccl" if device_type == "cuda" else "gloo", verbose=False,
+                               timeout=timedelta(minutes=timeout_minutes))
 
 
 def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
@@ -82,11 +86,11 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
     rank = int(os.environ.get("RANK", 0))
     external = os.environ.get("FRAMEWORK_OWN_LAUNCH") != "1"
     try:
-        init_distributed(device_type(cfg.engine.device))
-        if external:  # ranks > 0 composed the config themselves and have no run directory yet
-            box = [run_dir]
+        init_distributed(device_type(cfg.engine.device), cfg.engine.timeout_minutes)
+        if external:  # ranks > 0 take rank 0's run directory and its validated, resolved config
+            box = [run_dir, cfg_container]
             dist.broadcast_object_list(box, src=0)  # every rank
-            run_dir = box[0]
+            run_dir, cfg = box[0], OmegaConf.create(box[1])
         last = build_and_run(cfg, run_dir)
         if rank == 0:
             write_json_atomic(os.path.join(run_dir, RESULT), result_record("ok", last, cfg))
@@ -138,6 +142,30 @@ def reap(job: str):
             pass  # gone already, or not ours to read
 
 
+STORE_ARGS = ("host_name", "port", "world_size", "is_master", "timeout", "wait_for_workers", "multi_tenant",
+              "master_listen_fd", "use_libuv")
+
+
+def loopback_tcp_store():
+    """torch's TCPStore, except that a server listens on 127.0.0.1 only. The store has no authentication and the
+    launcher unpickles rendezvous state from it, but torch's server binds every interface (`::`); given a socket
+    already bound to loopback (master_listen_fd), it listens there instead."""
+    from torch.distributed import TCPStore
+
+    class LoopbackTCPStore(TCPStore):
+        def __init__(self, *args, **kw):
+            kw.update(zip(STORE_ARGS, args))
+            if kw.get("is_master") and kw.get("master_listen_fd") is None:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", kw.get("port") or 0))
+                sock.listen(128)
+                kw.update(host_name="127.0.0.1", port=sock.getsockname()[1], master_listen_fd=sock.detach())
+            super().__init__(**kw)
+
+    return LoopbackTCPStore
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -157,7 +185,8 @@ def adopt_slurm_env():
     os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
     os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
     os.environ.setdefault("MASTER_ADDR", os.environ.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"))
-    os.environ.setdefault("MASTER_PORT", "29500")
+    # one port per SLURM job: two jobs sharing a node collided on a fixed 29500
+    os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "9500")) % 10000))
 
 
 def collect_failure(run_dir: str) -> Optional[Dict[str, Any]]:
@@ -187,9 +216,18 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    import torch.distributed as dist
+    from torch.distributed.elastic.rendezvous import c10d_rendezvous_backend
+
+    # one node: every socket of the job listens on loopback only (the stores here, the workers' MASTER_ADDR, gloo's
+    # and NCCL's bootstrap sockets through the interface named below)
     lc = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex[:8],
                       rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
-                      monitor_interval=0.2, start_method="spawn")
+                      monitor_interval=0.2, start_method="spawn", local_addr="127.0.0.1")
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
+    stores = dist.TCPStore, c10d_rendezvous_backend.TCPStore
+    dist.TCPStore = c10d_rendezvous_backend.TCPStore = loopback_tcp_store()  # restored below
     os.environ["FRAMEWORK_OWN_LAUNCH"] = "1"  # inherited by the workers
     os.environ["FRAMEWORK_JOB"] = lc.run_id  # and by everything they start: what reap() cleans up
     # long sequences fragment the caching allocator; ALST's recipes all set this (the user's own setting wins)
@@ -202,6 +240,7 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     except SignalException as exc:  # the launcher got SIGTERM, SIGINT or SIGHUP; torch's agent stopped the workers
         signal = exc.sigval
     finally:
+        dist.TCPStore, c10d_rendezvous_backend.TCPStore = stores
         reap(lc.run_id)
     failure = collect_failure(run_dir)
     if signal is not None:  # the workers that died of it wrote no reason of their own worth more than this
@@ -216,7 +255,10 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
         failure = {"status": status, "error": reason}
     last = None
     if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
-        lines = open(os.path.join(run_dir, "metrics.jsonl")).read().splitlines()
+        from framework.rundir import step_of
+
+        lines = [line for line in open(os.path.join(run_dir, "metrics.jsonl")).read().splitlines()
+                 if step_of(line) is not None]  # a line cut short by the kill is not a step
         last = json.loads(lines[-1]) if lines else None
     rec = result_record(failure["status"], last, cfg, error=failure["error"])
     write_json_atomic(path, rec)

@@ -1,5 +1,7 @@
 """The step loop (`Trainer`): optimizer steps on the DeepSpeed engine, with metrics, evaluation and checkpoints."""
+import math
 import os
+import signal
 import time
 from typing import Any, Dict
 
@@ -54,19 +56,25 @@ def now() -> float:
     return time.perf_counter()
 
 
+class StopRequested(KeyboardInterrupt):
+    """The job was asked to stop (engine.save_on_interrupt) and saved its checkpoint. A KeyboardInterrupt, so that a
+    rank ends with one line and no traceback, as it does on Ctrl-C."""
+
+
 class Trainer:
     """The step loop: runs optimizer steps on a DeepSpeed engine built from the module, optimizer and schedule given;
     writes metrics, evaluates and saves checkpoints."""
 
     def __init__(self, *, ds_engine, batches, cfg, run_dir: str, tracker, flops_of_positions, world_size: int,
                  sp_size: int, start_step: int = 0, offload_activations: bool = False, offload_keep_layers: int = 1,
-                 eval_batches=None, on_step=None):
+                 eval_batches=None, on_step=None, run_settings=None):
         self.ds, self.batches, self.cfg, self.run_dir = ds_engine, batches, cfg, run_dir
         self.tracker, self.world, self.sp_size = tracker, world_size, sp_size
         self.flops_of_positions = flops_of_positions  # position_ids [b, s_local] -> training FLOPs of those tokens
         self.step, self.offload_activations, self.on_step = start_step, offload_activations, on_step
         self.offload = offload_context(offload_activations, offload_keep_layers)  # one for the run: buffers reused
         self.eval_batches = eval_batches  # () -> a fresh iterator over the held-out micro-batches
+        self.run_settings = run_settings or {}  # what data order and schedule depend on: each checkpoint records it
         # from_pretrained returns a model in eval mode, and transformers checkpoints a layer only in training mode:
         # without this, model.name_or_path runs silently trained without activation checkpointing (and dropout)
         ds_engine.train()
@@ -79,11 +87,18 @@ class Trainer:
         self.last: Dict[str, Any] = {}
         self.peak_mem_gib = 0.0
         self.grads_dumped = False
+        self.signalled, self.stop_now = None, False
+        if cfg.save_on_interrupt:
+            signal.signal(signal.SIGTERM, self.on_sigterm)
         # SP partial gradients must be summed over the SP ranks. ZeRO-1/2 and ZeRO-3's all-reduce path divide by the DP
         # size only, but ZeRO-3's reduce-scatter path (the default) averages over all sp x dp ranks: scale the loss
         # that is back-propagated by sp_size there (tests/distributed/test_sp_equivalence.py checks the gradients).
         zero3_rs = ds_engine.zero_optimization_stage() == 3 and ds_engine.zero_reduce_scatter()
         self.backward_scale = float(sp_size) if sp_size > 1 and zero3_rs else 1.0
+
+    def on_sigterm(self, signum, _frame):
+        """engine.save_on_interrupt: note the signal; the step loop saves at the end of this step and stops."""
+        self.signalled = signal.Signals(signum)
 
     def dump_grads(self):
         """engine.dump_grads: save every parameter's full gradient, reduced over DP/SP ranks, before the optimizer
@@ -141,7 +156,9 @@ class Trainer:
             flops += self.flops_of_positions(batch["position_ids"])  # per document for packed rows
         dt = now() - t0
         self.step += 1
-        loss_x_n, n_valid, tokens, flops = self.reduce([loss_x_n, n_valid, tokens, flops])  # every rank
+        loss_x_n, n_valid, tokens, flops, stop = self.reduce([loss_x_n, n_valid, tokens, flops,
+                                                              float(self.signalled is not None)])  # every rank
+        self.stop_now = self.stop_now or stop > 0  # a rank got SIGTERM: all save at this step's end
         grad_norm = self.ds.get_global_grad_norm()
         mem = memory_stats()
         tflops = flops / dt / self.world / 1e12
@@ -153,7 +170,23 @@ class Trainer:
              **({"offloaded_gib": offloaded} if self.offload_activations else {}),  # this rank's, all micro-steps
              **mem, "device_name": self.device_name}
         self.peak_mem_gib = max(self.peak_mem_gib, mem["peak_mem_gib"])
+        if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
+            self.nonfinite(m)
         return m
+
+    def nonfinite(self, m):
+        """engine.on_nonfinite for a step whose loss or gradient norm is NaN/inf. Every rank reaches the same
+        decision: the loss was reduced over all ranks and the norm is global."""
+        what = f"step {m['step']}: loss {m['loss']}, grad norm {m['grad_norm']}"
+        if str(self.cfg.on_nonfinite) == "skip" and not self.ds.was_step_applied():
+            m["skipped"] = True  # DeepSpeed found the gradients invalid and did not step (nor did the LR schedule)
+            if self.rank == 0:
+                print(f"{what}: skipped (engine.on_nonfinite=skip)", flush=True)
+            return
+        if str(self.cfg.on_nonfinite) == "skip":
+            raise FloatingPointError(f"{what}, and DeepSpeed applied the update (its overflow check is off for this "
+                                     "ZeRO stage and dtype): the weights are no longer finite; stopped")
+        raise FloatingPointError(f"{what}: stopped (engine.on_nonfinite=skip skips such steps)")
 
     def run(self) -> Dict[str, Any]:
         while self.step < self.cfg.max_steps:
@@ -164,8 +197,11 @@ class Trainer:
             if self.rank == 0:
                 self.metrics.write(m)
                 self.tracker.log(m)
-            if self.cfg.save_every and (self.step % self.cfg.save_every == 0 or self.step == self.cfg.max_steps):
+            saved = self.cfg.save_every and (self.step % self.cfg.save_every == 0 or self.step == self.cfg.max_steps)
+            if saved or self.stop_now:
                 self.save()
+            if self.stop_now:
+                raise StopRequested(f"stopped by SIGTERM after step {self.step}, saved in checkpoints/step_{self.step}")
             if self.on_step:
                 self.on_step(self)
         if self.rank == 0:
@@ -189,4 +225,4 @@ class Trainer:
 
     def save(self):
         """Save a ZeRO checkpoint under <run_dir>/checkpoints/step_N. All ranks must call this."""
-        save_checkpoint(self.ds, self.run_dir, self.step)
+        save_checkpoint(self.ds, self.run_dir, self.step, settings=self.run_settings, keep_last=self.cfg.keep_last)

@@ -5,13 +5,15 @@ resolves the model's config once, for the rules and for what runs after them.
 Each rule raises ConfigError(key, value, rule, fix); the CLI prints that one message (no traceback) and stops.
 """
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from framework.attention import rules as attention_rules
+from framework.checkpoint import run_settings
 from framework.data import rules as data_rules
 from framework.engine import rules as engine_rules
 from framework.errors import ConfigError
 from framework.model import rules as model_rules
+from framework.optim import rules as optim_rules
 from framework.parallelism import rules as parallelism_rules
 from framework.plan import rules as plan_rules
 from framework.runtime import device_type, world_size
@@ -25,14 +27,19 @@ class Validated:
     model_config: Any
     plan: Any = None
     """framework.plan.planner.Plan of the job (None on CPU processes with nothing offloaded)."""
+    resume_step: int = 0
+    """The step of the checkpoint engine.resume names (0: a fresh run)."""
+    resume_skipped: tuple = ()
+    """'step_N: why' for each newer checkpoint engine.resume=latest skipped."""
 
     @property
     def text_config(self):
         return self.model_config.get_text_config()
 
 
-def validate(cfg) -> Validated:
-    """Check every rule, in order; the first one broken raises ConfigError."""
+def validate(cfg, run_dir: Optional[str] = None) -> Validated:
+    """Check every rule, in order; the first one broken raises ConfigError. With `run_dir`, also the run directory
+    against engine.resume and the checkpoint it names."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -65,6 +72,13 @@ def validate(cfg) -> Validated:
     data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
                             micro_batch_size=e.micro_batch_size, seed=e.seed, eval_every=e.eval_every)
     engine_rules.check(e, grad_clip=cfg.optim.grad_clip, device=device)
+    optim_rules.check(cfg.optim)
+    resume_step, skipped = 0, []
+    if run_dir is not None and not planning:
+        settings = run_settings(parallelism=p, data=d, engine=e, optim=cfg.optim, tokenizer=d.tokenizer or
+                                m.name_or_path, world=world)
+        resume_step, skipped = engine_rules.check_resume(e, run_dir=run_dir, settings=settings)
     plan = plan_rules.check(cfg, text_config=text, world=world, on_gpu=device_type(device) == "cuda",
                             planning=planning)
-    return Validated(world=world, model_config=config, plan=plan)
+    return Validated(world=world, model_config=config, plan=plan, resume_step=resume_step,
+                     resume_skipped=tuple(skipped))

@@ -310,6 +310,8 @@ def tokenize(raw, cfg, *, tokenizer_path: Optional[str], tokenizer=None, key: st
                        desc="tokenizing"), kind
     except BaseException as exc:
         for name in set(os.listdir(cache_dir)) - before:  # no half-written cache file survives a failed map
+            if fingerprint not in name:
+                continue  # another job's, written meanwhile to the shared cache
             try:
                 os.remove(os.path.join(cache_dir, name))
             except OSError:
@@ -318,6 +320,14 @@ def tokenize(raw, cfg, *, tokenizer_path: Optional[str], tokenizer=None, key: st
         if isinstance(bad, BadRow):
             raise ConfigError("data.path", cfg.path, f"broken row {bad.index}{_line_of(cfg.path, bad.index)}: "
                               f"{bad.why}", "fix or remove that row") from None
+        if isinstance(exc, UnicodeDecodeError) or isinstance(bad, UnicodeDecodeError):  # Arrow read the bytes as
+            where = ""  # they are; decoding them for the tokenizer fails
+            builder, files = resolve_files(cfg.path) if _is_local(cfg.path) else ("", [])
+            found = _first_bad_line(builder, files) if builder != "disk" else None
+            if found:
+                where = f" ({found[0]}, line {found[1]})"
+            raise ConfigError("data.path", cfg.path, f"holds bytes that are not UTF-8 text{where}",
+                              "re-encode it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
         raise
 
 
@@ -391,6 +401,17 @@ class PackedRows(torch.utils.data.Dataset):
                 "position_ids": torch.from_numpy(pos)}
 
 
+def trainable(docs) -> bool:
+    """Whether any label is a target (not IGNORE): read column-wise from the memory-mapped Arrow table."""
+    import pyarrow.compute as pc
+
+    for chunk in docs.data.table.column("labels").chunks:
+        top = pc.max(pc.list_flatten(chunk)).as_py()
+        if top is not None and top != IGNORE:
+            return True
+    return False
+
+
 def build_hf_dataset(cfg, *, tokenizer_path: Optional[str], seed: int = 0, tokenizer=None,
                      tokenizer_key: str = "data.tokenizer"):
     """The map-style dataset of training rows (see the module docstring); streaming returns an iterable one."""
@@ -407,6 +428,9 @@ def build_hf_dataset(cfg, *, tokenizer_path: Optional[str], seed: int = 0, token
     nonempty = lengths > 0
     if not nonempty.any():
         raise ConfigError("data.path", cfg.path, "every row tokenizes to nothing", "check data.text_field")
+    if "labels" in docs.column_names and not trainable(docs):
+        raise ConfigError("data.path", cfg.path, f"no row has a token to train on (every label is {IGNORE})",
+                          "give rows whose labels are not all -100, or leave labels out to train on every token")
     if cfg.packing:
         return PackedRows(docs, lengths=lengths, seq_length=cfg.seq_length)
     fits = nonempty & ((lengths <= cfg.seq_length) | cfg.truncation)

@@ -12,6 +12,11 @@ class Device(Choice):
     cuda = "cuda"
 
 
+class NonFinite(Choice):
+    stop = "stop"
+    skip = "skip"
+
+
 class CommDtype(Choice):
     auto = "auto"
     bf16 = "bf16"
@@ -44,7 +49,22 @@ class EngineConfig:
     save_every: int = 0
     """Save a checkpoint every N optimizer steps (and at the end); 0: never."""
     resume: Optional[str] = None
-    """null, latest (newest checkpoint of this run directory, if any) or a checkpoint directory."""
+    """null (a fresh run: the run directory must hold no earlier run), latest (the newest complete checkpoint of this
+    run directory; none is an error), a checkpoints/ folder (its newest complete one) or one checkpoints/step_N."""
+    resume_allow_changes: bool = False
+    """Resume even though a setting the data order or LR schedule depends on (sp_size, seq_length, data, batch,
+    seed, max_steps, schedule, ...) differs from the checkpoint's: rows may be skipped or repeated, the LR may jump."""
+    trust_resume: bool = False
+    """Load an engine.resume outside this run directory. DeepSpeed unpickles checkpoints (torch.load with
+    weights_only=False): a file someone else wrote can run code in this job."""
+    on_nonfinite: NonFinite = NonFinite.stop
+    """A step whose loss or gradient norm is NaN/inf: stop the job naming the step, or skip it (DeepSpeed applies no
+    update and the LR schedule does not move; the data moves on). A skip DeepSpeed could not make stops the job."""
+    save_on_interrupt: bool = False
+    """On SIGTERM (schedulers send it before the kill), finish the step, save a checkpoint, then stop. The launcher
+    gives its workers 30 s after the signal: a step plus a save must fit in it."""
+    keep_last: int = 0
+    """Complete checkpoints kept; older ones are deleted once a newer one is complete. 0: keep all."""
     export: bool = True
     """At the end of a successful run, write the trained model to <run_dir>/model/ as a Hugging Face directory
     (config, safetensors, generation config, tokenizer), or with LoRA the peft adapter."""
@@ -55,6 +75,8 @@ class EngineConfig:
     """Evaluate every N steps on held-out rows, sharded like training (0: never)."""
     eval_steps: int = 2
     """Micro-batches per evaluation."""
+    timeout_minutes: int = 30
+    """Minutes a collective (and the start, while rank 0 validates and tokenizes) may wait before the job fails."""
     device: Device = Device.auto
     """auto (cuda when present), cuda or cpu."""
     peak_tflops_per_gpu: float = 0.0

@@ -7,6 +7,9 @@ from framework.model.build import hf_config
 from framework.runtime import device_type
 from framework.tracker.flops import matmul_params
 
+WEIGHTS = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
+"""What from_pretrained loads weights from (a sharded checkpoint's index included)."""
+
 
 def model_config(m, *, device: str):
     """The model's transformers config, resolved once (validation passes it on): refuses a missing directory, an
@@ -18,6 +21,11 @@ def model_config(m, *, device: str):
     if local and not os.path.isdir(os.path.expanduser(m.name_or_path)):
         raise ConfigError("model.name_or_path", m.name_or_path, "no such directory",
                           "give a model directory (with config.json) or a hub id")
+    if local and os.path.isfile(os.path.join(os.path.expanduser(m.name_or_path), "config.json")) and not any(
+            n.endswith(WEIGHTS) for n in os.listdir(os.path.expanduser(m.name_or_path))):
+        raise ConfigError("model.name_or_path", m.name_or_path, "holds config.json but no weights (*.safetensors, "
+                          "*.bin)", "copy the weights in (an interrupted download?), or train from random weights: "
+                          "model.name_or_path=null with the architecture in model.arch")
     try:
         config = hf_config(name_or_path=m.name_or_path, arch=m.arch)
         text = config.get_text_config()

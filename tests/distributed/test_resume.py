@@ -32,7 +32,7 @@ def base(model_dir):
 def test_resumed_run_continues_exactly(stop, full, tmp_path, tiny_llama_dir):
     """stop=2: the brief's case; stop=3: resuming inside an SP round (the 2 SP ranks load batches in turns)."""
     ckpt = os.path.join(full.run_dir, "checkpoints", f"step_{stop}")
-    resumed = assert_ok(run_cli(base(tiny_llama_dir) + [f"engine.resume={ckpt}"], str(tmp_path / "resumed")),
+    resumed = assert_ok(run_cli(base(tiny_llama_dir) + [f"engine.resume={ckpt}", "engine.trust_resume=true"], str(tmp_path / "resumed")),
                         steps=4 - stop)
     assert [m["step"] for m in resumed.metrics] == list(range(stop + 1, 5))
     for a, b in zip(resumed.metrics, full.metrics[stop:], strict=True):
@@ -41,3 +41,36 @@ def test_resumed_run_continues_exactly(stop, full, tmp_path, tiny_llama_dir):
         assert a["lr"] == pytest.approx(b["lr"], rel=1e-9)
     assert resumed.result["steps"] == 4 and resumed.result["final_loss"] == pytest.approx(full.losses[-1], rel=1e-6)
     assert "resumed from" in resumed.stdout + resumed.stderr
+
+
+def test_resume_latest_skips_a_checkpoint_cut_short_and_one_whose_folder_vanished(full, tmp_path, tiny_llama_dir):
+    """A copy of the uninterrupted run's directory where step_4's folder vanished after DeepSpeed's `latest` named it
+    and step_3 was cut short (its optimizer states truncated, as a kill mid-save leaves them): resume=latest skips
+    both, saying why, resumes from step_2 and ends with the uninterrupted run's losses. With engine.keep_last=2 only
+    the two newest (rewritten, complete) checkpoints stay."""
+    import shutil
+
+    from framework.checkpoint import incomplete_reason
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(full.run_dir, run_dir)
+    ckpts = run_dir / "checkpoints"
+    assert (ckpts / "latest").read_text().strip() == "step_4"
+    shutil.rmtree(ckpts / "step_4")
+    torn = max((ckpts / "step_3").rglob("*optim_states.pt"), key=lambda p: p.stat().st_size)
+    with open(torn, "r+b") as f:
+        f.truncate(torn.stat().st_size // 2)
+    os.remove(run_dir / "result.json")  # as a crash leaves it
+    resumed = assert_ok(run_cli(base(tiny_llama_dir) + ["engine.resume=latest", "engine.keep_last=2"], str(run_dir)),
+                        steps=4)  # steps 1-2 kept, 3-4 cut and written again
+    out = resumed.stdout + resumed.stderr
+    assert "skipped checkpoint step_4: its folder is gone" in out, out
+    assert f"skipped checkpoint step_3: {torn.relative_to(ckpts / 'step_3')} has" in out, out
+    assert "at step 2" in out
+    assert [m["step"] for m in resumed.metrics] == [1, 2, 3, 4]
+    for a, b in zip(resumed.metrics, full.metrics, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6), (resumed.losses, full.losses)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-5)
+    assert sorted(p.name for p in ckpts.iterdir() if p.is_dir()) == ["step_3", "step_4"]
+    assert incomplete_reason(str(ckpts / "step_3")) is None and incomplete_reason(str(ckpts / "step_4")) is None
+    assert not (run_dir / ".lock").exists()

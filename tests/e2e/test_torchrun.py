@@ -29,3 +29,23 @@ def test_torchrun_started_ranks_write_one_run_directory_and_train_the_same(tmp_p
     assert result["status"] == "ok" and len(metrics) == 2
     ours = run_cli(overrides, str(tmp_path / "own_launcher"))
     assert [m["loss"] for m in metrics] == [m["loss"] for m in ours.metrics]
+
+
+def test_torchrun_followers_take_rank_0s_config(tmp_path):
+    """--config-dir adds a model config only rank 0's Hydra reads (the other ranks compose without it, and used to
+    fail on the directory left among the overrides): every rank trains rank 0's config."""
+    from helpers import REPO
+    from framework.launch import free_port
+
+    conf = os.path.join(REPO, "tests", "e2e", "conf")
+    run_dir = tmp_path / "job"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           "-m", "framework", "--config-dir", conf, "+experiment=smoke_cpu", "model=tiny_gpt_bigcode",
+           "parallelism.sp_size=1", "attention.document_masking=false", "parallelism.dp_shard_size=2",
+           "engine.max_steps=2", "data.seq_length=64",
+           f"hydra.run.dir={run_dir}"]
+    p = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    result = json.load(open(run_dir / "result.json"))
+    assert result["status"] == "ok" and result["steps"] == 2, result
+    assert "gpt_bigcode" in (run_dir / "config.yaml").read_text()

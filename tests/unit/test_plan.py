@@ -192,15 +192,10 @@ def test_max_seq_length_against_alst_published(sp, published):
     assert p.max_seq_length == pytest.approx(published, rel=0.15)
 
 
-def test_followers_resolve_auto_as_rank_0_does(monkeypatch):
-    """A rank > 0 that torchrun started composes its own config: it resolves `auto` to the plan's choice too."""
-    from framework.cli import resolve_followers_auto
-
+def test_plan_keeps_attention_at_256k_on_one_h200():
+    """`auto` is resolved once, by rank 0's validation (ranks torchrun started take rank 0's resolved config): for the
+    1B shape at 256K with Liger on one H200 the plan keeps attention's output."""
     overrides = H200 + ["engine.device=cuda", "data.seq_length=262144", "model.liger=true", "hardware.host_ram_gib=128"]
-    cfg, *_ = setup("llama1b_1gpu", overrides, 1)
-    monkeypatch.setenv("WORLD_SIZE", "1")
-    resolve_followers_auto(cfg)
-    assert cfg.model.recompute_attention is False
     assert plan("llama1b_1gpu", overrides, 1).chosen == {"recompute_attention": False}
 
 

@@ -3,8 +3,12 @@ overrides), validate() raises ConfigError, and its message names the key, the va
 
 The CLI path of the same errors (exit code 2, one stderr line, nothing half-written) is in tests/e2e/test_cli.py.
 """
+import atexit
 import importlib.util
+import os
+import shutil
 import sys
+import tempfile
 import types
 
 import pytest
@@ -40,6 +44,19 @@ def gpus(count):
         mp.setattr(torch.cuda, "is_available", lambda: count > 0)
         mp.setattr(torch.cuda, "device_count", lambda: count)
     return patch
+
+
+NO_WEIGHTS = os.path.join(tempfile.gettempdir(), f"framework_config_only_model_{os.getpid()}")
+
+
+def config_only_model(path):
+    """A model directory with config.json and no weights, as an interrupted download leaves it."""
+    from transformers import AutoConfig
+
+    from helpers import TINY
+
+    AutoConfig.for_model("llama", **TINY["llama"]).save_pretrained(path)
+    atexit.register(shutil.rmtree, path, True)
 
 
 # (test id, overrides, patch(monkeypatch) or None, key, rule fragment, fix fragment)
@@ -156,6 +173,29 @@ RULES = [
      "engine.device", "no CUDA device is visible", "engine.device=auto"),
     ("resume_dir_missing", ["engine.resume=/no/such/checkpoints"], None,
      "engine.resume", "no such checkpoint directory", "engine.resume=latest"),
+    ("eval_steps_below_1", ["engine.eval_steps=0"], None, "engine.eval_steps", "at least 1", "engine.eval_steps=1"),
+    ("timeout_below_1", ["engine.timeout_minutes=0"], None,
+     "engine.timeout_minutes", "at least 1", "engine.timeout_minutes=1"),
+    ("save_every_negative", ["engine.save_every=-1"], None, "engine.save_every", "0 or more", "engine.save_every=0"),
+    ("eval_every_negative", ["engine.eval_every=-1"], None, "engine.eval_every", "0 or more", "engine.eval_every=0"),
+    ("keep_last_negative", ["engine.keep_last=-1"], None, "engine.keep_last", "0 or more", "engine.keep_last=0"),
+    ("seed_negative", ["engine.seed=-1"], None, "engine.seed", "0 or more", "engine.seed=0"),
+    ("offload_ratio_out_of_range", ["engine.offload_ratio=1.5"], None,
+     "engine.offload_ratio", "more than 0, at most 1", "engine.offload_ratio=1"),
+    ("num_samples_zero", ["data.num_samples=0"], None, "data.num_samples", "at least one row", "data.num_samples="),
+    ("rows_not_splitting_into_sp_shards", ["data.seq_length=255"], None,
+     "data.seq_length", "rows of 255 tokens do not split into sp_size=2", "e.g. 254"),
+    ("synthetic_lengths_not_splitting", ["data.lengths=[256,127]"], None,
+     "data.lengths", "rows of 127 tokens do not split into sp_size=2", "e.g. 126"),
+    ("model_dir_without_weights", [f"model.name_or_path={NO_WEIGHTS}"], lambda mp: config_only_model(NO_WEIGHTS),
+     "model.name_or_path", "holds config.json but no weights", "model.name_or_path=null"),
+    ("lr_negative", ["optim.lr=-1e-5"], None, "optim.lr", "0 or more", "optim.lr=1e-5"),
+    ("warmup_negative", ["optim.warmup_steps=-1"], None, "optim.warmup_steps", "0 or more", "optim.warmup_steps=0"),
+    ("grad_clip_negative", ["optim.grad_clip=-1"], None, "optim.grad_clip", "0 or more", "optim.grad_clip=0"),
+    ("weight_decay_negative", ["optim.weight_decay=-0.1"], None,
+     "optim.weight_decay", "0 or more", "optim.weight_decay=0"),
+    ("min_lr_ratio_out_of_range", ["optim.min_lr_ratio=2"], None,
+     "optim.min_lr_ratio", "from 0 to 1", "optim.min_lr_ratio=0.1"),
 ]
 
 
@@ -174,11 +214,14 @@ def test_rejects(overrides, patch, key, rule, fix, monkeypatch):
 
 def test_every_rule_has_a_test():
     """A new `raise ConfigError(` in a group's rules (framework/<group>/rules.py) needs a row above. Counted by call
-    site: the loop over sp_size/dp_replicate_size, the one over the 3 engine counters and the one over the 2 keys that
-    keep attention's output add 1 + 2 + 2 rows beyond their sites, model.keep_attention_layers' range has a row for
+    site: the loop over sp_size/dp_replicate_size, the one over the 5 engine counters, the one over the 4 engine keys
+    that may be 0, the one over the 4 optim ranges and the one over the 2 keys that keep attention's output add
+    1 + 4 + 3 + 3 + 2 rows beyond their sites, rows that do not split into SP shards name data.seq_length or
+    data.lengths (+1), model.keep_attention_layers' range has a row for
     each end (+1), the divisibility rule names data.seq_length or parallelism.sp_seq_length (+1). The rules that need
     the data itself (data.rules.check_corpus) and attention's rules for packed rows (attention.rules.check_packed) are
-    tested in test_data_checks.py; validate()'s interpolation error is test_bad_environment_value_names_the_key."""
+    tested in test_data_checks.py; the run directory against engine.resume (engine.rules.check_resume) in
+    test_checkpoint.py; validate()'s interpolation error is test_bad_environment_value_names_the_key."""
     import ast
     import inspect
 
@@ -186,20 +229,22 @@ def test_every_rule_has_a_test():
     from framework.data import rules as data
     from framework.engine import rules as engine
     from framework.model import rules as model
+    from framework.optim import rules as optim
     from framework.parallelism import rules as parallelism
 
-    elsewhere = {(attention, "check_packed"), (data, "check_corpus")}
+    elsewhere = {(attention, "check_packed"), (data, "check_corpus"), (engine, "check_resume")}
     sites = 0
-    for module in (attention, data, engine, model, parallelism):
+    for module in (attention, data, engine, model, optim, parallelism):
         for node in ast.parse(inspect.getsource(module)).body:
             if isinstance(node, ast.FunctionDef) and (module, node.name) not in elsewhere:
                 sites += ast.unparse(node).count("raise ConfigError(")
-    assert len(RULES) == sites + 7, (len(RULES), sites)
+    assert len(RULES) == sites + 16, (len(RULES), sites)
 
 
 CLOSED_CHOICES = [("parallelism.sp_backend", "megatron", "deepspeed"), ("model.dtype", "fp8", "auto, bf16, fp16, fp32"),
                   ("data.source", "s3", "synthetic, hf"), ("engine.device", "tpu", "auto, cpu, cuda"),
                   ("engine.sp_comm_dtype", "bf61", "auto, bf16, fp16, fp32"),
+                  ("engine.on_nonfinite", "skpi", "stop, skip"),
                   ("optim.schedule", "linaer", "cosine, linear, constant"), ("tracker.kind", "mlflow", "console, wandb"),
                   ("tracker.mode", "ofline", "online, offline, disabled, shared"),
                   ("attention.implementation", "flash", "sdpa, flash_attention_2")]

@@ -1,0 +1,182 @@
+"""Checkpoints complete or invisible, and the run directory against engine.resume (framework.engine.rules.check_resume,
+called by validate() before any worker starts): which checkpoint resume finds, what it refuses and why.
+
+The checkpoints here are folders of small files with the manifest a save writes (framework.checkpoint.write_manifest);
+tests/distributed/test_resume.py resumes real ones."""
+import json
+import os
+
+import pytest
+
+from framework.checkpoint import newest_complete, prune, resolve, run_settings, write_manifest
+from framework.errors import ConfigError
+from framework.rundir import RunLock, prepare
+from framework.validate import validate
+from helpers import compose
+
+
+def settings_of(overrides, world=2):
+    cfg = compose(overrides)
+    return run_settings(parallelism=cfg.parallelism, data=cfg.data, engine=cfg.engine, optim=cfg.optim,
+                        tokenizer=cfg.data.tokenizer or cfg.model.name_or_path, world=world)
+
+
+def make_checkpoint(run_dir, step, overrides=(), files=(("model_states.pt", 100), ("optim_states.pt", 300))):
+    step_dir = os.path.join(run_dir, "checkpoints", f"step_{step}")
+    os.makedirs(step_dir)
+    for name, size in files:
+        with open(os.path.join(step_dir, name), "wb") as f:
+            f.write(b"x" * size)
+    write_manifest(step_dir, step, settings_of(list(overrides)))
+    with open(os.path.join(run_dir, "checkpoints", "latest"), "w") as f:  # as DeepSpeed's rank 0 writes it
+        f.write(f"step_{step}")
+    return step_dir
+
+
+def test_latest_skips_torn_unfinished_and_vanished_checkpoints_naming_why(tmp_path):
+    run = str(tmp_path)
+    make_checkpoint(run, 1)
+    torn = make_checkpoint(run, 2)
+    with open(os.path.join(torn, "optim_states.pt"), "r+b") as f:
+        f.truncate(120)  # a save cut short
+    unfinished = make_checkpoint(run, 3)
+    os.remove(os.path.join(unfinished, "manifest.json"))  # killed before its manifest
+    gone = make_checkpoint(run, 4)
+    import shutil
+
+    shutil.rmtree(gone)  # DeepSpeed's `latest` still names it
+    found, skipped = resolve("latest", run)
+    assert found == os.path.join(run, "checkpoints", "step_1")
+    assert skipped == ["step_4: its folder is gone", "step_3: no manifest.json (its save did not finish)",
+                       "step_2: optim_states.pt has 120 bytes, its manifest says 300"]
+    # a checkpoints/ folder given as engine.resume is read the same way; a torn step_N given by name is not taken
+    assert resolve(os.path.join(run, "checkpoints"), run)[0] == found
+    assert resolve(torn, run)[0] is None
+
+
+def test_keep_last_deletes_older_checkpoints_torn_ones_included(tmp_path):
+    run = str(tmp_path)
+    for step in (1, 2, 3, 4):
+        make_checkpoint(run, step)
+    os.remove(os.path.join(run, "checkpoints", "step_3", "manifest.json"))
+    assert prune(os.path.join(run, "checkpoints"), 2) == ["step_1"]  # step_3 is torn: step_4 and step_2 are kept
+    assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == ["latest", "step_2", "step_3", "step_4"]
+    assert prune(os.path.join(run, "checkpoints"), 1) == ["step_3", "step_2"]
+    assert prune(os.path.join(run, "checkpoints"), 0) == []
+    assert newest_complete(os.path.join(run, "checkpoints"))[0].endswith("step_4")
+
+
+def refused(overrides, run_dir):
+    with pytest.raises(ConfigError) as info:
+        validate(compose(overrides), run_dir=str(run_dir))
+    assert "\n" not in str(info.value) and "Fix: " in str(info.value)
+    return info.value
+
+
+def test_fresh_run_into_a_used_directory_is_refused(tmp_path):
+    assert validate(compose([]), run_dir=str(tmp_path)).resume_step == 0  # empty: fine
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    err = refused([], tmp_path)
+    assert err.key == "engine.resume" and "already holds a run (metrics.jsonl)" in err.rule
+    assert "engine.resume=latest" in err.fix and "hydra.run.dir" in err.fix
+
+
+def test_resume_latest_with_nothing_to_resume_is_refused(tmp_path):
+    err = refused(["engine.resume=latest"], tmp_path)
+    assert err.rule.startswith("no complete checkpoint in") and "engine.resume=null" in err.fix
+    make_checkpoint(str(tmp_path), 2)
+    os.remove(tmp_path / "checkpoints" / "step_2" / "manifest.json")
+    err = refused(["engine.resume=latest"], tmp_path)
+    assert "(step_2: no manifest.json (its save did not finish))" in err.rule
+
+
+def test_resume_outside_the_run_directory_needs_trust_and_a_checkpoint(tmp_path):
+    other = tmp_path / "other_run"
+    step_dir = make_checkpoint(str(other), 3)
+    err = refused([f"engine.resume={step_dir}"], tmp_path / "run")
+    assert "outside this run directory" in err.rule and "weights_only=False" in err.rule
+    assert "engine.trust_resume=true" in err.fix
+    assert validate(compose([f"engine.resume={step_dir}", "engine.trust_resume=true"]),
+                    run_dir=str(tmp_path / "run")).resume_step == 3
+    not_a_checkpoint = tmp_path / "run" / "notes"
+    not_a_checkpoint.mkdir(parents=True)
+    err = refused([f"engine.resume={not_a_checkpoint}"], tmp_path / "run")  # inside: trusted, but no checkpoint
+    assert err.rule == "is not a complete checkpoint (notes: no manifest.json (its save did not finish))"
+
+
+# (changed override, the key the message names, its value in the checkpoint -> now)
+CHANGES = [("parallelism.sp_size=4", "parallelism.sp_size", "2 -> 4"),
+           ("parallelism.dp_shard_size=2", "parallelism.dp_shard_size", "1 -> 2"),
+           ("data.seq_length=512", "data.seq_length", "256 -> 512"),
+           ("data.packing=true", "data.packing", "False -> True"),
+           ("data.shuffle=false", "data.shuffle", "True -> False"),
+           ("data.num_samples=99", "data.num_samples", "64 -> 99"),
+           ("engine.micro_batch_size=2", "engine.micro_batch_size", "1 -> 2"),
+           ("engine.gradient_accumulation_steps=2", "engine.gradient_accumulation_steps", "1 -> 2"),
+           ("engine.seed=7", "engine.seed", "42 -> 7"),
+           ("engine.max_steps=8", "engine.max_steps", "4 -> 8"),
+           ("optim.schedule=linear", "optim.schedule", "'cosine' -> 'linear'"),
+           ("optim.lr=0.01", "optim.lr", "0.001 -> 0.01"),
+           ("optim.warmup_steps=2", "optim.warmup_steps", "0 -> 2")]
+BASE = ["data.seq_length=256", "engine.max_steps=4", "optim.lr=0.001"]
+
+
+@pytest.mark.parametrize("override,key,change", CHANGES, ids=[c[1] for c in CHANGES])
+def test_resume_refuses_a_changed_setting_by_name(override, key, change, tmp_path):
+    make_checkpoint(str(tmp_path), 2, BASE)
+    assert validate(compose(BASE + ["engine.resume=latest"]), run_dir=str(tmp_path)).resume_step == 2
+    err = refused(BASE + ["engine.resume=latest", override], tmp_path)
+    assert err.key == "engine.resume" and "step_2 was saved with other settings" in err.rule
+    assert f"({key}: {change})" in err.rule, err.rule  # this key, and no other
+    assert "engine.resume_allow_changes=true" in err.fix
+    assert validate(compose(BASE + ["engine.resume=latest", override, "engine.resume_allow_changes=true"]),
+                    run_dir=str(tmp_path)).resume_step == 2
+
+
+def test_a_resumed_run_cuts_metrics_and_newer_checkpoints_back_to_its_step(tmp_path):
+    run = str(tmp_path)
+    for step in (1, 2, 3):
+        make_checkpoint(run, step)
+    lines = [json.dumps({"step": s, "loss": 1.0 / s}) for s in (1, 2, 3)] + ['{"step": 4, "lo']  # cut short by a kill
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+    (tmp_path / "result.json").write_text('{"status": "ok"}')
+    done = prepare(run, 2)
+    assert (tmp_path / "metrics.jsonl").read_text() == "\n".join(lines[:2]) + "\n"
+    assert not (tmp_path / "result.json").exists()
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["latest", "step_1", "step_2"]
+    assert len(done) == 2 and "dropped 2 lines" in done[0] and "step_3" in done[1]
+
+
+def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_ones(tmp_path):
+    import subprocess
+    import sys
+
+    first = RunLock(str(tmp_path)).acquire()
+    with pytest.raises(ConfigError) as info:
+        RunLock(str(tmp_path)).acquire()
+    assert info.value.key == "hydra.run.dir" and f"pid {os.getpid()}" in info.value.rule
+    first.release()
+    assert not (tmp_path / ".lock").exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket
+
+    (tmp_path / ".lock").write_text(f"{socket.gethostname()} {dead.pid}")
+    lock = RunLock(str(tmp_path)).acquire()
+    assert (tmp_path / ".lock").read_text() == f"{socket.gethostname()} {os.getpid()}"
+    lock.release()
+
+
+def test_default_run_directory_is_unique_per_launch():
+    """Two launches in the same second used to share outputs/<date>/<time>: the default now ends with the pid."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from framework.config import register
+    from helpers import CONF_DIR
+
+    register()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = hydra_compose(config_name="config", return_hydra_config=True)
+    run_dir = OmegaConf.select(cfg, "hydra.run.dir")
+    assert run_dir.startswith("outputs/") and run_dir.endswith(f"-{os.getpid()}"), run_dir
