@@ -1,0 +1,44 @@
+"""Ring attention's plan (framework.attention.ring.ring_steps) on the zigzag layout: over the ring steps of all cp
+ranks, every causal (query, key) pair of the row is computed exactly once, and every rank computes as many pairs as
+every other (the load balance). The pairs are counted on global positions, from the plan the ring runs."""
+import pytest
+import torch
+
+from framework.attention.ring import _part, ring_steps, zigzag_chunks
+
+
+def positions(rank: int, size: int, chunk: int) -> torch.Tensor:
+    """Global positions of the tokens cp rank `rank` holds (its two zigzag chunks, in order)."""
+    return torch.cat([torch.arange(c * chunk, (c + 1) * chunk) for c in zigzag_chunks(rank, size)])
+
+
+def pairs_of(rank: int, size: int, chunk: int) -> list:
+    """(query position, key position) pairs the rank computes, over all its ring steps."""
+    out = []
+    for src, qp, kp, causal in ring_steps(rank, size):
+        q = _part(positions(rank, size, chunk).view(1, 1, -1), qp).flatten()
+        k = _part(positions(src, size, chunk).view(1, 1, -1), kp).flatten()
+        for i, qpos in enumerate(q.tolist()):
+            for j, kpos in enumerate(k.tolist()):
+                if not causal or j <= i:  # the kernel's causal mask is on local indices
+                    out.append((qpos, kpos))
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_ring_covers_each_causal_pair_once_with_equal_work_per_rank(size):
+    chunk = 3
+    s = 2 * size * chunk
+    per_rank = [pairs_of(r, size, chunk) for r in range(size)]
+    every = [p for pairs in per_rank for p in pairs]
+    assert all(k <= q for q, k in every)  # nothing acausal
+    assert len(every) == len(set(every)) == s * (s + 1) // 2  # the whole lower triangle, each pair once
+    assert len({len(pairs) for pairs in per_rank}) == 1, [len(p) for p in per_rank]  # balanced
+
+
+def test_contiguous_chunks_would_not_balance():
+    """The check above can fail: with rank r holding the r-th contiguous block (no zigzag), the last rank has
+    cp_size times the first rank's causal pairs."""
+    size, s_cp = 4, 6
+    work = [sum(min(q + 1, (r + 1) * s_cp) for q in range(r * s_cp, (r + 1) * s_cp)) for r in range(size)]
+    assert work[-1] > 3 * work[0]
