@@ -41,3 +41,16 @@ def test_resumed_run_continues_exactly(stop, full, tmp_path, tiny_llama_dir):
         assert a["lr"] == pytest.approx(b["lr"], rel=1e-9)
     assert resumed.result["steps"] == 4 and resumed.result["final_loss"] == pytest.approx(full.losses[-1], rel=1e-6)
     assert "resumed from" in resumed.stdout + resumed.stderr
+
+
+def test_resumed_ring_run_continues_exactly(tmp_path, tiny_llama_dir):
+    """Ring attention (cp_size=2, no Ulysses): the 2 ring ranks share each sequence and load batches in turns like SP
+    ranks; resumed at step 3 (inside such a round), steps 3-4 are the uninterrupted run's."""
+    ring = base(tiny_llama_dir) + ["parallelism.sp_size=1", "parallelism.cp_size=2"]
+    full = assert_ok(run_cli(ring, str(tmp_path / "full")), steps=4)
+    ckpt = os.path.join(full.run_dir, "checkpoints", "step_3")
+    resumed = assert_ok(run_cli(ring + [f"engine.resume={ckpt}"], str(tmp_path / "resumed")), steps=1)
+    assert resumed.metrics[0]["step"] == 4
+    assert resumed.metrics[0]["loss"] == pytest.approx(full.metrics[3]["loss"], rel=1e-6), (resumed.losses, full.losses)
+    assert resumed.metrics[0]["grad_norm"] == pytest.approx(full.metrics[3]["grad_norm"], rel=1e-5)
+    assert full.losses[3] != pytest.approx(full.losses[2], rel=1e-4)  # step 4 is not step 3 again
