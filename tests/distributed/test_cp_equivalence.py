@@ -64,3 +64,15 @@ def test_two_head_model_trains_on_four_ranks_with_sp2_x_cp2(cli_runs, tmp_path_f
     assert run.losses[0] == pytest.approx(loss, rel=RTOL)
     assert max_rel_diff(run.grads(), grads) < RTOL
     assert run.losses[2] < run.losses[0]  # it trains
+
+
+def test_cp2_with_every_alst_feature_matches(cli_runs, tiny_llama_dir, ref_one, sp1):
+    """Tiled MLP, tiled loss, activation checkpointing (the ring's exchanges run again in the recompute) and the
+    offload switch, on the ring's local tokens: step 1 still plain transformers', the trajectory the 1-process one."""
+    every = ["model.tiled_mlp=true", "loss.tiled=true", "loss.tiled_shards=3", "model.activation_checkpointing=true",
+             "model.offload_activations=true", "model.offload_keep_layers=0"]  # test_alst.py's "all"
+    run = ok(cli_runs.run(common(tiny_llama_dir) + ["parallelism.sp_size=1", "parallelism.cp_size=2", *every]))
+    loss, grads = ref_one
+    assert run.losses[0] == pytest.approx(loss, rel=RTOL)
+    assert max_rel_diff(run.grads(), grads) < RTOL
+    assert_trajectories_agree(run, sp1)
