@@ -36,19 +36,21 @@ def ring_rank(q, k, v, dout, rank, size, scale):
 
 def ring_forward_backward(ql, dl, kvs, rank, size, scale):
     out = lse = None
+    auxes = []
     for src, qp, kp, causal in ring_steps(rank, size):
         k, v = kvs[src]
-        o, l = block_forward(_part(ql, qp), _part(k, kp), _part(v, kp), causal=causal, scale=scale)
+        o, l, aux = block_forward(_part(ql, qp), _part(k, kp), _part(v, kp), causal=causal, scale=scale)
+        auxes.append(aux)
         if out is None:
             out, lse = o.float(), l.clone()
         else:
             _merge(out, lse, qp, o, l)
     out = out.to(ql.dtype)
     dq = torch.zeros_like(ql, dtype=torch.float32)
-    for src, qp, kp, causal in ring_steps(rank, size):
+    for (src, qp, kp, causal), aux in zip(ring_steps(rank, size), auxes):
         k, v = kvs[src]
         gq, gk, gv = block_backward(_part(dl, qp).contiguous(), _part(ql, qp), _part(k, kp), _part(v, kp),
-                                    _part(out, qp), _part(lse, qp).contiguous(), causal=causal, scale=scale)
+                                    _part(out, qp), _part(lse, qp).contiguous(), aux, causal=causal, scale=scale)
         _part(dq, qp).add_(gq.float())
         dkv = torch.zeros(2, *k.shape, dtype=torch.float32, device=k.device)  # the travelling K/V gradient
         _part(dkv[0], kp).add_(gk.float())

@@ -69,30 +69,31 @@ def _flash_cuda(q) -> bool:
 
 
 def block_forward(q, k, v, *, causal: bool, scale):
-    """Attention of one block: out `[b, h, sq, d]` (q's dtype) and lse `[b, h, sq]` (fp32). K/V have h_kv heads."""
+    """Attention of one block: out `[b, h, sq, d]` (q's dtype), lse `[b, h, sq]` (fp32), and what the kernel's
+    backward needs besides (CUDA flash: cum_seq_q/k, max_q/k, the RNG state; else None). K/V have h_kv heads."""
     k, v = _repeat_kv(k, q.shape[1]), _repeat_kv(v, q.shape[1])
     if q.device.type == "cpu":
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal, scale=scale)
-        return out, lse.float()
+        return out, lse.float(), None
     if _flash_cuda(q):
-        out, lse, *_ = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, causal, False, scale=scale)
-        return out, lse.float()
-    return _math_forward(q, k, v, causal=causal, scale=scale)
+        out, lse, cq, ck, mq, mk, seed, offset, _ = torch.ops.aten._scaled_dot_product_flash_attention(
+            q, k, v, 0.0, causal, False, scale=scale)
+        return out, lse.float(), (cq, ck, mq, mk, seed, offset)
+    return (*_math_forward(q, k, v, causal=causal, scale=scale), None)
 
 
-def block_backward(dout, q, k, v, out, lse, *, causal: bool, scale):
-    """Gradients of one block given the FINAL (merged) out and lse, which makes them exact shares of the whole."""
+def block_backward(dout, q, k, v, out, lse, aux, *, causal: bool, scale):
+    """Gradients of one block given the FINAL (merged) out and lse, which makes them exact shares of the whole;
+    `aux`: block_forward's third result for this block."""
     kv_heads = k.shape[1]
     k, v = _repeat_kv(k, q.shape[1]), _repeat_kv(v, q.shape[1])
     if q.device.type == "cpu":
         dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
             dout, q, k, v, out, lse, 0.0, causal, scale=scale)
-    elif _flash_cuda(q):
-        sq, sk = q.shape[2], k.shape[2]
-        # the dense (not varlen) kernel ignores cum_seq_*; no dropout, so no RNG state is read
-        none = torch.empty(0, device=q.device)
+    elif _flash_cuda(q):  # as torch's own context parallelism calls it (the forward's extra outputs passed back)
+        cq, ck, mq, mk, seed, offset = aux
         dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_backward(
-            dout, q, k, v, out, lse, none, none, sq, sk, 0.0, causal, none, none, scale=scale)
+            dout, q, k, v, out, lse.to(torch.float32), cq, ck, mq, mk, 0.0, causal, seed, offset, scale=scale)
     else:
         dq, dk, dv = _math_backward(dout, q, k, v, out, lse, causal=causal, scale=scale)
     return dq, _sum_kv(dk, kv_heads), _sum_kv(dv, kv_heads)
@@ -159,9 +160,11 @@ class RingAttention(torch.autograd.Function):
         rank, size = dist.get_rank(group), dist.get_world_size(group)
         kv = torch.stack([k, v]).contiguous()  # one message per step
         out = lse = None
+        ctx.aux = []  # per step, what the kernel's backward needs besides (small; not activations)
         for i, (_, qp, kp, causal) in enumerate(ring_steps(rank, size)):
             pending = _shift(kv, group) if i < size - 1 else None  # overlaps with this step's kernel
-            o, l = block_forward(_part(q, qp), _part(kv[0], kp), _part(kv[1], kp), causal=causal, scale=scale)
+            o, l, aux = block_forward(_part(q, qp), _part(kv[0], kp), _part(kv[1], kp), causal=causal, scale=scale)
+            ctx.aux.append(aux)
             if out is None:
                 out, lse = o.float(), l.clone()
             else:
@@ -186,7 +189,7 @@ class RingAttention(torch.autograd.Function):
             kv_pending = _shift(kv, group) if i < size - 1 else None
             q_, o_, l_, do_ = (_part(t, qp) for t in (q, out, lse, dout))
             gq, gk, gv = block_backward(do_, q_, _part(kv[0], kp), _part(kv[1], kp), o_, l_.contiguous(),
-                                        causal=causal, scale=scale)
+                                        ctx.aux[i], causal=causal, scale=scale)
             _part(dq, qp).add_(gq.float())
             # the gradient of the K/V held now: what the ranks before added, plus this rank's share
             dkv = torch.zeros_like(kv, dtype=torch.float32) if dkv_pending is None else _wait(dkv_pending)
