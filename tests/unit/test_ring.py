@@ -42,3 +42,23 @@ def test_contiguous_chunks_would_not_balance():
     size, s_cp = 4, 6
     work = [sum(min(q + 1, (r + 1) * s_cp) for q in range(r * s_cp, (r + 1) * s_cp)) for r in range(size)]
     assert work[-1] > 3 * work[0]
+
+
+def test_math_kernel_matches_torch_cpu_flash_kernel():
+    """The kernel used where no flash kernel takes the dtype (fp32 on CUDA) against torch's CPU flash ops: forward
+    (output, log-sum-exp) and backward given an output and log-sum-exp, causal and full, GQA (4 query / 2 KV heads)."""
+    from framework.attention.ring import _math_backward, _math_forward, _repeat_kv, block_backward, block_forward
+
+    torch.manual_seed(0)
+    q, dout = torch.randn(2, 4, 12, 8), torch.randn(2, 4, 12, 8)
+    k, v = torch.randn(2, 2, 12, 8), torch.randn(2, 2, 12, 8)
+    for causal in (True, False):
+        out, lse, _ = block_forward(q, k, v, causal=causal, scale=0.5)  # CPU: torch's flash op
+        m_out, m_lse = _math_forward(q, _repeat_kv(k, 4), _repeat_kv(v, 4), causal=causal, scale=0.5)
+        torch.testing.assert_close(m_out, out)
+        torch.testing.assert_close(m_lse, lse)
+        grads = block_backward(dout, q, k, v, out, lse, None, causal=causal, scale=0.5)
+        m_dq, m_dk, m_dv = _math_backward(dout, q, _repeat_kv(k, 4), _repeat_kv(v, 4), out, lse, causal=causal,
+                                          scale=0.5)
+        for got, want in zip(grads, (m_dq, m_dk.view(2, 2, 2, 12, 8).sum(2), m_dv.view(2, 2, 2, 12, 8).sum(2))):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
