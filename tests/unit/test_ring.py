@@ -62,3 +62,21 @@ def test_math_kernel_matches_torch_cpu_flash_kernel():
                                           scale=0.5)
         for got, want in zip(grads, (m_dq, m_dk.view(2, 2, 2, 12, 8).sum(2), m_dv.view(2, 2, 2, 12, 8).sum(2))):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("sp,cp", [(2, 1), (1, 2), (2, 2), (2, 3)])
+def test_adapter_shards_are_the_ring_chunks_cut_over_the_sp_ranks(sp, cp):
+    """framework.data.adapter.shard_row: rank (cp c, sp j) holds the j-th sp piece of zigzag chunks c and 2cp-1-c, so
+    the sp ranks of a ring rank, in order, hold exactly the positions the ring expects (`positions`), and all ranks
+    together hold every position of the row once."""
+    from framework.data.adapter import shard_row
+
+    s = 2 * cp * sp * 5
+    row = torch.arange(s).view(1, s)
+    shards = {(c, j): shard_row(row, seq_rank=c * sp + j, sp_size=sp, cp_size=cp).flatten()
+              for c in range(cp) for j in range(sp)}
+    for c in range(cp):
+        held = torch.cat([shards[(c, j)] for j in range(sp)])
+        want = positions(c, cp, s // (2 * cp)) if cp > 1 else torch.arange(s)
+        assert torch.equal(held, want)
+    assert sorted(torch.cat(list(shards.values())).tolist()) == list(range(s))
