@@ -19,8 +19,9 @@ def test_first_host_of_a_compressed_node_list(nodelist, host):
 
 
 def fake_task(monkeypatch, procid: int, localid: int, **extra):
-    for k in TORCH:
-        monkeypatch.delenv(k, raising=False)
+    for k in TORCH:  # set, then removed: monkeypatch then also undoes what adopt_slurm_env writes
+        monkeypatch.setenv(k, "")
+        monkeypatch.delenv(k)
     for k, v in {**SLURM, "SLURM_PROCID": str(procid), "SLURM_LOCALID": str(localid), **extra}.items():
         monkeypatch.setenv(k, v)
     adopt_slurm_env()
