@@ -20,7 +20,7 @@ from framework.engine import CausalLMWithLoss, deepspeed_config
 from framework.export import export_run
 from framework.model import announce_zero3, resolve_dtype
 from framework.model.features import apply_features
-from framework.parallelism import MeshAxis, dp_rank_and_size
+from framework.parallelism import MeshAxis, dp_rank_and_size, sequence_group
 from framework.plan.memory import keep_layers
 from framework.runtime import VALIDATED_ENV, since_start
 from framework.runtime import device_type as resolve_device
@@ -68,8 +68,10 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
 
     # 1. mesh
     mesh = call(cfg.parallelism, device_type=device_type)
-    sp_mesh = mesh[MeshAxis.SP.value]
-    sp_group, sp_rank, sp_size = sp_mesh.get_group(), sp_mesh.get_local_rank(), sp_mesh.size()
+    # the ranks that share one sequence (loss, data, gradient sums): the SP group, or with ring attention the
+    # cp x sp ranks (cp_size = 1 leaves it the SP group)
+    sp_group, sp_rank, sp_size = sequence_group(mesh)
+    cp_size = mesh[MeshAxis.CP.value].size()
     dp_rank, dp_size = dp_rank_and_size(mesh)
 
     # 2. model; under ZeRO-3 transformers partitions the weights as it creates or loads them (zero.Init), so no
@@ -111,17 +113,17 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     def loader(data_cfg, seed: int, start_step: int):
         return call(data_cfg, vocab_size=vocab, tokenizer_path=tok_path, dp_rank=dp_rank, dp_size=dp_size,
                     sp_rank=sp_rank, sp_size=sp_size, micro_batch_size=cfg.engine.micro_batch_size, seed=seed,
-                    start_step=start_step)
+                    start_step=start_step, multiple_of=sp_size * (2 if cp_size > 1 else 1))
 
     batches = SPBatches(loader(cfg.data, cfg.engine.seed, micro_done), sp_group=sp_group, sp_rank=sp_rank,
-                        sp_size=sp_size, device=device, skip=micro_done % sp_size)
+                        sp_size=sp_size, device=device, skip=micro_done % sp_size, cp_size=cp_size)
     eval_batches = None
     if cfg.engine.eval_every:
         held_out = held_out_data(cfg.data)
 
         def eval_batches():  # synthetic rows are a function of (seed, index): seed + 1 gives rows never trained on
             return SPBatches(loader(held_out, cfg.engine.seed + 1, 0), sp_group=sp_group, sp_rank=sp_rank,
-                             sp_size=sp_size, device=device)
+                             sp_size=sp_size, device=device, cp_size=cp_size)
 
     tracker = None
     if rank == 0:

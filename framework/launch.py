@@ -2,6 +2,7 @@
 torchrun / SLURM already started. Writes result.json once, from rank 0 or from the launcher when a worker died."""
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -177,16 +178,32 @@ def already_launched() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list in its compressed form: "gpu[07-09,12],cpu1" -> "gpu07",
+    "rack[1-2]-n[01-04]" -> "rack1-n01" (the first entry, each bracket at its first value, zero padding kept)."""
+    depth, end = 0, len(nodelist)
+    for i, ch in enumerate(nodelist):  # the first entry: up to the first comma outside brackets
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            end = i
+            break
+    return re.sub(r"\[([^\]]*)\]", lambda m: m.group(1).split(",")[0].split("-")[0], nodelist[:end])
+
+
 def adopt_slurm_env():
-    """Under `srun` (one task per GPU) map SLURM's variables to torch's, when torchrun did not set them."""
+    """Under `srun` (one task per GPU) map SLURM's variables to torch's, when torchrun did not set them. Every task
+    derives the same rendezvous: the first host of SLURM_JOB_NODELIST (the node rank 0 runs on with srun's block
+    distribution) and a port from the job id (two jobs sharing a node get different ports); a MASTER_ADDR or
+    MASTER_PORT already set wins."""
     if "RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
         return
     os.environ["RANK"] = os.environ["SLURM_PROCID"]
     os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
     os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
-    os.environ.setdefault("MASTER_ADDR", os.environ.get("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"))
-    # one port per SLURM job: two jobs sharing a node collided on a fixed 29500
-    os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "9500")) % 10000))
+    nodes = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST")
+    os.environ.setdefault("MASTER_ADDR", first_host(nodes) if nodes else "127.0.0.1")
+    job = os.environ.get("SLURM_JOB_ID")  # one port per SLURM job: two jobs sharing a node collided on 29500
+    os.environ.setdefault("MASTER_PORT", str(15000 + int(job) % 20000 if job else 29500))
 
 
 def collect_failure(run_dir: str) -> Optional[Dict[str, Any]]:

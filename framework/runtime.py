@@ -23,8 +23,8 @@ def world_size(parallelism, device: str = "auto") -> int:
         return p.num_processes
     if p.dp_shard_size == -1:
         gpus = torch.cuda.device_count() if device_type(device) == "cuda" else 0
-        return max(gpus, p.dp_replicate_size * p.sp_size)
-    return p.dp_replicate_size * p.dp_shard_size * p.sp_size
+        return max(gpus, p.dp_replicate_size * p.cp_size * p.sp_size)
+    return p.dp_replicate_size * p.dp_shard_size * p.cp_size * p.sp_size
 
 
 VALIDATED_ENV = "FRAMEWORK_T_VALIDATED"

@@ -69,6 +69,7 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     data_rules.check(d, parallelism=p, eval_every=e.eval_every)
     attention_rules.check_packed(a, text_config=text, device=device, packing=d.packing,
                                  micro_batch_size=e.micro_batch_size)
+    attention_rules.check_ring(a, parallelism=p, text_config=text, packing=d.packing, model=m)
     data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
                             micro_batch_size=e.micro_batch_size, seed=e.seed, eval_every=e.eval_every)
     engine_rules.check(e, grad_clip=cfg.optim.grad_clip, device=device)

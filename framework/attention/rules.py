@@ -51,3 +51,39 @@ def check_packed(a, *, text_config, device: str, packing: bool, micro_batch_size
                               "layers, and document masking implements full causal attention only",
                               "set attention.document_masking=false with data.packing=false, or use a model with "
                               "full attention in every layer")
+
+
+def check_ring(a, *, parallelism, text_config, packing: bool, model):
+    """Ring attention (parallelism.cp_size > 1): what it is built from and what it covers. It runs sdpa's kernels on
+    whole causal rows with full attention in every layer; packed rows (document masking across the ring) and
+    keeping attention's output under checkpointing (the ring's kernels run inside its own autograd function) are not
+    implemented, so they are refused rather than run wrongly."""
+    cp = parallelism.cp_size
+    if cp == 1:
+        return
+    impl = str(a.implementation)
+    if impl != "sdpa":
+        raise ConfigError("attention.implementation", impl, f"ring attention (parallelism.cp_size={cp}) runs sdpa's "
+                          "kernels (the ones that return the log-sum-exp it merges by)",
+                          "use attention=sdpa, or parallelism.cp_size=1")
+    if packing:
+        raise ConfigError("data.packing", True, f"packed rows need document masking across the ring, which ring "
+                          f"attention (parallelism.cp_size={cp}) does not implement",
+                          "set data.packing=false, or parallelism.cp_size=1 (and a larger sp_size)")
+    layer_types = getattr(text_config, "layer_types", None) or []
+    if any(t != "full_attention" for t in layer_types):
+        raise ConfigError("parallelism.cp_size", cp, f"the model has {sorted(set(layer_types))} layers, and ring "
+                          "attention implements full causal attention only",
+                          "set parallelism.cp_size=1, or use a model with full attention in every layer")
+    if getattr(text_config, "attention_dropout", 0.0):
+        raise ConfigError("parallelism.cp_size", cp, f"the model has attention_dropout="
+                          f"{text_config.attention_dropout}, and ring attention has no dropout",
+                          "set parallelism.cp_size=1, or model.arch.attention_dropout=0")
+    kept = model.get("keep_attention_layers", 0)
+    keeping = [("model.recompute_attention", False)] if not model.recompute_attention else \
+        [("model.keep_attention_layers", kept)] if kept else []
+    if model.activation_checkpointing and keeping:
+        key, value = keeping[0]
+        raise ConfigError(key, value, "keeps attention's kernel outputs under checkpointing, which ring attention "
+                          f"(parallelism.cp_size={cp}) does not implement (the ring is recomputed)",
+                          "drop the override (recompute attention), or set parallelism.cp_size=1")

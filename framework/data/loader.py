@@ -31,19 +31,22 @@ def build_dataset(cfg, *, vocab_size: int, seed: int, tokenizer_path: Optional[s
 
 def build_dataloader(*, cfg, vocab_size: int, tokenizer_path: Optional[str], dp_rank: int, dp_size: int,
                      sp_rank: int, sp_size: int, micro_batch_size: int, seed: int, start_step: int = 0,
-                     pad_id: int = 0):
-    """The per-rank DataLoader (before SP sharding); see StepSampler for which rank reads what."""
+                     pad_id: int = 0, multiple_of: int = 0):
+    """The per-rank DataLoader (before SP sharding); see StepSampler for which rank reads what. Rows are padded to a
+    multiple of `multiple_of` tokens (0: sp_size; with ring attention 2 x cp x sp: framework.data.adapter's pieces)."""
     from functools import partial
 
+    multiple_of = multiple_of or sp_size
     dataset = build_dataset(cfg, vocab_size=vocab_size, seed=seed, tokenizer_path=tokenizer_path)
     length = cfg.seq_length if (cfg.pad_to_seq_length or cfg.packing) and not cfg.lengths else None
     if isinstance(dataset, torch.utils.data.IterableDataset):  # streaming: the dataset itself picks this rank's rows
         dataset.assign(dp_rank=dp_rank, dp_size=dp_size, sp_rank=sp_rank, sp_size=sp_size,
                        micro_batch_size=micro_batch_size, seed=seed, start_step=start_step)
         return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=0,
-                                           collate_fn=partial(collate, multiple_of=sp_size, length=length,
+                                           collate_fn=partial(collate, multiple_of=multiple_of, length=length,
                                                               pad_id=pad_id))
     sampler = StepSampler(len(dataset), dp_rank=dp_rank, dp_size=dp_size, sp_rank=sp_rank, sp_size=sp_size,
                           micro_batch_size=micro_batch_size, seed=seed, shuffle=cfg.shuffle, start_step=start_step)
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
-                                       collate_fn=partial(collate, multiple_of=sp_size, length=length, pad_id=pad_id))
+                                       collate_fn=partial(collate, multiple_of=multiple_of, length=length,
+                                                          pad_id=pad_id))

@@ -14,10 +14,13 @@ def check(d, *, parallelism, eval_every: int):
     lengths = list(d.lengths) or [d.seq_length]
     if not p.sp_seq_length_is_variable:
         fixed = p.sp_seq_length or d.seq_length
-        if fixed % p.sp_size:
+        pieces, what = p.sp_size, f"sp_size={p.sp_size}"
+        if p.cp_size > 1:  # each ring rank holds 2 chunks, each cut over the sp ranks
+            pieces, what = 2 * p.cp_size * p.sp_size, f"2 x cp_size x sp_size = {2 * p.cp_size * p.sp_size}"
+        if fixed % pieces:
             raise ConfigError("parallelism.sp_seq_length" if p.sp_seq_length else "data.seq_length", fixed,
-                              f"must be divisible by sp_size={p.sp_size} when sp_seq_length_is_variable=false",
-                              f"use a multiple of {p.sp_size}, e.g. {fixed - fixed % p.sp_size or p.sp_size}")
+                              f"must be divisible by {what} when sp_seq_length_is_variable=false",
+                              f"use a multiple of {pieces}, e.g. {fixed - fixed % pieces or pieces}")
         if d.source == "synthetic" and any(x != fixed for x in lengths):
             raise ConfigError("data.lengths", lengths, f"rows must all be {fixed} tokens when "
                               "sp_seq_length_is_variable=false", "set parallelism.sp_seq_length_is_variable=true")
@@ -58,7 +61,7 @@ def check_corpus(d, *, parallelism, tokenizer_path, world: int, micro_batch_size
         raise ConfigError("data.path", d.path, f"gives {len(dataset)} rows of data.seq_length={d.seq_length}, fewer "
                           f"than one step needs ({need}: processes x micro_batch_size)",
                           "add data, lower data.seq_length or engine.micro_batch_size")
-    if not d.packing and not d.pad_to_seq_length and p.sp_size > 1 and not p.sp_seq_length_is_variable:
+    if not d.packing and not d.pad_to_seq_length and p.sp_size * p.cp_size > 1 and not p.sp_seq_length_is_variable:
         raise ConfigError("data.pad_to_seq_length", False, "unpacked rows vary in length, and "
                           "parallelism.sp_seq_length_is_variable=false needs them all of one length",
                           "set data.pad_to_seq_length=true, data.packing=true or "

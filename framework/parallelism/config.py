@@ -7,10 +7,12 @@ from framework.choice import Choice
 
 
 class MeshAxis(str, Enum):
-    """Mesh axis names, outermost first. SP is innermost so an SP group is consecutive ranks (one node first)."""
+    """Mesh axis names, outermost first. SP is innermost so an SP group is consecutive ranks (one node first): the
+    Ulysses all-to-all stays inside a node, and the ring (cp), next out, goes across nodes."""
 
     DP_REPLICATE = "dp_replicate"
     DP_SHARD = "dp_shard"
+    CP = "cp"
     SP = "sp"
 
 
@@ -25,6 +27,9 @@ class ParallelismConfig:
     """Sequence-parallel backend; only DeepSpeed's Ulysses (ALST) exists."""
     sp_size: int = 1
     """Ranks that share one sequence (Ulysses all-to-all over heads). 1 disables SP."""
+    cp_size: int = 1
+    """Ring-attention (context-parallel) degree, outside Ulysses: cp_size x sp_size ranks share one sequence, K/V
+    passed around the ring of cp_size. 1 disables the ring (as Accelerate's ParallelismConfig.cp_size)."""
     dp_shard_size: int = -1
     """Data-parallel ranks whose ZeRO state is sharded. -1: whatever the world leaves after the other axes."""
     dp_replicate_size: int = 1

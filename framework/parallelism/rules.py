@@ -11,19 +11,20 @@ from framework.runtime import device_type
 def check(p, *, world: int, device: str, count_gpus: bool = True):
     """The sizes: each at least 1, their product the number of processes, no more GPUs than this machine has
     (`count_gpus`; plan=true plans for other machines)."""
-    for key in ("sp_size", "dp_replicate_size"):
+    for key in ("sp_size", "cp_size", "dp_replicate_size"):
         if getattr(p, key) < 1:
             raise ConfigError(f"parallelism.{key}", getattr(p, key), "must be at least 1", f"set parallelism.{key}=1")
     if p.dp_shard_size == 0 or p.dp_shard_size < -1:
         raise ConfigError("parallelism.dp_shard_size", p.dp_shard_size, "must be at least 1, or -1 (fill the world)",
                           "set parallelism.dp_shard_size=-1")
-    _, shard, _ = resolve_sizes(p, world)
-    if shard < 1 or p.dp_replicate_size * shard * p.sp_size != world:
+    _, shard, _, _ = resolve_sizes(p, world)
+    if shard < 1 or p.dp_replicate_size * shard * p.cp_size * p.sp_size != world:
         raise ConfigError(
             "parallelism.sp_size", p.sp_size,
-            f"dp_replicate_size x dp_shard_size x sp_size = {p.dp_replicate_size} x {p.dp_shard_size} x {p.sp_size} "
-            f"must equal the number of processes ({world})",
-            f"choose sizes whose product is {world}, e.g. parallelism.sp_size={world} parallelism.dp_shard_size=1")
+            f"dp_replicate_size x dp_shard_size x cp_size x sp_size = {p.dp_replicate_size} x {p.dp_shard_size} x "
+            f"{p.cp_size} x {p.sp_size} must equal the number of processes ({world})",
+            f"choose sizes whose product is {world}, e.g. parallelism.sp_size={world} parallelism.cp_size=1 "
+            "parallelism.dp_shard_size=1")
     # with no GPU at all, the engine's rules say so (engine.device=cuda); here only "too few GPUs"
     if count_gpus and device_type(device) == "cuda" and torch.cuda.is_available() and "RANK" not in os.environ and \
             world > torch.cuda.device_count():
@@ -34,12 +35,15 @@ def check(p, *, world: int, device: str, count_gpus: bool = True):
 
 def check_heads(p, *, text_config):
     """Ulysses splits the attention heads over the SP ranks: sp_size must divide the query heads, and divide the KV
-    heads or be a multiple of them (DeepSpeed then replicates each KV head)."""
-    sp = p.sp_size
-    if text_config.num_attention_heads % sp:
-        raise ConfigError("parallelism.sp_size", sp,
-                          f"the model's {text_config.num_attention_heads} query heads must be divisible by sp_size",
-                          f"use an sp_size that divides {text_config.num_attention_heads}")
+    heads or be a multiple of them (DeepSpeed then replicates each KV head). Past the head count, the ring (cp_size)
+    spreads the sequence further."""
+    sp, heads = p.sp_size, text_config.num_attention_heads
+    if heads % sp:
+        fit = max(d for d in range(1, min(sp, heads) + 1) if heads % d == 0 and sp % d == 0)
+        raise ConfigError("parallelism.sp_size", sp, f"the model's {heads} query heads must be divisible by sp_size "
+                          "(Ulysses splits the heads)",
+                          f"use an sp_size that divides {heads}, and ring attention for the rest: "
+                          f"parallelism.sp_size={fit} parallelism.cp_size={sp // fit * p.cp_size}")
     kv = text_config.num_key_value_heads
     if kv % sp and sp % kv:
         raise ConfigError("parallelism.sp_size", sp,

@@ -74,3 +74,16 @@ def test_resume_latest_skips_a_checkpoint_cut_short_and_one_whose_folder_vanishe
     assert sorted(p.name for p in ckpts.iterdir() if p.is_dir()) == ["step_3", "step_4"]
     assert incomplete_reason(str(ckpts / "step_3")) is None and incomplete_reason(str(ckpts / "step_4")) is None
     assert not (run_dir / ".lock").exists()
+
+
+def test_resumed_ring_run_continues_exactly(tmp_path, tiny_llama_dir):
+    """Ring attention (cp_size=2, no Ulysses): the 2 ring ranks share each sequence and load batches in turns like SP
+    ranks; resumed at step 3 (inside such a round), steps 3-4 are the uninterrupted run's."""
+    ring = base(tiny_llama_dir) + ["parallelism.sp_size=1", "parallelism.cp_size=2"]
+    full = assert_ok(run_cli(ring, str(tmp_path / "full")), steps=4)
+    ckpt = os.path.join(full.run_dir, "checkpoints", "step_3")
+    resumed = assert_ok(run_cli(ring + [f"engine.resume={ckpt}", "engine.trust_resume=true"], str(tmp_path / "resumed")), steps=1)
+    assert resumed.metrics[0]["step"] == 4
+    assert resumed.metrics[0]["loss"] == pytest.approx(full.metrics[3]["loss"], rel=1e-6), (resumed.losses, full.losses)
+    assert resumed.metrics[0]["grad_norm"] == pytest.approx(full.metrics[3]["grad_norm"], rel=1e-5)
+    assert full.losses[3] != pytest.approx(full.losses[2], rel=1e-4)  # step 4 is not step 3 again

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from helpers import clean_env, run_cli
+from helpers import REPO, clean_env, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -49,3 +49,25 @@ def test_torchrun_followers_take_rank_0s_config(tmp_path):
     result = json.load(open(run_dir / "result.json"))
     assert result["status"] == "ok" and result["steps"] == 2, result
     assert "gpt_bigcode" in (run_dir / "config.yaml").read_text()
+
+
+def test_two_torchrun_agents_on_loopback_train_like_one_node(tmp_path, tiny_llama_dir):
+    """Multi-node, end to end: two torchrun agents (two "nodes" of one process each, c10d rendezvous on 127.0.0.1)
+    run the same command, the ring (cp_size=2) going across them; the losses are those of the same job on one node
+    under our own launcher."""
+    from framework.launch import free_port
+
+    overrides = [f"model.name_or_path={tiny_llama_dir}", "engine.max_steps=2", "data.seq_length=128",
+                 "parallelism.sp_size=1", "parallelism.cp_size=2"]
+    port = free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two_agents",
+           "-m", "framework", "+experiment=smoke_cpu", *overrides, f"hydra.run.dir={tmp_path / 'two_nodes'}"]
+    env = clean_env(PYTHONPATH=REPO)  # this checkout's framework, whichever one the environment installed
+    agents = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    outs = [a.communicate(timeout=240) for a in agents]
+    assert [a.returncode for a in agents] == [0, 0], "\n".join(o[1][-2000:] for o in outs)
+    metrics = [json.loads(x) for x in open(tmp_path / "two_nodes" / "metrics.jsonl")]
+    ours = run_cli(overrides, str(tmp_path / "one_node"))
+    assert len(metrics) == 2 and [m["loss"] for m in metrics] == [m["loss"] for m in ours.metrics]

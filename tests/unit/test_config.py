@@ -123,6 +123,9 @@ def test_environment_gives_defaults_and_the_command_line_wins(monkeypatch):
     assert cfg.parallelism.sp_size == 2 and validate(cfg).world == 2
     monkeypatch.delenv("PARALLELISM_CONFIG_SP_SIZE")
     assert compose([], experiment=None).parallelism.sp_size == 1
+    monkeypatch.setenv("PARALLELISM_CONFIG_CP_SIZE", "2")  # Accelerate's ring-attention degree
+    assert compose([], experiment=None).parallelism.cp_size == 2
+    assert compose(["parallelism.cp_size=1"], experiment=None).parallelism.cp_size == 1
 
 
 def test_raw_deepspeed_override_merges_into_the_generated_config():

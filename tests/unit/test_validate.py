@@ -63,6 +63,8 @@ def config_only_model(path):
 RULES = [
     ("sp_size_below_1", ["parallelism.sp_size=0"], None,
      "parallelism.sp_size", "must be at least 1", "parallelism.sp_size=1"),
+    ("cp_size_below_1", ["parallelism.cp_size=0"], None,
+     "parallelism.cp_size", "must be at least 1", "parallelism.cp_size=1"),
     ("dp_replicate_size_below_1", ["parallelism.dp_replicate_size=0"], None,
      "parallelism.dp_replicate_size", "must be at least 1", "parallelism.dp_replicate_size=1"),
     ("dp_shard_size_zero", ["parallelism.dp_shard_size=0"], None,
@@ -86,6 +88,23 @@ RULES = [
     ("kv_heads_and_sp_size_not_dividing", ["parallelism.sp_size=6", "model.arch.num_attention_heads=12",
                                           "model.arch.num_key_value_heads=4", "model.arch.hidden_size=96"], None,
      "parallelism.sp_size", "4 KV heads must be divisible by sp_size, or sp_size by them", "multiple of it"),
+    ("ring_with_eager", ["parallelism.sp_size=1", "parallelism.cp_size=2", "attention.implementation=eager"], None,
+     "attention.implementation", "runs sdpa's kernels", "use attention=sdpa"),
+    ("ring_with_packed_rows", ["parallelism.cp_size=2", "parallelism.sp_size=1", "data.packing=true"], None,
+     "data.packing", "document masking across the ring", "data.packing=false"),
+    ("ring_with_sliding_window_layers", ["parallelism.cp_size=2", "parallelism.sp_size=1", "model=tiny_qwen3",
+                                        "+model.arch.max_window_layers=1", "attention.document_masking=false",
+                                        "+model.arch.use_sliding_window=true", "+model.arch.sliding_window=64"], None,
+     "parallelism.cp_size", "full causal attention only", "parallelism.cp_size=1"),
+    ("ring_with_attention_dropout", ["parallelism.cp_size=2", "parallelism.sp_size=1",
+                                     "+model.arch.attention_dropout=0.1"], None,
+     "parallelism.cp_size", "ring attention has no dropout", "attention_dropout=0"),
+    ("ring_keeping_attention_outputs", ["parallelism.cp_size=2", "parallelism.sp_size=1",
+                                        "model.activation_checkpointing=true", "model.recompute_attention=false"], None,
+     "model.recompute_attention", "ring attention (parallelism.cp_size=2) does not implement", "drop the override"),
+    ("ring_keeping_attention_layers", ["parallelism.cp_size=2", "parallelism.sp_size=1",
+                                       "model.activation_checkpointing=true", "model.keep_attention_layers=1"], None,
+     "model.keep_attention_layers", "ring attention (parallelism.cp_size=2) does not implement", "drop the override"),
     ("eager_with_sp", ["attention.implementation=eager"], None,
      "attention.implementation", "eager needs a 4-D", "attention=sdpa"),
     ("attention_not_installed", ["attention=flash_attention_2"], lambda mp: mp.setattr(
@@ -214,10 +233,11 @@ def test_rejects(overrides, patch, key, rule, fix, monkeypatch):
 
 def test_every_rule_has_a_test():
     """A new `raise ConfigError(` in a group's rules (framework/<group>/rules.py) needs a row above. Counted by call
-    site: the loop over sp_size/dp_replicate_size, the one over the 5 engine counters, the one over the 4 engine keys
-    that may be 0, the one over the 4 optim ranges and the one over the 2 keys that keep attention's output add
-    1 + 4 + 3 + 3 + 2 rows beyond their sites, rows that do not split into SP shards name data.seq_length or
-    data.lengths (+1), model.keep_attention_layers' range has a row for
+    site: the loop over sp_size/cp_size/dp_replicate_size, the one over the 5 engine counters, the one over the 4
+    engine keys that may be 0, the one over the 4 optim ranges, and the two over the 2 keys that keep attention's
+    output (model's rules, and attention's for the ring) add 2 + 4 + 3 + 3 + 1 + 1 rows beyond their sites, rows that
+    do not split into SP shards name data.seq_length or data.lengths (+1), model.keep_attention_layers' range has a row
+    for
     each end (+1), the divisibility rule names data.seq_length or parallelism.sp_seq_length (+1). The rules that need
     the data itself (data.rules.check_corpus) and attention's rules for packed rows (attention.rules.check_packed) are
     tested in test_data_checks.py; the run directory against engine.resume (engine.rules.check_resume) in
@@ -238,7 +258,7 @@ def test_every_rule_has_a_test():
         for node in ast.parse(inspect.getsource(module)).body:
             if isinstance(node, ast.FunctionDef) and (module, node.name) not in elsewhere:
                 sites += ast.unparse(node).count("raise ConfigError(")
-    assert len(RULES) == sites + 16, (len(RULES), sites)
+    assert len(RULES) == sites + 18, (len(RULES), sites)
 
 
 CLOSED_CHOICES = [("parallelism.sp_backend", "megatron", "deepspeed"), ("model.dtype", "fp8", "auto, bf16, fp16, fp32"),
@@ -280,3 +300,18 @@ def test_valid_cross_field_combinations_pass(monkeypatch):
     assert validate(compose(["parallelism.sp_seq_length_is_variable=false", "data.seq_length=254"])).world == 2
     gpus(8)(monkeypatch)
     assert validate(compose(["engine.device=cuda", "parallelism.sp_size=4"])).world == 4
+
+
+def test_ring_sizes_multiply_into_the_world_and_cut_rows_into_2_cp_sp_pieces():
+    """cp x sp ranks share a sequence (past the 4 heads: sp 2 x cp 4 = 8 processes); a fixed length must split into
+    2 x cp x sp pieces (each ring rank holds 2 chunks); the head-count error names cp_size as the way further."""
+    assert validate(compose(["parallelism.cp_size=4"])).world == 8
+    assert validate(compose(["parallelism.cp_size=2", "parallelism.dp_shard_size=2"])).world == 8
+    fixed = ["parallelism.sp_seq_length_is_variable=false", "parallelism.cp_size=2"]
+    assert validate(compose(fixed + ["data.seq_length=248"])).world == 4
+    with pytest.raises(ConfigError) as info:
+        validate(compose(fixed + ["data.seq_length=252"]))  # divisible by sp x cp = 4, not by 8
+    assert "2 x cp_size x sp_size = 8" in info.value.rule and "e.g. 248" in info.value.fix
+    with pytest.raises(ConfigError) as info:
+        validate(compose(["parallelism.sp_size=8"]))  # 4 query heads
+    assert info.value.fix.endswith("parallelism.sp_size=4 parallelism.cp_size=2")
