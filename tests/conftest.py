@@ -1,7 +1,6 @@
 """Fixtures shared by the test suite: tiny models saved once per session, and a cache of CLI runs so that tests
 comparing against the same baseline do not launch it twice."""
 import os
-import sys
 
 import pytest
 
@@ -23,6 +22,18 @@ def tiny_llama_tied_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_qwen3_dir(tmp_path_factory):
     return helpers.save_tiny_model(str(tmp_path_factory.mktemp("tiny_qwen3")), "qwen3")
+
+
+@pytest.fixture(scope="session")
+def ref_one(tiny_llama_dir):
+    """Plain transformers' step-1 loss and gradients on row 0 (the reference of the SP and ring tests)."""
+    return helpers.reference_loss_and_grads(tiny_llama_dir, helpers.rows(0))
+
+
+@pytest.fixture(scope="session")
+def sp1(cli_runs, tiny_llama_dir):
+    """The 3-step run on one process that the SP and ring trajectories are compared with."""
+    return helpers.assert_ok(cli_runs.run(helpers.common_overrides(tiny_llama_dir) + ["parallelism.sp_size=1"]))
 
 
 class RunCache:

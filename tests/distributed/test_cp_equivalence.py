@@ -17,16 +17,6 @@ RTOL = 1e-5
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def ref_one(tiny_llama_dir):
-    return reference_loss_and_grads(tiny_llama_dir, rows(0))
-
-
-@pytest.fixture(scope="module")
-def sp1(cli_runs, tiny_llama_dir):
-    return ok(cli_runs.run(common(tiny_llama_dir) + ["parallelism.sp_size=1"]))
-
-
 def test_sp2_x_cp2_matches_plain_transformers_and_one_process(cli_runs, tiny_llama_dir, ref_one, sp1):
     """4 processes: Ulysses over 2 ranks inside a ring of 2; each rank holds 64 of the 256 tokens."""
     run = ok(cli_runs.run(common(tiny_llama_dir) + ["parallelism.sp_size=2", "parallelism.cp_size=2"]))

@@ -16,16 +16,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ref_one(tiny_llama_dir):
-    return reference_loss_and_grads(tiny_llama_dir, rows(0))
-
-
-@pytest.fixture(scope="module")
-def sp1(cli_runs, tiny_llama_dir):
-    return ok(cli_runs.run(common(tiny_llama_dir) + ["parallelism.sp_size=1"]))
-
-
-@pytest.fixture(scope="module")
 def sp2(cli_runs, tiny_llama_dir):
     return ok(cli_runs.run(common(tiny_llama_dir) + ["parallelism.sp_size=2"]))
 

@@ -168,7 +168,7 @@ def test_auto_picks_what_was_measured_fastest(row):
 def test_auto_picks_what_fits_before_what_is_fast():
     """The fastest setup (attention kept, nothing offloaded or tiled) does not fit 8B at 1M on 4 x 80 GB; auto takes
     the fastest one that does."""
-    from framework.plan.planner import best, candidates, with_keep, predict
+    from framework.plan.planner import best, candidates, predict
 
     cfg, text, hw, u = setup("llama8b_4gpu_1m", H100 + AUTO + ["hardware.host_ram_gib=503",
                                                               "hardware.gpus_per_node=4"], 4)

@@ -73,7 +73,7 @@ def test_plan_replays_the_recorded_gpu_run(row):
 
 
 if __name__ == "__main__":
-    print(f"| run | GPU peak GiB plan / measured | step s plan / measured | host GiB plan / measured | raw data |")
+    print("| run | GPU peak GiB plan / measured | step s plan / measured | host GiB plan / measured | raw data |")
     print("|---|---|---|---|---|")
     for row in ROWS:
         f = plan_row(row).figures
