@@ -93,6 +93,7 @@ def test_resumed_lora_run_continues_exactly(tiny_llama_dir, lora4, tmp_path):
     assert_trajectories_agree(full, lora4)
     ckpt = os.path.join(full.run_dir, "checkpoints", "step_2")
     resumed = assert_ok(run_cli(overrides(tiny_llama_dir, 4, *SP2, *LORA, "engine.save_every=1", "engine.export=false",
-                                          f"engine.resume={ckpt}"), str(tmp_path / "resumed")), steps=2)
+                                          f"engine.resume={ckpt}", "engine.trust_resume=true"),
+                                str(tmp_path / "resumed")), steps=2)
     for a, b in zip(resumed.metrics, full.metrics[2:], strict=True):
         assert (a["step"], a["loss"]) == (b["step"], pytest.approx(b["loss"], rel=1e-6))
