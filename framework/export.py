@@ -113,6 +113,19 @@ def adapter_entries(model, *, write: bool) -> List[Entry]:
             if "lora_" in n]
 
 
+def base_name(peft_name: str) -> Tuple[str, Optional[str]]:
+    """A peft model's parameter under the base model's own name, and the adapted module whose base weight it is (None
+    for every other parameter)."""
+    name = peft_name.removeprefix("base_model.model.").replace(".base_layer.", ".")
+    owner = peft_name.rsplit(".base_layer.", 1)[0] if peft_name.endswith(".base_layer.weight") else None
+    return name, owner
+
+
+def merge(w: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
+    """W + scale x B @ A (peft's merge), computed in fp32, stored in W's dtype."""
+    return (w.float() + scale * (b.float() @ a.float())).to(w.dtype)
+
+
 def merged_entries(model, *, write: bool) -> List[Entry]:
     """A peft model's base weights with each adapter merged in, W + scaling x B @ A (computed in fp32, stored in W's
     dtype), under the base model's own names: a plain HF model's weights."""
@@ -121,13 +134,11 @@ def merged_entries(model, *, write: bool) -> List[Entry]:
     for n, p in model.named_parameters():
         if "lora_" in n:
             continue
-        name = n.removeprefix("base_model.model.").replace(".base_layer.", ".")
-        owner = n.rsplit(".base_layer.", 1)[0] if ".base_layer." in n else None
-        if owner in lora and n.endswith(".base_layer.weight"):
+        name, owner = base_name(n)
+        if owner in lora:
             m = lora[owner]
             a, b, scale = m.lora_A[ADAPTER].weight, m.lora_B[ADAPTER].weight, m.scaling[ADAPTER]
-            merge = lambda w, a_, b_, s=scale: (w.float() + s * (b_.float() @ a_.float())).to(w.dtype)  # noqa: E731
-            out.append((name, _nbytes(p), _gather([p, a, b], write, merge)))
+            out.append((name, _nbytes(p), _gather([p, a, b], write, lambda w, a_, b_, s=scale: merge(w, a_, b_, s))))
         else:
             out.append((name, _nbytes(p), _gather([p], write)))
     base = model.get_base_model()
@@ -252,8 +263,8 @@ def export_checkpoint(checkpoint: str, out_dir: str, *, merged: Optional[bool] =
         state.pop("lm_head.weight", None)
         state.pop("base_model.model.lm_head.weight", None)
 
-    def get(key, cast=True):
-        return lambda: state[key].contiguous().to(dtype if cast else torch.float32)
+    def get(key):
+        return lambda: state[key].contiguous().to(dtype)
 
     tmp = f"{out_dir.rstrip('/')}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -272,15 +283,11 @@ def export_checkpoint(checkpoint: str, out_dir: str, *, merged: Optional[bool] =
         for k in state:
             if "lora_" in k:
                 continue
-            name = k.removeprefix("base_model.model.").replace(".base_layer.", ".")
-            owner = k.rsplit(".base_layer.", 1)[0] if ".base_layer." in k else None
-            if is_lora and owner and k.endswith(".base_layer.weight"):
+            name, owner = base_name(k)
+            if is_lora and owner:
                 scale = float(lora.get("alpha")) / int(lora.get("r"))
                 a, b = f"{owner}.lora_A.{ADAPTER}.weight", f"{owner}.lora_B.{ADAPTER}.weight"
-                entries.append((name, nbytes[k], lambda k=k, a=a, b=b, s=scale: (
-                    state[k].contiguous().to(dtype).float() + s * (state[b].contiguous().to(dtype).float()
-                                                                   @ state[a].contiguous().to(dtype).float())
-                ).to(dtype)))
+                entries.append((name, nbytes[k], lambda k=k, a=a, b=b, s=scale: merge(get(k)(), get(a)(), get(b)(), s)))
             else:
                 entries.append((name, nbytes[k], get(k)))
         write_weights(tmp, entries, write=True)

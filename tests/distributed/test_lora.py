@@ -97,3 +97,13 @@ def test_resumed_lora_run_continues_exactly(tiny_llama_dir, lora4, tmp_path):
                                 str(tmp_path / "resumed")), steps=2)
     for a, b in zip(resumed.metrics, full.metrics[2:], strict=True):
         assert (a["step"], a["loss"]) == (b["step"], pytest.approx(b["loss"], rel=1e-6))
+
+
+def test_merged_export_at_the_end_of_a_run_equals_the_commands(cli_runs, tiny_llama_dir, tmp_path):
+    """engine.export_merged=true: the run's own merged export (gathered in the workers) and the export command's
+    (from the fp32 checkpoint) hold the same tensors."""
+    run = assert_ok(cli_runs.run(overrides(tiny_llama_dir, 3, *SP2, *LORA, "engine.save_every=3",
+                                           "engine.export_merged=true")))
+    ckpt = os.path.join(run.run_dir, "checkpoints", "step_3")
+    same_tensors(os.path.join(run.run_dir, "model"), export_command(ckpt, str(tmp_path / "merged"), "--merged"),
+                 "model.safetensors")
