@@ -6,7 +6,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from framework.config import register
+from framework.config import moved_key, register
 from framework.errors import ConfigError
 from framework.runtime import VALIDATED_ENV, since_start
 
@@ -97,6 +97,12 @@ def main():
     from framework.runtime import mark_start
 
     mark_start()  # start-up phases are timed from here (result.json's `startup`)
+    moved = moved_key(sys.argv[1:])
+    if moved:
+        print(f"config error: {moved[0]}: this key moved to {moved[1]} (the step loop, checkpoints and evaluation "
+              f"have groups of their own: train, checkpoint, eval); fix: write {moved[1]}=... instead",
+              file=sys.stderr, flush=True)
+        sys.exit(2)
     adopt_slurm_env()
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -119,7 +125,7 @@ def main():
 
 def follower_main():
     """A rank > 0 started by torchrun/SLURM: join the job; rank 0 sends it the run directory and the config it
-    validated. The rank composes the command's config only for what joining needs (engine.device: the backend;
+    validated. The rank composes the command's config only for what joining needs (train.device: the backend;
     engine.timeout_minutes: how long it waits for rank 0 to validate and tokenize)."""
     from hydra import compose, initialize_config_dir
 
@@ -131,5 +137,5 @@ def follower_main():
             cfg = compose(config_name="config", overrides=overrides, return_hydra_config=False)
         container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     except Exception:  # noqa: BLE001  (--config-dir / -cn configs only rank 0 reads: rank 0 reports any error)
-        container = {"engine": {"device": "auto", "timeout_minutes": 30}}
+        container = {"train": {"device": "auto"}, "engine": {"timeout_minutes": 30}}
     worker(container, run_dir=None)

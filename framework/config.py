@@ -5,6 +5,7 @@ Registered in Hydra's ConfigStore as `schema`; conf/config.yaml lists it first i
 experiment and override is merged onto typed fields: a typo or a wrong type fails at compose time with the full key.
 """
 from dataclasses import dataclass, field
+from typing import Optional
 
 import os
 
@@ -12,14 +13,17 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from framework.attention.config import AttentionConfig
+from framework.checkpoint.config import CheckpointConfig
 from framework.data.config import DataConfig
 from framework.engine.config import EngineConfig
+from framework.eval.config import EvalConfig
 from framework.loss.config import LossConfig
 from framework.model.config import ModelConfig
 from framework.optim.config import OptimConfig
 from framework.parallelism.config import ParallelismConfig
 from framework.plan.config import HardwareConfig
 from framework.tracker.config import TrackerConfig
+from framework.train.config import TrainConfig
 
 
 @dataclass
@@ -29,6 +33,9 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -36,6 +43,28 @@ class Config:
     """Predict GPU memory, host RAM, step time and the longest sequence that fits (plan.json), and start nothing."""
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     """What the plan predicts for (0: this machine's); framework/plan/config.py."""
+
+
+MOVED = {f"engine.{old}": new for old, new in {
+    "max_steps": "train.max_steps", "seed": "train.seed", "micro_batch_size": "train.micro_batch_size",
+    "gradient_accumulation_steps": "train.gradient_accumulation_steps", "device": "train.device",
+    "on_nonfinite": "train.on_nonfinite", "dump_grads": "train.dump_grads", "save_every": "checkpoint.every",
+    "keep_last": "checkpoint.keep_last", "resume": "checkpoint.resume",
+    "resume_allow_changes": "checkpoint.resume_allow_changes", "trust_resume": "checkpoint.trust_resume",
+    "save_on_interrupt": "checkpoint.save_on_interrupt", "export": "checkpoint.export",
+    "export_merged": "checkpoint.export_merged", "eval_every": "eval.every", "eval_steps": "eval.steps",
+    "peak_tflops_per_gpu": "hardware.peak_tflops"}.items()}
+"""Keys that moved out of `engine` (2026-12-03: the step loop, checkpoints and evaluation got groups of their own);
+the command line names the new key when an old one is given."""
+
+
+def moved_key(argv) -> Optional[tuple]:
+    """(old, new) for the first command-line override that names a moved key, else None."""
+    for arg in argv:
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if key in MOVED:
+            return key, MOVED[key]
+    return None
 
 
 REQUIRED = "must be given: this config has no default for it"

@@ -1,9 +1,9 @@
 """The trained model out: a Hugging Face directory (config.json, safetensors weights sharded past 5 GB with an index,
 generation_config.json, the tokenizer), or with LoRA the peft adapter (adapter_config.json,
-adapter_model.safetensors), or the base model with the adapter merged into it (engine.export_merged).
+adapter_model.safetensors), or the base model with the adapter merged into it (checkpoint.export_merged).
 
 Two ways in, one writer:
-- At the end of a successful run (engine.export, default true) every rank calls `export_run`: under ZeRO-3 each
+- At the end of a successful run (checkpoint.export, default true) every rank calls `export_run`: under ZeRO-3 each
   parameter is gathered on its own (a collective), rank 0 copies it to the CPU and writes a shard once it holds 5 GB,
   so no rank ever holds the whole model.
 - From a saved checkpoint, without GPUs: `python -m framework.export <run dir>/checkpoints/step_N <out dir>` reads
@@ -225,7 +225,7 @@ def export_run(model, *, run_dir: str, lora: bool, merged: bool, tokenizer_path:
 # --------------------------------------------------------------------------------------- from a saved checkpoint
 def checkpoint_parts(checkpoint: str) -> Tuple[str, str, str]:
     """(run dir, checkpoints dir, tag) for <run>/checkpoints/step_N, or <run>/checkpoints (its newest complete one:
-    framework.checkpoint's manifest rule, as engine.resume=latest takes it)."""
+    framework.checkpoint's manifest rule, as checkpoint.resume=latest takes it)."""
     from framework.checkpoint import is_checkpoints_root, newest_complete
 
     path = os.path.abspath(checkpoint.rstrip("/"))
@@ -254,7 +254,7 @@ def export_checkpoint(checkpoint: str, out_dir: str, *, merged: Optional[bool] =
     cfg = OmegaConf.load(os.path.join(run_dir, "config.yaml"))
     lora = cfg.model.get("lora") or {}
     is_lora = int(lora.get("r", 0) or 0) > 0
-    merged = bool(cfg.engine.get("export_merged", False)) if merged is None else merged
+    merged = bool(cfg.checkpoint.get("export_merged", False)) if merged is None else merged
     dtype = checkpoint_dtype(os.path.join(ckpt_dir, tag))
     state = get_fp32_state_dict_from_zero_checkpoint(ckpt_dir, tag=tag, lazy_mode=True)
     state = {k.removeprefix("model."): v for k, v in state.items()}  # the module DeepSpeed ran: model + loss
@@ -323,7 +323,7 @@ def main(argv: Optional[List[str]] = None):
     parser.add_argument("checkpoint", help="<run dir>/checkpoints/step_N, or <run dir>/checkpoints for the newest")
     parser.add_argument("out_dir", help="the directory to write (replaced once the new one is complete)")
     parser.add_argument("--merged", action="store_true", default=None,
-                        help="with LoRA: the base model with the adapter merged in (default: engine.export_merged)")
+                        help="with LoRA: the base model with the adapter merged in (default: checkpoint.export_merged)")
     args = parser.parse_args(argv)
     from framework.checkpoint import incomplete_reason
 

@@ -6,14 +6,15 @@ config as `cfg` and the runtime objects built before it.
 """
 import os
 import random
+from dataclasses import dataclass
 from typing import Any, Dict
 
 import torch
 import torch.distributed as dist
-from hydra.utils import get_method
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from framework.checkpoint import load_checkpoint, run_settings
+from framework.checkpoint import run_settings
 from framework.data import held_out_data
 from framework.data.adapter import SPBatches
 from framework.engine import CausalLMWithLoss, deepspeed_config
@@ -24,7 +25,6 @@ from framework.parallelism import MeshAxis, dp_rank_and_size, sequence_group
 from framework.plan.memory import keep_layers
 from framework.runtime import VALIDATED_ENV, since_start
 from framework.runtime import device_type as resolve_device
-from framework.trainer import Trainer
 from framework.tracker.flops import flops_of_positions
 
 
@@ -55,16 +55,28 @@ def first_step(trainer, startup: dict):
         print("startup: " + ", ".join(f"{names[k]} {v:.1f} s" for k, v in startup.items()), flush=True)
 
 
-def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
-    """Everything a rank does after the process group exists. Returns the last step's metrics."""
+@dataclass
+class Parts:
+    """What `build` made on this rank, in the order `run` uses it."""
+
+    trainer: Any
+    tracker: Any
+    model: Any
+    startup: Dict[str, float]
+    tokenizer_path: Any
+
+
+def build(cfg: DictConfig, run_dir: str) -> Parts:
+    """Every group built on this rank, in dependency order (all ranks must call this: the mesh, ZeRO-3's partitioned
+    model and DeepSpeed's engine are collective)."""
     startup = {"validated_s": float(os.environ.get(VALIDATED_ENV, "nan")), "worker_s": since_start()}
-    device_type = resolve_device(cfg.engine.device)
+    device_type = resolve_device(cfg.train.device)
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device(device_type, int(os.environ.get("LOCAL_RANK", 0))) if device_type == "cuda" else \
         torch.device("cpu")
     if device_type == "cuda":
         torch.cuda.set_device(device)
-    seed_everything(cfg.engine.seed)
+    seed_everything(cfg.train.seed)
 
     # 1. mesh
     mesh = call(cfg.parallelism, device_type=device_type)
@@ -77,7 +89,9 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     # 2. model; under ZeRO-3 transformers partitions the weights as it creates or loads them (zero.Init), so no
     # rank ever holds the whole model, and initializes random weights gathered one module at a time
     dtype = resolve_dtype(cfg.model.dtype, device_type)
-    ds_cfg = deepspeed_config(cfg.engine, grad_clip=cfg.optim.grad_clip, dtype=dtype)
+    ds_cfg = deepspeed_config(cfg.engine, grad_clip=cfg.optim.grad_clip, dtype=dtype,
+                              micro_batch_size=cfg.train.micro_batch_size,
+                              gradient_accumulation_steps=cfg.train.gradient_accumulation_steps)
     if cfg.engine.zero_stage == 3:
         announce_zero3(ds_cfg)
     attn = cfg.attention.implementation
@@ -92,7 +106,7 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
 
     # 3. SP attention (DeepSpeed's Ulysses, registered with transformers); its groups are the mesh's
     seq_len = cfg.parallelism.sp_seq_length or cfg.data.seq_length
-    mpu = call(cfg.attention, model, mesh=mesh, micro_batch_size=cfg.engine.micro_batch_size,
+    mpu = call(cfg.attention, model, mesh=mesh, micro_batch_size=cfg.train.micro_batch_size,
                seq_length_is_variable=cfg.parallelism.sp_seq_length_is_variable, seq_length=seq_len)
 
     # 5. loss, and the module DeepSpeed runs (model + loss)
@@ -100,54 +114,71 @@ def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     module = CausalLMWithLoss(model, loss)
 
     # 6. engine (DeepSpeed), resumed from a checkpoint if asked
-    ds_engine = call(cfg.engine, module, optim=cfg.optim, ds_cfg=ds_cfg, mpu=mpu, device_type=device_type)
-    start_step = load_checkpoint(ds_engine, cfg.engine.resume, run_dir)
+    tok_path = cfg.data.tokenizer or cfg.model.name_or_path
+    settings = run_settings(parallelism=cfg.parallelism, data=cfg.data, train=cfg.train, optim=cfg.optim,
+                            tokenizer=tok_path, world=world)
+    checkpointer = instantiate(cfg.checkpoint, run_dir=run_dir, settings=settings)
+    ds_engine = call(cfg.engine, module, optim=cfg.optim, ds_cfg=ds_cfg, mpu=mpu, device_type=device_type,
+                     max_steps=cfg.train.max_steps)
+    start_step = checkpointer.load(ds_engine)  # every rank
     startup["engine_s"] = since_start()
 
     # 4. data: per-rank loader (who reads what: StepSampler) + the SP adapter
-    micro_done = start_step * cfg.engine.gradient_accumulation_steps
-    tok_path = cfg.data.tokenizer or cfg.model.name_or_path
+    micro_done = start_step * cfg.train.gradient_accumulation_steps
     text_config = model.config.get_text_config()
     vocab = text_config.vocab_size
 
     def loader(data_cfg, seed: int, start_step: int):
         return call(data_cfg, vocab_size=vocab, tokenizer_path=tok_path, dp_rank=dp_rank, dp_size=dp_size,
-                    sp_rank=sp_rank, sp_size=sp_size, micro_batch_size=cfg.engine.micro_batch_size, seed=seed,
+                    sp_rank=sp_rank, sp_size=sp_size, micro_batch_size=cfg.train.micro_batch_size, seed=seed,
                     start_step=start_step, multiple_of=sp_size * (2 if cp_size > 1 else 1))
 
-    batches = SPBatches(loader(cfg.data, cfg.engine.seed, micro_done), sp_group=sp_group, sp_rank=sp_rank,
+    batches = SPBatches(loader(cfg.data, cfg.train.seed, micro_done), sp_group=sp_group, sp_rank=sp_rank,
                         sp_size=sp_size, device=device, skip=micro_done % sp_size, cp_size=cp_size)
     eval_batches = None
-    if cfg.engine.eval_every:
+    if cfg.eval.every:
         held_out = held_out_data(cfg.data)
 
         def eval_batches():  # synthetic rows are a function of (seed, index): seed + 1 gives rows never trained on
-            return SPBatches(loader(held_out, cfg.engine.seed + 1, 0), sp_group=sp_group, sp_rank=sp_rank,
+            return SPBatches(loader(held_out, cfg.train.seed + 1, 0), sp_group=sp_group, sp_rank=sp_rank,
                              sp_size=sp_size, device=device, cp_size=cp_size)
 
+    evaluator = instantiate(cfg.eval, batches=eval_batches)
     tracker = None
     if rank == 0:
         tracker = call(cfg.tracker, run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True))
     model_config = model.config
 
     # 7. the step loop
-    trainer = Trainer(ds_engine=ds_engine, batches=batches, cfg=cfg.engine, run_dir=run_dir, tracker=tracker,
-                      flops_of_positions=lambda pos: flops_of_positions(model_config, pos), world_size=world,
-                      sp_size=sp_size, start_step=start_step, offload_activations=cfg.model.offload_activations,
-                      offload_keep_layers=keep_layers(cfg, world, text_config), eval_batches=eval_batches,
-                      run_settings=run_settings(parallelism=cfg.parallelism, data=cfg.data, engine=cfg.engine,
-                                                optim=cfg.optim, tokenizer=tok_path, world=world),
-                      on_step=lambda t: first_step(t, startup))
+    trainer = instantiate(cfg.train, ds_engine=ds_engine, batches=batches, checkpointer=checkpointer,
+                          evaluator=evaluator, peak_tflops=cfg.hardware.peak_tflops, run_dir=run_dir,
+                          tracker=tracker, flops_of_positions=lambda pos: flops_of_positions(model_config, pos),
+                          world_size=world, sp_size=sp_size, start_step=start_step,
+                          offload_activations=cfg.model.offload_activations,
+                          offload_keep_layers=keep_layers(cfg, world, text_config),
+                          on_step=lambda t: first_step(t, startup))
+    return Parts(trainer=trainer, tracker=tracker, model=model, startup=startup, tokenizer_path=tok_path)
+
+
+def run(parts: Parts, cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
+    """The step loop, the tracker's last record, then the export. Returns the last step's metrics."""
+    trainer, tracker = parts.trainer, parts.tracker
     try:
         last = trainer.run()
     finally:
         if tracker is not None:
             tracker.finish({"peak_mem_gib": trainer.peak_mem_gib, **trainer.last})
     last["peak_mem_gib"] = max(trainer.peak_mem_gib, last.get("peak_mem_gib", 0.0))
-    last["startup"] = startup
+    last["startup"] = parts.startup
 
-    # 8. the trained model out (every rank: ZeRO-3 gathers one parameter at a time; rank 0 writes)
-    if cfg.engine.export:
-        export_run(model, run_dir=run_dir, lora=cfg.model.lora.r > 0, merged=cfg.engine.export_merged,
-                   tokenizer_path=tok_path, base_name_or_path=cfg.model.name_or_path)
+    # the trained model out (every rank: ZeRO-3 gathers one parameter at a time; rank 0 writes)
+    ckpt = trainer.checkpointer
+    if ckpt.export:
+        export_run(parts.model, run_dir=run_dir, lora=cfg.model.lora.r > 0, merged=ckpt.export_merged,
+                   tokenizer_path=parts.tokenizer_path, base_name_or_path=cfg.model.name_or_path)
     return last
+
+
+def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
+    """Everything a rank does after the process group exists. Returns the last step's metrics."""
+    return run(build(cfg, run_dir), cfg, run_dir)

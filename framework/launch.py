@@ -87,7 +87,7 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
     rank = int(os.environ.get("RANK", 0))
     external = os.environ.get("FRAMEWORK_OWN_LAUNCH") != "1"
     try:
-        init_distributed(device_type(cfg.engine.device), cfg.engine.timeout_minutes)
+        init_distributed(device_type(cfg.train.device), cfg.engine.timeout_minutes)
         if external:  # ranks > 0 take rank 0's run directory and its validated, resolved config
             box = [run_dir, cfg_container]
             dist.broadcast_object_list(box, src=0)  # every rank

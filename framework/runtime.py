@@ -6,7 +6,7 @@ import torch
 
 
 def device_type(device: str = "auto") -> str:
-    """`engine.device` resolved: auto is cuda when a GPU is visible, else cpu."""
+    """`train.device` resolved: auto is cuda when a GPU is visible, else cpu."""
     device = str(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -8,14 +8,17 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from framework.attention import rules as attention_rules
+from framework.checkpoint import rules as checkpoint_rules
 from framework.checkpoint import run_settings
 from framework.data import rules as data_rules
 from framework.engine import rules as engine_rules
+from framework.eval import rules as eval_rules
 from framework.errors import ConfigError
 from framework.model import rules as model_rules
 from framework.optim import rules as optim_rules
 from framework.parallelism import rules as parallelism_rules
 from framework.plan import rules as plan_rules
+from framework.train import rules as train_rules
 from framework.runtime import device_type, world_size
 
 
@@ -28,9 +31,9 @@ class Validated:
     plan: Any = None
     """framework.plan.planner.Plan of the job (None on CPU processes with nothing offloaded)."""
     resume_step: int = 0
-    """The step of the checkpoint engine.resume names (0: a fresh run)."""
+    """The step of the checkpoint checkpoint.resume names (0: a fresh run)."""
     resume_skipped: tuple = ()
-    """'step_N: why' for each newer checkpoint engine.resume=latest skipped."""
+    """'step_N: why' for each newer checkpoint checkpoint.resume=latest skipped."""
 
     @property
     def text_config(self):
@@ -39,7 +42,7 @@ class Validated:
 
 def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     """Check every rule, in order; the first one broken raises ConfigError. With `run_dir`, also the run directory
-    against engine.resume and the checkpoint it names."""
+    against checkpoint.resume and the checkpoint it names."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -54,8 +57,9 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
         raise ConfigError(key, getattr(exc, "value", None), " ".join(str(exc).split("\n")[0].split()),
                           "fix the value (or the PARALLELISM_CONFIG_* environment variable it comes from)") from None
     p, m, a, d, e = cfg.parallelism, cfg.model, cfg.attention, cfg.data, cfg.engine
+    t, c = cfg.train, cfg.checkpoint
     planning = bool(cfg.get("plan", False))
-    device = "cuda" if planning else e.device  # plan=true predicts for GPUs from any machine; it starts nothing
+    device = "cuda" if planning else t.device  # plan=true predicts for GPUs from any machine; it starts nothing
     world = world_size(p, device)
     parallelism_rules.check(p, world=world, device=device, count_gpus=not planning)
     config = model_rules.model_config(m, device=device)
@@ -66,19 +70,22 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     model_rules.check_features(m, config=config, device=device, attention=str(a.implementation),
                                environment=not planning)
     model_rules.check_lora(m.lora, config=config, super_offload=e.super_offload)
-    data_rules.check(d, parallelism=p, eval_every=e.eval_every)
+    data_rules.check(d, parallelism=p, eval_every=cfg.eval.every)
     attention_rules.check_packed(a, text_config=text, device=device, packing=d.packing,
-                                 micro_batch_size=e.micro_batch_size)
+                                 micro_batch_size=t.micro_batch_size)
     attention_rules.check_ring(a, parallelism=p, text_config=text, packing=d.packing, model=m)
     data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
-                            micro_batch_size=e.micro_batch_size, seed=e.seed, eval_every=e.eval_every)
+                            micro_batch_size=t.micro_batch_size, seed=t.seed, eval_every=cfg.eval.every)
     engine_rules.check(e, grad_clip=cfg.optim.grad_clip, device=device)
+    train_rules.check(t, device=device)
+    checkpoint_rules.check(c)
+    eval_rules.check(cfg.eval)
     optim_rules.check(cfg.optim)
     resume_step, skipped = 0, []
     if run_dir is not None and not planning:
-        settings = run_settings(parallelism=p, data=d, engine=e, optim=cfg.optim, tokenizer=d.tokenizer or
+        settings = run_settings(parallelism=p, data=d, train=t, optim=cfg.optim, tokenizer=d.tokenizer or
                                 m.name_or_path, world=world)
-        resume_step, skipped = engine_rules.check_resume(e, run_dir=run_dir, settings=settings)
+        resume_step, skipped = checkpoint_rules.check_resume(c, run_dir=run_dir, settings=settings)
     plan = plan_rules.check(cfg, text_config=text, world=world, on_gpu=device_type(device) == "cuda",
                             planning=planning)
     return Validated(world=world, model_config=config, plan=plan, resume_step=resume_step,

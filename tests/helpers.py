@@ -86,7 +86,7 @@ def run_cli(overrides: List[str], run_dir: str, *, env: Optional[Dict[str, str]]
 
 
 def synthetic_row(index: int, *, seq_length: int, vocab_size: int, seed: int) -> torch.Tensor:
-    """Row `index` of data=synthetic (framework.data.SyntheticRows: a pure function of (engine.seed, index))."""
+    """Row `index` of data=synthetic (framework.data.SyntheticRows: a pure function of (train.seed, index))."""
     from framework.data import SyntheticRows
 
     return SyntheticRows(num_samples=index + 1, lengths=[seq_length], vocab_size=vocab_size, seed=seed)[index][
@@ -126,8 +126,8 @@ SEQ, VOCAB, SEED = 256, 384, 42
 
 
 def common_overrides(model_dir: str) -> List[str]:
-    return [f"model.name_or_path={model_dir}", "engine.max_steps=3", f"data.seq_length={SEQ}", "data.shuffle=false",
-            "engine.dump_grads=true"]
+    return [f"model.name_or_path={model_dir}", "train.max_steps=3", f"data.seq_length={SEQ}", "data.shuffle=false",
+            "train.dump_grads=true"]
 
 
 def rows(*indices: int) -> torch.Tensor:

@@ -7,10 +7,10 @@ out=outputs/h200x2_1m
 python -m framework +experiment=llama8b_2gpu_long data.seq_length=1048576 model.offload_keep_layers=auto plan=true \
     hydra.run.dir=$out/plan_full
 python -m framework +experiment=llama8b_2gpu_long data.seq_length=1048576 model.offload_keep_layers=auto \
-    model.lora.r=16 engine.offload_optimizer=false engine.super_offload=false engine.max_steps=1 hydra.run.dir=$out/lora_1m
+    model.lora.r=16 engine.offload_optimizer=false engine.super_offload=false train.max_steps=1 hydra.run.dir=$out/lora_1m
 python -m framework +experiment=llama8b_2gpu_long data.seq_length=917504 model.offload_keep_layers=auto \
-    engine.max_steps=1 hydra.run.dir=$out/full_896k
-python -m framework +experiment=llama8b_2gpu_64k engine.max_steps=3 hydra.run.dir=$out/64k
-python -m framework +experiment=llama8b_2gpu_long engine.max_steps=3 hydra.run.dir=$out/256k
+    train.max_steps=1 hydra.run.dir=$out/full_896k
+python -m framework +experiment=llama8b_2gpu_64k train.max_steps=3 hydra.run.dir=$out/64k
+python -m framework +experiment=llama8b_2gpu_long train.max_steps=3 hydra.run.dir=$out/256k
 torchrun --nproc_per_node 2 experiments/alst_2gpu/peer_recipe.py --arch 8b --seqlens 65536 --zero 3 --offload --liger --steps 2
 torchrun --nproc_per_node 2 experiments/alst_2gpu/peer_recipe.py --arch 8b --seqlens 262144 --zero 3 --offload --liger --steps 2

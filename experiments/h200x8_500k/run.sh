@@ -5,8 +5,8 @@ set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 out=outputs/h200x8_500k
 python -m framework +experiment=llama8b_500k parallelism.sp_size=8 plan=true hydra.run.dir=$out/plan
-python -m framework +experiment=llama8b_500k parallelism.sp_size=8 engine.max_steps=3 hydra.run.dir=$out/sp8
-python -m framework +experiment=llama8b_500k parallelism.sp_size=4 parallelism.cp_size=2 engine.max_steps=3 \
+python -m framework +experiment=llama8b_500k parallelism.sp_size=8 train.max_steps=3 hydra.run.dir=$out/sp8
+python -m framework +experiment=llama8b_500k parallelism.sp_size=4 parallelism.cp_size=2 train.max_steps=3 \
     hydra.run.dir=$out/sp4_cp2
 python -m framework -m +experiment=llama8b_500k parallelism.sp_size=8 hydra/sweeper=max_seqlen hydra.sweep.dir=$out/search
 # the peer (Accelerate's sequence-parallel recipe, --liger), same machine, same shape

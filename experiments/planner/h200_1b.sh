@@ -7,9 +7,9 @@ set -u
 OUT=${OUT_DIR:-outputs/planner}
 run() {  # name, overrides...
     local name=$1; shift
-    python -m framework +experiment=llama1b_1gpu model.liger=true engine.max_steps=2 "$@" plan=true \
+    python -m framework +experiment=llama1b_1gpu model.liger=true train.max_steps=2 "$@" plan=true \
         hydra.run.dir=$OUT/$name/plan
-    python -m framework +experiment=llama1b_1gpu model.liger=true engine.max_steps=2 "$@" hydra.run.dir=$OUT/$name/run
+    python -m framework +experiment=llama1b_1gpu model.liger=true train.max_steps=2 "$@" hydra.run.dir=$OUT/$name/run
 }
 for n in 65536 131072 262144; do
     run ${n}_recompute data.seq_length=$n model.recompute_attention=true

@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 sweep=outputs/sweep_plot
 rm -rf "$sweep"
-python -m framework -m +experiment=llama1b_1gpu model.liger=true data.seq_length=32768,65536,131072,262144 engine.max_steps=2 \
+python -m framework -m +experiment=llama1b_1gpu model.liger=true data.seq_length=32768,65536,131072,262144 train.max_steps=2 \
     tracker=wandb hydra.sweep.dir="$sweep"
 status=$?
 card=$(python -c "import torch; print(torch.cuda.get_device_name().split()[-1].lower())")

@@ -39,10 +39,10 @@ def check_packed(a, *, text_config, device: str, packing: bool, micro_batch_size
         raise ConfigError("attention.implementation", impl, f"FlexAttention has no backward pass on CPU (torch "
                           f"{torch.__version__}), so it cannot train here", "use attention=sdpa on CPU")
     if impl.startswith("flash") and packing and micro_batch_size > 1:
-        raise ConfigError("engine.micro_batch_size", micro_batch_size,
+        raise ConfigError("train.micro_batch_size", micro_batch_size,
                           f"{impl} keeps packed documents apart only for one row per micro batch (transformers "
                           "runs flash varlen from position_ids only when the batch size is 1)",
-                          "set engine.micro_batch_size=1 (raise data.seq_length or gradient_accumulation_steps), "
+                          "set train.micro_batch_size=1 (raise data.seq_length or gradient_accumulation_steps), "
                           "or use attention=sdpa / flex_attention")
     if a.get("document_masking", True) and impl in DOCUMENT_MASKED:
         layer_types = getattr(text_config, "layer_types", None) or []

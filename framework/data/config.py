@@ -26,7 +26,7 @@ class DataConfig:
     packing: bool = False
     """Concatenate documents into rows of seq_length; position_ids restart at each document."""
     shuffle: bool = True
-    """Seeded shuffle of the row order (engine.seed), reshuffled each epoch."""
+    """Seeded shuffle of the row order (train.seed), reshuffled each epoch."""
     text_field: str = "text"
     """Field holding raw text (rows with input_ids are used as they are)."""
     tokenizer: Optional[str] = None
@@ -52,4 +52,4 @@ class DataConfig:
     shuffle_buffer: int = 10000
     """streaming + shuffle: documents in the seeded shuffle buffer."""
     eval_path: Optional[str] = None
-    """Held-out rows for engine.eval_every (data=hf): read like `path`. Synthetic data draws unseen rows instead."""
+    """Held-out rows for eval.every (data=hf): read like `path`. Synthetic data draws unseen rows instead."""

@@ -13,7 +13,7 @@ from framework.data.sampler import StepSampler
 
 
 def held_out_data(data_cfg):
-    """The data config of the held-out rows (engine.eval_every): data.eval_path read like data.path, in a fixed
+    """The data config of the held-out rows (eval.every): data.eval_path read like data.path, in a fixed
     order."""
     held_out = data_cfg.copy()
     held_out.path, held_out.shuffle = data_cfg.eval_path, False

@@ -32,8 +32,8 @@ def check(d, *, parallelism, eval_every: int):
         raise ConfigError(key, odd[0], f"rows of {odd[0]} tokens do not split into sp_size={p.sp_size} sequence "
                           "shards", f"use a multiple of {p.sp_size}, e.g. {odd[0] - odd[0] % p.sp_size or p.sp_size}")
     if eval_every > 0 and d.source == "hf" and not d.eval_path:
-        raise ConfigError("data.eval_path", d.eval_path, "engine.eval_every > 0 needs held-out rows for data=hf",
-                          "set data.eval_path=/path/to/heldout.jsonl, or engine.eval_every=0")
+        raise ConfigError("data.eval_path", d.eval_path, "eval.every > 0 needs held-out rows for data=hf",
+                          "set data.eval_path=/path/to/heldout.jsonl, or eval.every=0")
     if d.source == "hf" and not d.path:
         raise ConfigError("data.path", d.path, "data=hf needs a file, glob, directory or hub id",
                           "set data.path=/path/to/corpus.jsonl")
@@ -60,7 +60,7 @@ def check_corpus(d, *, parallelism, tokenizer_path, world: int, micro_batch_size
     if len(dataset) < need:
         raise ConfigError("data.path", d.path, f"gives {len(dataset)} rows of data.seq_length={d.seq_length}, fewer "
                           f"than one step needs ({need}: processes x micro_batch_size)",
-                          "add data, lower data.seq_length or engine.micro_batch_size")
+                          "add data, lower data.seq_length or train.micro_batch_size")
     if not d.packing and not d.pad_to_seq_length and p.sp_size * p.cp_size > 1 and not p.sp_seq_length_is_variable:
         raise ConfigError("data.pad_to_seq_length", False, "unpacked rows vary in length, and "
                           "parallelism.sp_seq_length_is_variable=false needs them all of one length",

@@ -6,7 +6,8 @@ import torch
 from omegaconf import OmegaConf
 
 
-def deepspeed_config(ecfg, *, grad_clip: float, dtype: torch.dtype) -> Dict[str, Any]:
+def deepspeed_config(ecfg, *, grad_clip: float, dtype: torch.dtype, micro_batch_size: int,
+                     gradient_accumulation_steps: int) -> Dict[str, Any]:
     zero: Dict[str, Any] = {"stage": ecfg.zero_stage, "overlap_comm": True, "contiguous_gradients": True,
                             "reduce_bucket_size": ecfg.reduce_bucket_size}
     if ecfg.zero_stage == 3:
@@ -22,8 +23,8 @@ def deepspeed_config(ecfg, *, grad_clip: float, dtype: torch.dtype) -> Dict[str,
         zero["offload_param"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
     comm = {"auto": dtype, "bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[str(ecfg.sp_comm_dtype)]
     cfg = {
-        "train_micro_batch_size_per_gpu": ecfg.micro_batch_size,
-        "gradient_accumulation_steps": ecfg.gradient_accumulation_steps,
+        "train_micro_batch_size_per_gpu": micro_batch_size,
+        "gradient_accumulation_steps": gradient_accumulation_steps,
         "gradient_clipping": grad_clip,
         "zero_optimization": zero,
         "bf16": {"enabled": dtype == torch.bfloat16},
@@ -44,7 +45,7 @@ def merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def build_engine(module, *, cfg, optim, ds_cfg: Dict[str, Any], mpu, device_type: str):
+def build_engine(module, *, cfg, optim, ds_cfg: Dict[str, Any], mpu, device_type: str, max_steps: int):
     """Wrap `module` (model + loss) in a DeepSpeed engine with its optimizer and LR schedule."""
     import deepspeed
 
@@ -53,6 +54,6 @@ def build_engine(module, *, cfg, optim, ds_cfg: Dict[str, Any], mpu, device_type
     params = [p for p in module.parameters() if p.requires_grad]
     opt = build_optimizer(params, cfg=optim, offload=cfg.offload_optimizer or cfg.offload_params,
                           device_type=device_type)
-    sched = build_scheduler(opt, cfg=optim, max_steps=cfg.max_steps)
+    sched = build_scheduler(opt, cfg=optim, max_steps=max_steps)
     engine, *_ = deepspeed.initialize(model=module, optimizer=opt, lr_scheduler=sched, config=ds_cfg, mpu=mpu)
     return engine

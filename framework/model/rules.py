@@ -36,7 +36,7 @@ def model_config(m, *, device: str):
                           "check the model directory / hub id, or the architecture fields") from None
     billions = matmul_params(text) / 1e9
     if device_type(device) == "cpu" and billions > 1.0:
-        raise ConfigError("engine.device", f"{device} (resolves to cpu)",
+        raise ConfigError("train.device", f"{device} (resolves to cpu)",
                           f"the model has {billions:.1f}B parameters; training it on CPU processes would take "
                           "hours per step and tens of GiB of RAM per process",
                           "run on a machine with GPUs, or pick a small model (model=tiny_llama)")

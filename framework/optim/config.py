@@ -22,7 +22,7 @@ class OptimConfig:
     warmup_steps: int = 0
     """Optimizer steps of linear warmup from 0 to lr."""
     schedule: Schedule = Schedule.cosine
-    """After warmup: constant, linear or cosine decay to min_lr_ratio * lr at engine.max_steps."""
+    """After warmup: constant, linear or cosine decay to min_lr_ratio * lr at train.max_steps."""
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value; 0 disables clipping."""

@@ -1,4 +1,4 @@
-"""The LR schedule: linear warmup, then constant, linear or cosine decay to min_lr_ratio x lr at engine.max_steps."""
+"""The LR schedule: linear warmup, then constant, linear or cosine decay to min_lr_ratio x lr at train.max_steps."""
 import math
 
 import torch

@@ -25,7 +25,7 @@ def check(p, *, world: int, device: str, count_gpus: bool = True):
             f"{p.cp_size} x {p.sp_size} must equal the number of processes ({world})",
             f"choose sizes whose product is {world}, e.g. parallelism.sp_size={world} parallelism.cp_size=1 "
             "parallelism.dp_shard_size=1")
-    # with no GPU at all, the engine's rules say so (engine.device=cuda); here only "too few GPUs"
+    # with no GPU at all, the engine's rules say so (train.device=cuda); here only "too few GPUs"
     if count_gpus and device_type(device) == "cuda" and torch.cuda.is_available() and "RANK" not in os.environ and \
             world > torch.cuda.device_count():
         raise ConfigError("parallelism.sp_size", p.sp_size,

@@ -14,5 +14,5 @@ class HardwareConfig:
     """GPUs (ranks) per node: the ranks whose offloaded state shares one host. 0: torchrun/SLURM's LOCAL_WORLD_SIZE,
     else all the job's ranks (one node, as the command starts them)."""
     peak_tflops: float = 0.0
-    """Dense bf16 peak TFLOP/s of one GPU, for the step time. 0: engine.peak_tflops_per_gpu, else this machine's card
-    (989, an H100's, when there is none)."""
+    """Dense bf16 peak TFLOP/s of one GPU, for the plan's step time and the MFU each step reports. 0: this machine's
+    card, from its name (989, an H100's, when there is none)."""

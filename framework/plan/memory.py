@@ -126,7 +126,7 @@ def _node_plan(cfg, world: int, keep: int, c) -> Dict[str, float]:
     tied = getattr(c, "tie_word_embeddings", False)
     params = matmul_params(c) + (0 if tied else c.vocab_size * c.hidden_size)  # + the embedding table
     plan = host_plan(params=params, layers=c.num_hidden_layers, hidden=c.hidden_size,
-                     seq_length=cfg.data.seq_length, micro_batch_size=cfg.engine.micro_batch_size, world=world,
+                     seq_length=cfg.data.seq_length, micro_batch_size=cfg.train.micro_batch_size, world=world,
                      sp_size=cfg.parallelism.sp_size * cfg.parallelism.cp_size,
                      offload_optimizer=cfg.engine.offload_optimizer,
                      offload_params=cfg.engine.offload_params, offload_activations=cfg.model.offload_activations,
@@ -163,7 +163,7 @@ def describe(cfg, world: int, text_config) -> str:
     line = f"host RAM plan: about {plan['total']:.0f} GiB of the node's {total:.0f} GiB ({parts})"
     layer_gib = checkpoint_bytes(seq_length=cfg.data.seq_length,
                                  sp_size=cfg.parallelism.sp_size * cfg.parallelism.cp_size, hidden=c.hidden_size,
-                                 micro_batch_size=cfg.engine.micro_batch_size) / GIB
+                                 micro_batch_size=cfg.train.micro_batch_size) / GIB
     if cfg.model.offload_activations and cfg.model.get("offload_keep_layers", "auto") == "auto":
         line += (f"; model.offload_keep_layers=auto keeps {keep} of {c.num_hidden_layers} layers' checkpoints on the "
                  f"GPUs ({keep * layer_gib:.1f} GiB on each)")

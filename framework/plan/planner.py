@@ -39,7 +39,6 @@ def hardware(cfg, world: int) -> Hardware:
 
     hw = cfg.get("hardware") or {}
     gpu, peak, assumed = float(hw.get("gpu_mem_gib", 0) or 0), float(hw.get("peak_tflops", 0) or 0), None
-    peak = peak or float(cfg.engine.get("peak_tflops_per_gpu", 0) or 0)
     try:
         props = torch.cuda.get_device_properties(0) if torch.cuda.is_available() else None
     except (AssertionError, RuntimeError):  # a torch without CUDA told otherwise (tests mock the GPU count)
@@ -55,7 +54,7 @@ def hardware(cfg, world: int) -> Hardware:
 
 def setup_of(cfg, text_config, world: int, hw: Hardware, **changes) -> Setup:
     """The Setup of a job from its config (`changes`: Setup fields to replace, e.g. seq_length)."""
-    c, m, e = text_config, cfg.model, cfg.engine
+    c, m, e, t = text_config, cfg.model, cfg.engine, cfg.train
     tied = getattr(c, "tie_word_embeddings", False)
     mm = matmul_params(c)
     inter, mats = mlp_shape(c)
@@ -65,7 +64,7 @@ def setup_of(cfg, text_config, world: int, hw: Hardware, **changes) -> Setup:
               params=mm + (0 if tied else c.vocab_size * c.hidden_size), matmul_params=mm,
               mlp_params=c.num_hidden_layers * mats * c.hidden_size * inter,
               trainable=trainable_params(c, m.get("lora")), seq_length=cfg.data.seq_length,
-              micro_batch_size=e.micro_batch_size, grad_accum=e.gradient_accumulation_steps, world=world,
+              micro_batch_size=t.micro_batch_size, grad_accum=t.gradient_accumulation_steps, world=world,
               sp_size=cfg.parallelism.sp_size, ranks_per_node=hw.ranks_per_node, zero_stage=e.zero_stage,
               offload_optimizer=e.offload_optimizer, offload_params=e.offload_params,
               super_offload=e.get("super_offload", False), reduce_bucket_size=e.reduce_bucket_size,

@@ -77,7 +77,7 @@ class ConsoleTracker:
         self.bar_shown = False
 
     def log_config(self, config: Dict[str, Any]):
-        self.progress.max_steps = (config.get("engine") or {}).get("max_steps")
+        self.progress.max_steps = (config.get("train") or {}).get("max_steps")
 
     def log(self, metrics: Dict[str, Any]):
         self.progress.update(metrics["step"], metrics.get("step_time_s", 0.0))

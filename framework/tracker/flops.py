@@ -13,7 +13,7 @@ about 4/3 of it with full recompute). A packed row's attention is counted per do
 document masking skips the rest.
 
 The peak is the card's dense bf16 datasheet figure (no sparsity), found from the device name; set
-engine.peak_tflops_per_gpu to override it (another dtype, a clock-limited card, a card not in the table).
+hardware.peak_tflops to override it (another dtype, a clock-limited card, a card not in the table).
 """
 import torch
 

@@ -6,7 +6,7 @@
   all see every card), so GPU memory and utilisation cover each rank of a one-node job.
 - The resolved config is the run's config. In a multirun the runs share a group (the sweep directory) and each
   is named by its overrides, so W&B's runs table compares a sweep at a glance from the summary metrics.
-- The run id is kept in <run_dir>/wandb_run_id; a run started with engine.resume continues that W&B run.
+- The run id is kept in <run_dir>/wandb_run_id; a run started with checkpoint.resume continues that W&B run.
 - A missing or broken W&B never stops training: the first failure is reported once, W&B is off from then on.
 """
 import os
@@ -50,7 +50,7 @@ def group_name(sweep_dir: str) -> str:
 
 
 def previous_run_id(run_dir: str, resume: Optional[str]) -> Optional[str]:
-    """The W&B run id of the run that engine.resume continues: this run directory's, or that of the run directory
+    """The W&B run id of the run that checkpoint.resume continues: this run directory's, or that of the run directory
     holding the checkpoint given (<run>/checkpoints or <run>/checkpoints/step_N)."""
     if not resume:
         return None
@@ -89,7 +89,7 @@ class WandbTracker:
             return self._fail("import wandb", exc)
         try:
             mode = str(self.cfg.get("mode") or os.environ.get("WANDB_MODE") or "offline")
-            resume = (config.get("engine") or {}).get("resume")
+            resume = (config.get("checkpoint") or {}).get("resume")
             run_id = previous_run_id(self.run_dir, resume)
             overrides = job_overrides(self.run_dir)
             self.run = wandb.init(

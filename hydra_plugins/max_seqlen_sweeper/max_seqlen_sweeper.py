@@ -48,7 +48,7 @@ class MaxSeqlenSweeperConf:
     max_seq_length: int = 16_777_216
     """Stop growing here: the answer is then "at least this" (reached_max in max_seqlen.json)."""
     steps: int = 3
-    """Optimizer steps per probe (sets engine.max_steps unless the command line does)."""
+    """Optimizer steps per probe (sets train.max_steps unless the command line does)."""
     key: str = "data.seq_length"
     """The config key searched."""
 
@@ -81,10 +81,10 @@ def planned_start(job_cfg) -> Optional[int]:
         from framework.plan.planner import make_plan
         from framework.runtime import device_type, world_size
 
-        if device_type(job_cfg.engine.device) != "cuda":
+        if device_type(job_cfg.train.device) != "cuda":
             return None
         text = hf_config(name_or_path=job_cfg.model.name_or_path, arch=job_cfg.model.arch).get_text_config()
-        return make_plan(job_cfg, text, world_size(job_cfg.parallelism, job_cfg.engine.device),
+        return make_plan(job_cfg, text, world_size(job_cfg.parallelism, job_cfg.train.device),
                          search=True).max_seq_length or None
     except Exception:  # noqa: BLE001  (a config the job itself will refuse, with its own message)
         return None
@@ -198,8 +198,8 @@ class MaxSeqlenSweeper(Sweeper):
             if o.get_key_element().lstrip("+~") == self.key:
                 raise ValueError(f"{self.key} is what hydra/sweeper=max_seqlen searches; give the first length "
                                  f"as hydra.sweeper.start={o.get_value_element_as_str()} instead")
-        steps = [] if any(o.get_key_element().lstrip("+") == "engine.max_steps" for o in parsed) else \
-            [f"engine.max_steps={self.steps}"]
+        steps = [] if any(o.get_key_element().lstrip("+") == "train.max_steps" for o in parsed) else \
+            [f"train.max_steps={self.steps}"]
         (combos,) = BasicSweeper.split_arguments(parsed, None)  # one search per combination of the other sweeps
 
         sweep_dir = self.config.hydra.sweep.dir

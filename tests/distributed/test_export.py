@@ -23,7 +23,7 @@ RTOL = 1e-5
 
 
 def overrides(model_dir, steps, *extra):
-    return [f"model.name_or_path={model_dir}", f"engine.max_steps={steps}", "data.seq_length=256",
+    return [f"model.name_or_path={model_dir}", f"train.max_steps={steps}", "data.seq_length=256",
             "data.shuffle=false", "optim.schedule=constant", "optim.lr=1e-2", *extra]
 
 
@@ -66,8 +66,8 @@ CASES = {  # (model fixture, parallel and ZeRO overrides)
 def test_export_loads_in_transformers_and_gives_the_next_steps_loss(case, request, cli_runs):
     fixture, parallel = CASES[case]
     model_dir = request.getfixturevalue(fixture)
-    longer = assert_ok(cli_runs.run(overrides(model_dir, 4, *parallel, "engine.export=false")), steps=4)
-    run = assert_ok(cli_runs.run(overrides(model_dir, 3, *parallel, "engine.save_every=3")), steps=3)
+    longer = assert_ok(cli_runs.run(overrides(model_dir, 4, *parallel, "checkpoint.export=false")), steps=4)
+    run = assert_ok(cli_runs.run(overrides(model_dir, 3, *parallel, "checkpoint.every=3")), steps=3)
     model_dir_out = os.path.join(run.run_dir, "model")
     files = set(os.listdir(model_dir_out))
     assert {"config.json", "generation_config.json", "model.safetensors"} <= files, files

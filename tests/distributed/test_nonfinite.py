@@ -1,5 +1,5 @@
 """A step whose loss turns NaN (injected at step 2 by a test-only hook: the loss of every rank's second training
-forward is multiplied by NaN) stops the job naming the step, or with engine.on_nonfinite=skip is skipped: the weights
+forward is multiplied by NaN) stops the job naming the step, or with train.on_nonfinite=skip is skipped: the weights
 and optimizer states saved after step 2 equal those saved after step 1, and training goes on from them."""
 import glob
 import os
@@ -37,14 +37,14 @@ def nan_env(tmp_path):
     return clean_env(PYTHONPATH=os.pathsep.join([str(site), REPO, os.environ.get("PYTHONPATH", "")]))
 
 
-BASE = ["engine.max_steps=4", "data.seq_length=64"]
+BASE = ["train.max_steps=4", "data.seq_length=64"]
 
 
 def test_nan_loss_stops_the_job_naming_the_step(tmp_path):
     run = run_cli(BASE, str(tmp_path / "job"), env=nan_env(tmp_path))
     assert run.returncode == 1, run.describe()
     assert run.result["status"] == "failed" and run.result["error"].startswith("FloatingPointError: step 2: loss nan")
-    assert "engine.on_nonfinite=skip" in run.result["error"]
+    assert "train.on_nonfinite=skip" in run.result["error"]
     assert [m["step"] for m in run.metrics] == [1]
 
 
@@ -69,9 +69,9 @@ def optimizer_states(step_dir: str) -> list:
 
 
 def test_nan_loss_step_is_skipped_with_on_nonfinite_skip(tmp_path):
-    run = assert_ok(run_cli(BASE + ["engine.on_nonfinite=skip", "engine.save_every=1"], str(tmp_path / "job"),
+    run = assert_ok(run_cli(BASE + ["train.on_nonfinite=skip", "checkpoint.every=1"], str(tmp_path / "job"),
                             env=nan_env(tmp_path)), steps=4)
-    assert "step 2: loss nan" in run.stdout and "skipped (engine.on_nonfinite=skip)" in run.stdout
+    assert "step 2: loss nan" in run.stdout and "skipped (train.on_nonfinite=skip)" in run.stdout
     assert [m.get("skipped", False) for m in run.metrics] == [False, True, False, False]
     assert all(torch.isfinite(torch.tensor(m["loss"])) for i, m in enumerate(run.metrics) if i != 1)
     assert run.metrics[2]["lr"] == run.metrics[1]["lr"]  # the schedule did not move at the skipped step

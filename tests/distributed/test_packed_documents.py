@@ -47,7 +47,7 @@ def run_cli(tmp_path, name, model_dir, corpus, *extra):
     run_dir = tmp_path / name
     cmd = [sys.executable, "-m", "framework", "+experiment=smoke_cpu", f"model.name_or_path={model_dir}", "data=hf",
            f"data.path={corpus}", "data.packing=true", f"data.seq_length={SEQ}", "data.shuffle=false",
-           f"data.cache_dir={tmp_path / 'cache'}", "engine.max_steps=1", "engine.zero_stage=2", "optim.lr=0.0",
+           f"data.cache_dir={tmp_path / 'cache'}", "train.max_steps=1", "engine.zero_stage=2", "optim.lr=0.0",
            f"hydra.run.dir={run_dir}", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})

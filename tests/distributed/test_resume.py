@@ -24,7 +24,7 @@ def full(tmp_path_factory, tiny_llama_dir):
 
 
 def base(model_dir):
-    return [f"model.name_or_path={model_dir}", "engine.max_steps=4", "engine.save_every=1", "data.seq_length=128",
+    return [f"model.name_or_path={model_dir}", "train.max_steps=4", "checkpoint.every=1", "data.seq_length=128",
             "parallelism.sp_size=2"]
 
 
@@ -32,7 +32,7 @@ def base(model_dir):
 def test_resumed_run_continues_exactly(stop, full, tmp_path, tiny_llama_dir):
     """stop=2: the brief's case; stop=3: resuming inside an SP round (the 2 SP ranks load batches in turns)."""
     ckpt = os.path.join(full.run_dir, "checkpoints", f"step_{stop}")
-    resumed = assert_ok(run_cli(base(tiny_llama_dir) + [f"engine.resume={ckpt}", "engine.trust_resume=true"], str(tmp_path / "resumed")),
+    resumed = assert_ok(run_cli(base(tiny_llama_dir) + [f"checkpoint.resume={ckpt}", "checkpoint.trust_resume=true"], str(tmp_path / "resumed")),
                         steps=4 - stop)
     assert [m["step"] for m in resumed.metrics] == list(range(stop + 1, 5))
     for a, b in zip(resumed.metrics, full.metrics[stop:], strict=True):
@@ -46,7 +46,7 @@ def test_resumed_run_continues_exactly(stop, full, tmp_path, tiny_llama_dir):
 def test_resume_latest_skips_a_checkpoint_cut_short_and_one_whose_folder_vanished(full, tmp_path, tiny_llama_dir):
     """A copy of the uninterrupted run's directory where step_4's folder vanished after DeepSpeed's `latest` named it
     and step_3 was cut short (its optimizer states truncated, as a kill mid-save leaves them): resume=latest skips
-    both, saying why, resumes from step_2 and ends with the uninterrupted run's losses. With engine.keep_last=2 only
+    both, saying why, resumes from step_2 and ends with the uninterrupted run's losses. With checkpoint.keep_last=2 only
     the two newest (rewritten, complete) checkpoints stay."""
     import shutil
 
@@ -61,7 +61,7 @@ def test_resume_latest_skips_a_checkpoint_cut_short_and_one_whose_folder_vanishe
     with open(torn, "r+b") as f:
         f.truncate(torn.stat().st_size // 2)
     os.remove(run_dir / "result.json")  # as a crash leaves it
-    resumed = assert_ok(run_cli(base(tiny_llama_dir) + ["engine.resume=latest", "engine.keep_last=2"], str(run_dir)),
+    resumed = assert_ok(run_cli(base(tiny_llama_dir) + ["checkpoint.resume=latest", "checkpoint.keep_last=2"], str(run_dir)),
                         steps=4)  # steps 1-2 kept, 3-4 cut and written again
     out = resumed.stdout + resumed.stderr
     assert "skipped checkpoint step_4: its folder is gone" in out, out
@@ -82,7 +82,7 @@ def test_resumed_ring_run_continues_exactly(tmp_path, tiny_llama_dir):
     ring = base(tiny_llama_dir) + ["parallelism.sp_size=1", "parallelism.cp_size=2"]
     full = assert_ok(run_cli(ring, str(tmp_path / "full")), steps=4)
     ckpt = os.path.join(full.run_dir, "checkpoints", "step_3")
-    resumed = assert_ok(run_cli(ring + [f"engine.resume={ckpt}", "engine.trust_resume=true"], str(tmp_path / "resumed")), steps=1)
+    resumed = assert_ok(run_cli(ring + [f"checkpoint.resume={ckpt}", "checkpoint.trust_resume=true"], str(tmp_path / "resumed")), steps=1)
     assert resumed.metrics[0]["step"] == 4
     assert resumed.metrics[0]["loss"] == pytest.approx(full.metrics[3]["loss"], rel=1e-6), (resumed.losses, full.losses)
     assert resumed.metrics[0]["grad_norm"] == pytest.approx(full.metrics[3]["grad_norm"], rel=1e-5)

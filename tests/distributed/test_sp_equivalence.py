@@ -2,7 +2,7 @@
 
 Every run: tiny Llama (4 query / 2 KV heads) loaded from the same directory, synthetic rows of 256 tokens in file
 order (data.shuffle=false, so optimizer step k of one DP replica processes row k-1), 3 steps, and
-engine.dump_grads=true so the full step-1 gradients come back. The reference is plain transformers (fp32, sdpa) on
+train.dump_grads=true so the full step-1 gradients come back. The reference is plain transformers (fp32, sdpa) on
 one process. Tolerances are float32 rounding: observed differences are about 2e-7 (loss) and 4e-7 (gradients).
 """
 import pytest
@@ -69,7 +69,7 @@ def test_zero3_sp2_matches(cli_runs, tiny_llama_dir, sp1, ref_one):
 def test_gradient_accumulation_equals_a_two_sample_batch(cli_runs, tiny_llama_dir):
     """sp_size=2 with 2 micro-steps per optimizer step: step 1 accumulates rows 0 and 1 (StepSampler order), which
     must give the gradient and loss of the 2-row batch on one process."""
-    run = ok(cli_runs.run(common(tiny_llama_dir) + ["parallelism.sp_size=2", "engine.gradient_accumulation_steps=2"]))
+    run = ok(cli_runs.run(common(tiny_llama_dir) + ["parallelism.sp_size=2", "train.gradient_accumulation_steps=2"]))
     loss, grads = reference_loss_and_grads(tiny_llama_dir, rows(0, 1))
     assert run.losses[0] == pytest.approx(loss, rel=RTOL)
     assert max_rel_diff(run.grads(), grads) < RTOL

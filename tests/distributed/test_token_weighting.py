@@ -30,12 +30,12 @@ def reference(tiny_llama_dir):
     return mix([c / total for c in counts]), mix([0.5, 0.5])
 
 
-@pytest.mark.parametrize("layout", [["engine.gradient_accumulation_steps=2"], ["parallelism.dp_shard_size=2"]],
+@pytest.mark.parametrize("layout", [["train.gradient_accumulation_steps=2"], ["parallelism.dp_shard_size=2"]],
                          ids=["grad_accumulation", "dp2"])
 def test_step_loss_weights_every_valid_token_equally(cli_runs, tiny_llama_dir, reference, layout):
     (loss, grads), (mean_of_means, mom_grads) = reference
-    run = ok(cli_runs.run([f"model.name_or_path={tiny_llama_dir}", "engine.max_steps=1", "data.lengths=[256,128]",
-                           "data.shuffle=false", "engine.dump_grads=true", "parallelism.sp_size=2", *layout]), steps=1)
+    run = ok(cli_runs.run([f"model.name_or_path={tiny_llama_dir}", "train.max_steps=1", "data.lengths=[256,128]",
+                           "data.shuffle=false", "train.dump_grads=true", "parallelism.sp_size=2", *layout]), steps=1)
     assert run.metrics[0]["loss"] == pytest.approx(loss, rel=RTOL)
     assert max_rel_diff(run.grads(), grads) < RTOL
     assert max_rel_diff(run.grads(), mom_grads) > 100 * RTOL  # the test can tell the two weightings apart

@@ -26,7 +26,7 @@ def test_console_script_run_writes_config_metrics_and_result(tmp_path, tiny_llam
     from helpers import REPO, clean_env
 
     run_dir = tmp_path / "job"
-    p = subprocess.run([script, "+experiment=smoke_cpu", f"model.name_or_path={tiny_llama_dir}", "engine.max_steps=2",
+    p = subprocess.run([script, "+experiment=smoke_cpu", f"model.name_or_path={tiny_llama_dir}", "train.max_steps=2",
                         "data.seq_length=64", f"hydra.run.dir={run_dir}"], cwd=REPO, env=clean_env(),
                        capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -37,7 +37,7 @@ def test_console_script_run_writes_config_metrics_and_result(tmp_path, tiny_llam
 
     cfg = OmegaConf.load(run_dir / "config.yaml")
     assert "${" not in (run_dir / "config.yaml").read_text()  # resolved
-    assert cfg.model.name_or_path == tiny_llama_dir and cfg.parallelism.sp_size == 2 and cfg.engine.max_steps == 2
+    assert cfg.model.name_or_path == tiny_llama_dir and cfg.parallelism.sp_size == 2 and cfg.train.max_steps == 2
 
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2]
@@ -63,7 +63,7 @@ def test_console_script_run_writes_config_metrics_and_result(tmp_path, tiny_llam
     assert list(startup) == phases and 0 < startup["validated_s"], startup
     assert all(startup[a] <= startup[b] for a, b in zip(phases, phases[1:])), startup
     assert f"first step done {startup['first_step_s']:.1f} s" in p.stdout
-    # the trained model, exported (engine.export defaults to true)
+    # the trained model, exported (checkpoint.export defaults to true)
     assert {"config.json", "model.safetensors"} <= set(os.listdir(run_dir / "model"))
 
 
@@ -75,7 +75,7 @@ def test_failing_worker_fails_the_job_quickly_with_one_line(tmp_path, tiny_llama
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     t0 = time.monotonic()
-    run = run_cli([f"model.name_or_path={broken}", "engine.max_steps=2"], str(tmp_path / "job"))
+    run = run_cli([f"model.name_or_path={broken}", "train.max_steps=2"], str(tmp_path / "job"))
     elapsed = time.monotonic() - t0
     assert run.returncode == 1, run.describe()
     assert elapsed < 90, elapsed
@@ -137,7 +137,7 @@ def test_a_rank_out_of_memory_with_a_collective_pending_ends_the_job_and_its_pro
     env = clean_env(PYTHONPATH=os.pathsep.join([str(site), REPO, os.environ.get("PYTHONPATH", "")]),
                     PIDS_DIR=str(tmp_path))
     t0 = time.monotonic()
-    run = run_cli(["engine.max_steps=3"], str(tmp_path / "job"), env=env, timeout=300)
+    run = run_cli(["train.max_steps=3"], str(tmp_path / "job"), env=env, timeout=300)
     elapsed = time.monotonic() - t0
     assert run.returncode == 1, run.describe()
     assert run.result["status"] == "oom" and "simulated" in run.result["error"], run.result
@@ -187,7 +187,7 @@ def test_sigterm_ends_the_job_records_it_and_starts_no_further_sweep_job(multiru
 
     from helpers import REPO, clean_env
 
-    common = ["+experiment=smoke_cpu", f"model.name_or_path={tiny_llama_dir}", "engine.max_steps=100000"]
+    common = ["+experiment=smoke_cpu", f"model.name_or_path={tiny_llama_dir}", "train.max_steps=100000"]
     if multirun:
         cmd = ["-m", *common, "data.seq_length=64,32", f"hydra.sweep.dir={tmp_path / 'sweep'}",
                "hydra.sweep.subdir=${hydra.job.num}"]

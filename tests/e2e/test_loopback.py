@@ -54,7 +54,7 @@ def is_loopback(address: str) -> bool:
 
 
 def test_single_node_job_listens_on_loopback_only(tmp_path):
-    cmd = [sys.executable, "-m", "framework", "+experiment=smoke_cpu", "engine.max_steps=30", "data.seq_length=64",
+    cmd = [sys.executable, "-m", "framework", "+experiment=smoke_cpu", "train.max_steps=30", "data.seq_length=64",
            f"hydra.run.dir={tmp_path / 'job'}"]
     job = subprocess.Popen(cmd, cwd=REPO, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen = {}  # (pid, address, port) -> process name

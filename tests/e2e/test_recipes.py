@@ -31,9 +31,9 @@ def test_finetune_lora_recipe_trains_and_exports_a_peft_adapter(tmp_path):
     header = open(os.path.join(REPO, "conf", "experiment", "finetune_lora.yaml")).read()
     assert "model.name_or_path=/path/to/model data.path=/path/to/chat.jsonl" in header
     run = assert_ok(run_cli(["+experiment=finetune_lora", f"model.name_or_path={model_dir}", f"data.path={chat}",
-                             "data.seq_length=128", f"data.cache_dir={tmp_path / 'cache'}", "engine.max_steps=2",
-                             "engine.save_every=0", "optim.warmup_steps=0", "parallelism.sp_size=2",
-                             "parallelism.dp_shard_size=1", "engine.device=cpu"], str(tmp_path / "job"),
+                             "data.seq_length=128", f"data.cache_dir={tmp_path / 'cache'}", "train.max_steps=2",
+                             "checkpoint.every=0", "optim.warmup_steps=0", "parallelism.sp_size=2",
+                             "parallelism.dp_shard_size=1", "train.device=cpu"], str(tmp_path / "job"),
                             experiment=None), steps=2)
     out = os.path.join(run.run_dir, "model")
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json"} <= set(os.listdir(out))

@@ -1,4 +1,4 @@
-"""engine.save_on_interrupt: SIGTERM (what `timeout`, `kill` and schedulers send before the kill) lets the running
+"""checkpoint.save_on_interrupt: SIGTERM (what `timeout`, `kill` and schedulers send before the kill) lets the running
 step finish, saves a complete checkpoint of it, and stops the job as an interrupted one; resume=latest then continues
 exactly where the uninterrupted run went."""
 import json
@@ -19,10 +19,10 @@ STEPS = 200  # long enough that the job is still running when the signal comes
 
 
 def test_sigterm_saves_a_checkpoint_and_resume_continues_exactly(tmp_path, tiny_llama_dir):
-    base = ["+experiment=smoke_cpu", f"model.name_or_path={tiny_llama_dir}", f"engine.max_steps={STEPS}",
+    base = ["+experiment=smoke_cpu", f"model.name_or_path={tiny_llama_dir}", f"train.max_steps={STEPS}",
             "data.seq_length=64"]
     job = tmp_path / "job"
-    p = subprocess.Popen([sys.executable, "-m", "framework", *base, "engine.save_on_interrupt=true",
+    p = subprocess.Popen([sys.executable, "-m", "framework", *base, "checkpoint.save_on_interrupt=true",
                           f"hydra.run.dir={job}"], cwd=REPO, env=clean_env(), text=True, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
@@ -42,7 +42,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_exactly(tmp_path, tiny_
     assert incomplete_reason(str(job / "checkpoints" / f"step_{len(done)}")) is None
     assert json.loads((job / "result.json").read_text())["error"] == "interrupted: stopped by SIGTERM"
 
-    resumed = assert_ok(run_cli(base[1:] + ["engine.resume=latest"], str(job), timeout=300), steps=STEPS)
+    resumed = assert_ok(run_cli(base[1:] + ["checkpoint.resume=latest"], str(job), timeout=300), steps=STEPS)
     full = assert_ok(run_cli(base[1:], str(tmp_path / "full"), timeout=300), steps=STEPS)
     for a, b in zip(resumed.metrics, full.metrics, strict=True):
         assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], rel=1e-6), (a, b)

@@ -63,7 +63,7 @@ def items(update):
 
 
 def test_seq_length_sweep_records_every_job_summarises_and_groups_wandb_runs(tmp_path):
-    p, sweep, jobs = multirun(tmp_path, ["engine.max_steps=2", "data.seq_length=64,128", "tracker=wandb"])
+    p, sweep, jobs = multirun(tmp_path, ["train.max_steps=2", "data.seq_length=64,128", "tracker=wandb"])
     assert p.returncode == 0, p.stderr[-3000:]
     assert len(jobs) == 2
     for job, seq in zip(jobs, (64, 128)):
@@ -86,7 +86,7 @@ def test_seq_length_sweep_records_every_job_summarises_and_groups_wandb_runs(tmp
             if r.WhichOneof("record_type") == "config":
                 config.update(items(r.config.update))
         config.update(items(run.config.update))
-        assert config["data"]["seq_length"] == seq and config["engine"]["max_steps"] == 2
+        assert config["data"]["seq_length"] == seq and config["train"]["max_steps"] == 2
         history = [items(r.history.item) for r in recs if r.WhichOneof("record_type") == "history"]
         assert [h["step"] for h in history] == [1, 2]
         assert [h["loss"] for h in history] == [m["loss"] for m in metrics]
@@ -135,7 +135,7 @@ def test_seq_length_sweep_records_every_job_summarises_and_groups_wandb_runs(tmp
 
 def test_sweep_goes_on_after_a_failed_job_records_it_and_exits_nonzero(tmp_path):
     # job 0 (128 tokens > n_positions=96) fails first; job 1 must still run
-    p, sweep, jobs = multirun(tmp_path, BIGCODE + ["engine.max_steps=2", "data.seq_length=128,64"])
+    p, sweep, jobs = multirun(tmp_path, BIGCODE + ["train.max_steps=2", "data.seq_length=128,64"])
     assert p.returncode != 0, p.stdout[-2000:]
     assert len(jobs) == 2
     failed = json.load(open(os.path.join(jobs[0], "result.json")))
@@ -185,7 +185,7 @@ def test_submitit_launcher_sweep_records_a_failure_and_search_finds_the_limit(tm
     submitit = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]
     (tmp_path / "sweep").mkdir()
     (tmp_path / "search").mkdir()
-    p, sweep, jobs = multirun(tmp_path / "sweep", BIGCODE + submitit + ["engine.max_steps=2", "data.seq_length=128,64"])
+    p, sweep, jobs = multirun(tmp_path / "sweep", BIGCODE + submitit + ["train.max_steps=2", "data.seq_length=128,64"])
     assert p.returncode != 0, p.stdout[-2000:]
     rows = read_csv(os.path.join(sweep, "summary.csv"))
     assert [(r["status"], r["seq_length"], r["steps"]) for r in rows] == [("failed", "128", "0"), ("ok", "64", "2")]
@@ -208,7 +208,7 @@ def interrupted_sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("interrupted")
     sweep = tmp / "sweep"
     cmd = [sys.executable, "-m", "framework", "-m", "+experiment=smoke_cpu", "data.seq_length=32",
-           "engine.max_steps=2,100000", "hydra.sweep.dir=sweep"]
+           "train.max_steps=2,100000", "hydra.sweep.dir=sweep"]
     p = subprocess.Popen(cmd, cwd=tmp, env=helpers.clean_env(), text=True, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, start_new_session=True)
     second = None

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_torchrun_started_ranks_write_one_run_directory_and_train_the_same(tmp_path, tiny_llama_dir):
-    overrides = [f"model.name_or_path={tiny_llama_dir}", "engine.max_steps=2", "data.seq_length=128"]
+    overrides = [f"model.name_or_path={tiny_llama_dir}", "train.max_steps=2", "data.seq_length=128"]
     from framework.launch import free_port
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
@@ -42,7 +42,7 @@ def test_torchrun_followers_take_rank_0s_config(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "framework", "--config-dir", conf, "+experiment=smoke_cpu", "model=tiny_gpt_bigcode",
            "parallelism.sp_size=1", "attention.document_masking=false", "parallelism.dp_shard_size=2",
-           "engine.max_steps=2", "data.seq_length=64",
+           "train.max_steps=2", "data.seq_length=64",
            f"hydra.run.dir={run_dir}"]
     p = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
@@ -57,7 +57,7 @@ def test_two_torchrun_agents_on_loopback_train_like_one_node(tmp_path, tiny_llam
     under our own launcher."""
     from framework.launch import free_port
 
-    overrides = [f"model.name_or_path={tiny_llama_dir}", "engine.max_steps=2", "data.seq_length=128",
+    overrides = [f"model.name_or_path={tiny_llama_dir}", "train.max_steps=2", "data.seq_length=128",
                  "parallelism.sp_size=1", "parallelism.cp_size=2"]
     port = free_port()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",

@@ -30,7 +30,7 @@ def test_wheel_installed_elsewhere_runs_smoke_cpu_from_another_directory(tmp_pat
     assert where.returncode == 0, where.stderr[-3000:]
     assert all(line.startswith(str(site)) for line in where.stdout.split()), where.stdout
 
-    run = subprocess.run([sys.executable, "-m", "framework", "+experiment=smoke_cpu", "engine.max_steps=2"],
+    run = subprocess.run([sys.executable, "-m", "framework", "+experiment=smoke_cpu", "train.max_steps=2"],
                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     (result,) = (elsewhere / "outputs").glob("*/*/result.json")  # Hydra's default run directory, under the cwd

@@ -1,4 +1,4 @@
-"""Checkpoints complete or invisible, and the run directory against engine.resume (framework.engine.rules.check_resume,
+"""Checkpoints complete or invisible, and the run directory against checkpoint.resume (framework.engine.rules.check_resume,
 called by validate() before any worker starts): which checkpoint resume finds, what it refuses and why.
 
 The checkpoints here are folders of small files with the manifest a save writes (framework.checkpoint.write_manifest);
@@ -17,7 +17,7 @@ from helpers import compose
 
 def settings_of(overrides, world=2):
     cfg = compose(overrides)
-    return run_settings(parallelism=cfg.parallelism, data=cfg.data, engine=cfg.engine, optim=cfg.optim,
+    return run_settings(parallelism=cfg.parallelism, data=cfg.data, train=cfg.train, optim=cfg.optim,
                         tokenizer=cfg.data.tokenizer or cfg.model.name_or_path, world=world)
 
 
@@ -49,7 +49,7 @@ def test_latest_skips_torn_unfinished_and_vanished_checkpoints_naming_why(tmp_pa
     assert found == os.path.join(run, "checkpoints", "step_1")
     assert skipped == ["step_4: its folder is gone", "step_3: no manifest.json (its save did not finish)",
                        "step_2: optim_states.pt has 120 bytes, its manifest says 300"]
-    # a checkpoints/ folder given as engine.resume is read the same way; a torn step_N given by name is not taken
+    # a checkpoints/ folder given as checkpoint.resume is read the same way; a torn step_N given by name is not taken
     assert resolve(os.path.join(run, "checkpoints"), run)[0] == found
     assert resolve(torn, run)[0] is None
 
@@ -77,30 +77,30 @@ def test_fresh_run_into_a_used_directory_is_refused(tmp_path):
     assert validate(compose([]), run_dir=str(tmp_path)).resume_step == 0  # empty: fine
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
     err = refused([], tmp_path)
-    assert err.key == "engine.resume" and "already holds a run (metrics.jsonl)" in err.rule
-    assert "engine.resume=latest" in err.fix and "hydra.run.dir" in err.fix
+    assert err.key == "checkpoint.resume" and "already holds a run (metrics.jsonl)" in err.rule
+    assert "checkpoint.resume=latest" in err.fix and "hydra.run.dir" in err.fix
 
 
 def test_resume_latest_with_nothing_to_resume_is_refused(tmp_path):
-    err = refused(["engine.resume=latest"], tmp_path)
-    assert err.rule.startswith("no complete checkpoint in") and "engine.resume=null" in err.fix
+    err = refused(["checkpoint.resume=latest"], tmp_path)
+    assert err.rule.startswith("no complete checkpoint in") and "checkpoint.resume=null" in err.fix
     make_checkpoint(str(tmp_path), 2)
     os.remove(tmp_path / "checkpoints" / "step_2" / "manifest.json")
-    err = refused(["engine.resume=latest"], tmp_path)
+    err = refused(["checkpoint.resume=latest"], tmp_path)
     assert "(step_2: no manifest.json (its save did not finish))" in err.rule
 
 
 def test_resume_outside_the_run_directory_needs_trust_and_a_checkpoint(tmp_path):
     other = tmp_path / "other_run"
     step_dir = make_checkpoint(str(other), 3)
-    err = refused([f"engine.resume={step_dir}"], tmp_path / "run")
+    err = refused([f"checkpoint.resume={step_dir}"], tmp_path / "run")
     assert "outside this run directory" in err.rule and "weights_only=False" in err.rule
-    assert "engine.trust_resume=true" in err.fix
-    assert validate(compose([f"engine.resume={step_dir}", "engine.trust_resume=true"]),
+    assert "checkpoint.trust_resume=true" in err.fix
+    assert validate(compose([f"checkpoint.resume={step_dir}", "checkpoint.trust_resume=true"]),
                     run_dir=str(tmp_path / "run")).resume_step == 3
     not_a_checkpoint = tmp_path / "run" / "notes"
     not_a_checkpoint.mkdir(parents=True)
-    err = refused([f"engine.resume={not_a_checkpoint}"], tmp_path / "run")  # inside: trusted, but no checkpoint
+    err = refused([f"checkpoint.resume={not_a_checkpoint}"], tmp_path / "run")  # inside: trusted, but no checkpoint
     assert err.rule == "is not a complete checkpoint (notes: no manifest.json (its save did not finish))"
 
 
@@ -111,25 +111,25 @@ CHANGES = [("parallelism.sp_size=4", "parallelism.sp_size", "2 -> 4"),
            ("data.packing=true", "data.packing", "False -> True"),
            ("data.shuffle=false", "data.shuffle", "True -> False"),
            ("data.num_samples=99", "data.num_samples", "64 -> 99"),
-           ("engine.micro_batch_size=2", "engine.micro_batch_size", "1 -> 2"),
-           ("engine.gradient_accumulation_steps=2", "engine.gradient_accumulation_steps", "1 -> 2"),
-           ("engine.seed=7", "engine.seed", "42 -> 7"),
-           ("engine.max_steps=8", "engine.max_steps", "4 -> 8"),
+           ("train.micro_batch_size=2", "train.micro_batch_size", "1 -> 2"),
+           ("train.gradient_accumulation_steps=2", "train.gradient_accumulation_steps", "1 -> 2"),
+           ("train.seed=7", "train.seed", "42 -> 7"),
+           ("train.max_steps=8", "train.max_steps", "4 -> 8"),
            ("optim.schedule=linear", "optim.schedule", "'cosine' -> 'linear'"),
            ("optim.lr=0.01", "optim.lr", "0.001 -> 0.01"),
            ("optim.warmup_steps=2", "optim.warmup_steps", "0 -> 2")]
-BASE = ["data.seq_length=256", "engine.max_steps=4", "optim.lr=0.001"]
+BASE = ["data.seq_length=256", "train.max_steps=4", "optim.lr=0.001"]
 
 
 @pytest.mark.parametrize("override,key,change", CHANGES, ids=[c[1] for c in CHANGES])
 def test_resume_refuses_a_changed_setting_by_name(override, key, change, tmp_path):
     make_checkpoint(str(tmp_path), 2, BASE)
-    assert validate(compose(BASE + ["engine.resume=latest"]), run_dir=str(tmp_path)).resume_step == 2
-    err = refused(BASE + ["engine.resume=latest", override], tmp_path)
-    assert err.key == "engine.resume" and "step_2 was saved with other settings" in err.rule
+    assert validate(compose(BASE + ["checkpoint.resume=latest"]), run_dir=str(tmp_path)).resume_step == 2
+    err = refused(BASE + ["checkpoint.resume=latest", override], tmp_path)
+    assert err.key == "checkpoint.resume" and "step_2 was saved with other settings" in err.rule
     assert f"({key}: {change})" in err.rule, err.rule  # this key, and no other
-    assert "engine.resume_allow_changes=true" in err.fix
-    assert validate(compose(BASE + ["engine.resume=latest", override, "engine.resume_allow_changes=true"]),
+    assert "checkpoint.resume_allow_changes=true" in err.fix
+    assert validate(compose(BASE + ["checkpoint.resume=latest", override, "checkpoint.resume_allow_changes=true"]),
                     run_dir=str(tmp_path)).resume_step == 2
 
 

@@ -22,9 +22,9 @@ INVALID_HERE = {
     "attention/flash_attention_3.yaml": "attention.implementation",
     "attention/flex_attention.yaml": "attention.implementation",  # no FlexAttention backward on CPU
     "data/hf.yaml": "data.path",  # data.path is mandatory (???)
-    "model/llama3_1b.yaml": "engine.device",  # > 1B parameters: refused on CPU processes
-    "model/llama3_8b.yaml": "engine.device",
-    "model/qwen3_8b.yaml": "engine.device",
+    "model/llama3_1b.yaml": "train.device",  # > 1B parameters: refused on CPU processes
+    "model/llama3_8b.yaml": "train.device",
+    "model/qwen3_8b.yaml": "train.device",
 }
 
 
@@ -70,7 +70,7 @@ def test_experiment_opens_with_its_command_composes_and_validates(rel, monkeypat
             validate(cfg)
         assert info.value.key.split(".")[-1] in required and f"add {info.value.key}=" in info.value.fix
         return
-    if cfg.engine.device == "cpu":
+    if cfg.train.device == "cpu":
         assert validate(cfg).world >= 1
         return
     # a GPU experiment: valid on a node of 8 GPUs and 1.9 TB of host RAM, ALST's (mocked: validation only counts
@@ -93,7 +93,7 @@ def test_experiment_opens_with_its_command_composes_and_validates(rel, monkeypat
             validate(cfg)
     fake_gpus(monkeypatch, 0)
     with pytest.raises(ConfigError):  # on this CPU machine (device auto -> cpu) a GPU-sized job must not start
-        validate(compose(["engine.device=cuda"], experiment=name))
+        validate(compose(["train.device=cuda"], experiment=name))
 
 
 def test_typo_key_fails_at_compose_time_naming_the_full_key():
@@ -105,8 +105,8 @@ def test_typo_key_fails_at_compose_time_naming_the_full_key():
 
 def test_wrong_type_fails_at_compose_time():
     with pytest.raises(ConfigCompositionException) as info:
-        compose(["engine.max_steps=many"])
-    assert "engine.max_steps" in f"{info.value} {info.value.__cause__}"
+        compose(["train.max_steps=many"])
+    assert "train.max_steps" in f"{info.value} {info.value.__cause__}"
 
 
 def test_environment_gives_defaults_and_the_command_line_wins(monkeypatch):
@@ -136,7 +136,8 @@ def test_raw_deepspeed_override_merges_into_the_generated_config():
 
     cfg = compose(["engine.zero_stage=3", "+engine.deepspeed.zero_optimization.sub_group_size=100000000",
                    "+engine.deepspeed.gradient_clipping=0.5"])
-    ds = deepspeed_config(cfg.engine, grad_clip=1.0, dtype=torch.bfloat16)
+    ds = deepspeed_config(cfg.engine, grad_clip=1.0, dtype=torch.bfloat16, micro_batch_size=1,
+                          gradient_accumulation_steps=1)
     zero = ds["zero_optimization"]
     assert (zero["stage"], zero["sub_group_size"], zero["overlap_comm"]) == (3, 100_000_000, True)
     assert ds["gradient_clipping"] == 0.5

@@ -21,8 +21,8 @@ def check_document_masking(cfg):
     from framework.model import hf_config
 
     text = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
-    check_packed(cfg.attention, text_config=text, device=cfg.engine.device, packing=cfg.data.packing,
-                 micro_batch_size=cfg.engine.micro_batch_size)
+    check_packed(cfg.attention, text_config=text, device=cfg.train.device, packing=cfg.data.packing,
+                 micro_batch_size=cfg.train.micro_batch_size)
 
 
 @pytest.fixture()
@@ -57,8 +57,8 @@ def test_refuses_flex_attention_on_cpu():
 
 
 def test_refuses_flash_with_packed_micro_batches_over_one():
-    cfg = config("attention=flash_attention_2", "data.packing=true", "engine.micro_batch_size=2")
-    with pytest.raises(ConfigError, match=r"engine.micro_batch_size=2: flash_attention_2 keeps packed documents"):
+    cfg = config("attention=flash_attention_2", "data.packing=true", "train.micro_batch_size=2")
+    with pytest.raises(ConfigError, match=r"train.micro_batch_size=2: flash_attention_2 keeps packed documents"):
         check_document_masking(cfg)
     check_document_masking(config("attention=flash_attention_2", "data.packing=true"))  # one row: transformers' varlen
 

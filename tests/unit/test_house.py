@@ -95,7 +95,8 @@ GROUPS = sorted(p.name for p in pathlib.Path(CONF_DIR).iterdir() if p.is_dir() a
 
 
 def test_conf_groups_were_found():
-    assert GROUPS == ["attention", "data", "engine", "loss", "model", "optim", "parallelism", "tracker"]
+    assert GROUPS == ["attention", "checkpoint", "data", "engine", "eval", "loss", "model", "optim", "parallelism",
+                      "tracker", "train"]
 
 
 @pytest.mark.parametrize("group", GROUPS)

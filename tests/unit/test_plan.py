@@ -195,7 +195,7 @@ def test_max_seq_length_against_alst_published(sp, published):
 def test_plan_keeps_attention_at_256k_on_one_h200():
     """`auto` is resolved once, by rank 0's validation (ranks torchrun started take rank 0's resolved config): for the
     1B shape at 256K with Liger on one H200 the plan keeps attention's output."""
-    overrides = H200 + ["engine.device=cuda", "data.seq_length=262144", "model.liger=true", "hardware.host_ram_gib=128"]
+    overrides = H200 + ["train.device=cuda", "data.seq_length=262144", "model.liger=true", "hardware.host_ram_gib=128"]
     assert plan("llama1b_1gpu", overrides, 1).chosen == {"recompute_attention": False}
 
 
@@ -233,7 +233,7 @@ def test_auto_on_cpu_processes_writes_plain_booleans(tmp_path):
     for) to the switches' defaults; the run trains."""
     import yaml
 
-    run = run_cli(["model.tiled_mlp=auto", "model.recompute_attention=auto", "engine.max_steps=1"], str(tmp_path))
+    run = run_cli(["model.tiled_mlp=auto", "model.recompute_attention=auto", "train.max_steps=1"], str(tmp_path))
     assert run.returncode == 0, run.describe()
     model = yaml.safe_load(open(tmp_path / "config.yaml"))["model"]
     assert model["tiled_mlp"] is False and model["recompute_attention"] is True
@@ -261,10 +261,10 @@ def test_longest_sequence_search_starts_from_the_plan(monkeypatch):
     the plan (within its tolerance) it needs 5 probes, where doubling from the config's 64K needs 10."""
     from hydra_plugins.max_seqlen_sweeper import max_seqlen_sweeper as m
 
-    cfg, *_ = setup("llama1b_1gpu", H200 + ["engine.device=cuda", "hardware.host_ram_gib=128"], 1)
+    cfg, *_ = setup("llama1b_1gpu", H200 + ["train.device=cuda", "hardware.host_ram_gib=128"], 1)
     planned = m.planned_start(cfg)
     assert planned == plan("llama1b_1gpu", H200 + ["hardware.host_ram_gib=128"], 1, search=True).max_seq_length
-    assert m.planned_start(compose(["engine.device=cpu"], experiment="llama1b_1gpu")) is None
+    assert m.planned_start(compose(["train.device=cpu"], experiment="llama1b_1gpu")) is None
     wall = int(planned * 1.1)
 
     def run_search(start_from_plan):

@@ -44,7 +44,7 @@ def test_eta_uses_the_pace_after_the_first_step():
 def test_console_in_a_log_file_writes_one_line_per_step_with_eta_and_no_carriage_return():
     out = FakeStream(tty=False)
     t = ConsoleTracker(stream=out)
-    t.log_config({"engine": {"max_steps": 3}})
+    t.log_config({"train": {"max_steps": 3}})
     for s in (1, 2, 3):
         t.log(step_metrics(s))
     t.finish({})
@@ -59,7 +59,7 @@ def test_console_in_a_log_file_writes_one_line_per_step_with_eta_and_no_carriage
 def test_console_in_a_terminal_redraws_one_progress_bar_in_place():
     out = FakeStream(tty=True)
     t = ConsoleTracker(stream=out)
-    t.log_config({"engine": {"max_steps": 4}})
+    t.log_config({"train": {"max_steps": 4}})
     t.log(step_metrics(1))
     t.log(step_metrics(2))
     text = out.getvalue()
@@ -71,7 +71,7 @@ def test_console_in_a_terminal_redraws_one_progress_bar_in_place():
 
 def test_console_tracker_logs_nowhere_else(tmp_path):
     cfg = OmegaConf.structured(TrackerConfig(kind="console"))
-    t = build_tracker(cfg=cfg, run_dir=str(tmp_path), config={"engine": {"max_steps": 1}})
+    t = build_tracker(cfg=cfg, run_dir=str(tmp_path), config={"train": {"max_steps": 1}})
     assert isinstance(t, ConsoleTracker)
     t.log(step_metrics(1))
     t.finish({})
@@ -81,7 +81,7 @@ def test_console_tracker_logs_nowhere_else(tmp_path):
 def test_missing_wandb_is_reported_once_and_training_goes_on(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
     t = WandbTracker(cfg=OmegaConf.structured(TrackerConfig(kind="wandb")), run_dir=str(tmp_path))
-    t.log_config({"engine": {}})
+    t.log_config({"train": {}})
     for s in (1, 2):
         t.log(step_metrics(s))
     t.finish({})
@@ -97,7 +97,7 @@ def test_broken_wandb_is_reported_once_and_training_goes_on(tmp_path, monkeypatc
 
     monkeypatch.setattr(wandb, "init", broken_init)
     cfg = OmegaConf.structured(TrackerConfig(kind="wandb"))
-    t = build_tracker(cfg=cfg, run_dir=str(tmp_path), config={"engine": {"max_steps": 2}})
+    t = build_tracker(cfg=cfg, run_dir=str(tmp_path), config={"train": {"max_steps": 2}})
     for s in (1, 2):
         t.log(step_metrics(s))
     t.finish({})
@@ -118,7 +118,7 @@ def test_offline_run_is_continued_by_a_resumed_run_with_the_same_id(tmp_path, mo
     os.makedirs(run_dir)
     cfg = OmegaConf.structured(TrackerConfig(kind="wandb"))
     first = WandbTracker(cfg=cfg, run_dir=run_dir)
-    first.log_config({"engine": {"max_steps": 4, "resume": None}, "data": {"seq_length": 64}})
+    first.log_config({"train": {"max_steps": 4}, "checkpoint": {"resume": None}, "data": {"seq_length": 64}})
     for s in (1, 2):
         first.log(step_metrics(s, tokens_per_s=100.0 * s, peak_mem_gib=float(s)))
     first.finish({})
@@ -128,7 +128,7 @@ def test_offline_run_is_continued_by_a_resumed_run_with_the_same_id(tmp_path, mo
     time.sleep(1.1)
 
     again = WandbTracker(cfg=cfg, run_dir=run_dir)
-    again.log_config({"engine": {"max_steps": 4, "resume": "latest"}, "data": {"seq_length": 64}})
+    again.log_config({"train": {"max_steps": 4}, "checkpoint": {"resume": "latest"}, "data": {"seq_length": 64}})
     again.log(step_metrics(3))
     again.finish({})
     assert open(os.path.join(run_dir, RUN_ID_FILE)).read().strip() == run_id

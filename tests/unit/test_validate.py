@@ -71,13 +71,13 @@ RULES = [
      "parallelism.dp_shard_size", "at least 1, or -1", "parallelism.dp_shard_size=-1"),
     ("sizes_not_multiplying_to_world", ["parallelism.num_processes=3"], None,
      "parallelism.sp_size", "must equal the number of processes (3)", "product is 3"),
-    ("more_gpus_than_the_machine_has", ["engine.device=cuda"], gpus(1),
+    ("more_gpus_than_the_machine_has", ["train.device=cuda"], gpus(1),
      "parallelism.sp_size", "needs 2 GPUs and this machine has 1", "torchrun/srun"),
     ("arch_without_model_type", ["~model.arch.model_type"], None,
      "model.arch", "needs model_type when model.name_or_path is null", "model=tiny_llama"),
     ("billion_parameter_model_on_cpu", ["model=llama3_8b"], None,
-     "engine.device", "7.5B parameters", "model=tiny_llama"),
-    ("eval_without_held_out_rows", ["data=hf", "data.path=/tmp", "engine.eval_every=2"], None,
+     "train.device", "7.5B parameters", "model=tiny_llama"),
+    ("eval_without_held_out_rows", ["data=hf", "data.path=/tmp", "eval.every=2"], None,
      "data.eval_path", "needs held-out rows", "data.eval_path="),
     ("model_dir_missing", ["model.name_or_path=/no/such/model_dir"], None,
      "model.name_or_path", "no such directory", "config.json"),
@@ -140,7 +140,7 @@ RULES = [
     ("liger_on_cpu", ["model.liger=true"], lambda mp: mp.setattr(
         importlib.util, "find_spec", fake_module("liger_kernel")),
      "model.liger", "Triton GPU kernels", "model.liger=false"),
-    ("liger_without_kernels_for_the_model", ["model.liger=true", "engine.device=cuda"], lambda mp: (
+    ("liger_without_kernels_for_the_model", ["model.liger=true", "train.device=cuda"], lambda mp: (
         gpus(2)(mp), mp.setattr(importlib.util, "find_spec", fake_module("liger_kernel")),
         mp.setitem(sys.modules, "liger_kernel.transformers.monkey_patch",
                    types.SimpleNamespace(MODEL_TYPE_TO_APPLY_LIGER_FN={"qwen3": None}))),
@@ -154,7 +154,7 @@ RULES = [
     ("lora_without_peft", ["model.lora.r=8"], lambda mp: mp.setattr(importlib.util, "find_spec", no_module("peft")),
      "model.lora.r", "needs the peft package", "pip install peft"),
     ("lora_with_super_offload", ["model.lora.r=8", "engine.super_offload=true", "engine.offload_optimizer=true",
-                                 "engine.zero_stage=3", "optim.grad_clip=0", "engine.device=cuda"], gpus(2),
+                                 "engine.zero_stage=3", "optim.grad_clip=0", "train.device=cuda"], gpus(2),
      "engine.super_offload", "with LoRA the optimizer only holds the adapters", "engine.super_offload=false"),
     ("lora_without_targets", ["model.lora.r=8", "model.lora.target_modules=[]"], None,
      "model.lora.target_modules", "needs at least one module name", "[all-linear]"),
@@ -181,24 +181,24 @@ RULES = [
     ("super_offload_on_cpu", ["engine.super_offload=true", "engine.offload_optimizer=true", "engine.zero_stage=3"],
      None, "engine.super_offload", "only on NVIDIA GPUs", "engine.super_offload=false"),
     ("super_offload_with_clipping", ["engine.super_offload=true", "engine.offload_optimizer=true",
-                                     "engine.zero_stage=3", "engine.device=cuda"], gpus(2),
+                                     "engine.zero_stage=3", "train.device=cuda"], gpus(2),
      "engine.super_offload", "only without gradient clipping (optim.grad_clip=1.0)", "optim.grad_clip=0"),
-    ("max_steps_below_1", ["engine.max_steps=0"], None, "engine.max_steps", "at least 1", "engine.max_steps=1"),
-    ("micro_batch_size_below_1", ["engine.micro_batch_size=0"], None,
-     "engine.micro_batch_size", "at least 1", "engine.micro_batch_size=1"),
-    ("gradient_accumulation_below_1", ["engine.gradient_accumulation_steps=0"], None,
-     "engine.gradient_accumulation_steps", "at least 1", "engine.gradient_accumulation_steps=1"),
-    ("cuda_without_gpu", ["engine.device=cuda"], gpus(0),
-     "engine.device", "no CUDA device is visible", "engine.device=auto"),
-    ("resume_dir_missing", ["engine.resume=/no/such/checkpoints"], None,
-     "engine.resume", "no such checkpoint directory", "engine.resume=latest"),
-    ("eval_steps_below_1", ["engine.eval_steps=0"], None, "engine.eval_steps", "at least 1", "engine.eval_steps=1"),
+    ("max_steps_below_1", ["train.max_steps=0"], None, "train.max_steps", "at least 1", "train.max_steps=1"),
+    ("micro_batch_size_below_1", ["train.micro_batch_size=0"], None,
+     "train.micro_batch_size", "at least 1", "train.micro_batch_size=1"),
+    ("gradient_accumulation_below_1", ["train.gradient_accumulation_steps=0"], None,
+     "train.gradient_accumulation_steps", "at least 1", "train.gradient_accumulation_steps=1"),
+    ("cuda_without_gpu", ["train.device=cuda"], gpus(0),
+     "train.device", "no CUDA device is visible", "train.device=auto"),
+    ("resume_dir_missing", ["checkpoint.resume=/no/such/checkpoints"], None,
+     "checkpoint.resume", "no such checkpoint directory", "checkpoint.resume=latest"),
+    ("eval_steps_below_1", ["eval.steps=0"], None, "eval.steps", "at least 1", "eval.steps=1"),
     ("timeout_below_1", ["engine.timeout_minutes=0"], None,
      "engine.timeout_minutes", "at least 1", "engine.timeout_minutes=1"),
-    ("save_every_negative", ["engine.save_every=-1"], None, "engine.save_every", "0 or more", "engine.save_every=0"),
-    ("eval_every_negative", ["engine.eval_every=-1"], None, "engine.eval_every", "0 or more", "engine.eval_every=0"),
-    ("keep_last_negative", ["engine.keep_last=-1"], None, "engine.keep_last", "0 or more", "engine.keep_last=0"),
-    ("seed_negative", ["engine.seed=-1"], None, "engine.seed", "0 or more", "engine.seed=0"),
+    ("save_every_negative", ["checkpoint.every=-1"], None, "checkpoint.every", "0 or more", "checkpoint.every=0"),
+    ("eval_every_negative", ["eval.every=-1"], None, "eval.every", "0 or more", "eval.every=0"),
+    ("keep_last_negative", ["checkpoint.keep_last=-1"], None, "checkpoint.keep_last", "0 or more", "checkpoint.keep_last=0"),
+    ("seed_negative", ["train.seed=-1"], None, "train.seed", "0 or more", "train.seed=0"),
     ("offload_ratio_out_of_range", ["engine.offload_ratio=1.5"], None,
      "engine.offload_ratio", "more than 0, at most 1", "engine.offload_ratio=1"),
     ("num_samples_zero", ["data.num_samples=0"], None, "data.num_samples", "at least one row", "data.num_samples="),
@@ -233,38 +233,41 @@ def test_rejects(overrides, patch, key, rule, fix, monkeypatch):
 
 def test_every_rule_has_a_test():
     """A new `raise ConfigError(` in a group's rules (framework/<group>/rules.py) needs a row above. Counted by call
-    site: the loop over sp_size/cp_size/dp_replicate_size, the one over the 5 engine counters, the one over the 4
-    engine keys that may be 0, the one over the 4 optim ranges, and the two over the 2 keys that keep attention's
-    output (model's rules, and attention's for the ring) add 2 + 4 + 3 + 3 + 1 + 1 rows beyond their sites, rows that
+    site: the loop over sp_size/cp_size/dp_replicate_size, the one over the 3 train counters, the one over the 2
+    checkpoint keys that may be 0, the one over the 4 optim ranges, and the two over the 2 keys that keep attention's
+    output (model's rules, and attention's for the ring) add 2 + 2 + 1 + 3 + 1 + 1 rows beyond their sites, rows that
     do not split into SP shards name data.seq_length or data.lengths (+1), model.keep_attention_layers' range has a row
     for
     each end (+1), the divisibility rule names data.seq_length or parallelism.sp_seq_length (+1). The rules that need
     the data itself (data.rules.check_corpus) and attention's rules for packed rows (attention.rules.check_packed) are
-    tested in test_data_checks.py; the run directory against engine.resume (engine.rules.check_resume) in
+    tested in test_data_checks.py; the run directory against checkpoint.resume (checkpoint.rules.check_resume) in
     test_checkpoint.py; validate()'s interpolation error is test_bad_environment_value_names_the_key."""
     import ast
     import inspect
 
     from framework.attention import rules as attention
+    from framework.checkpoint import rules as checkpoint
     from framework.data import rules as data
     from framework.engine import rules as engine
+    from framework.eval import rules as evaluation
     from framework.model import rules as model
     from framework.optim import rules as optim
     from framework.parallelism import rules as parallelism
+    from framework.train import rules as train
 
-    elsewhere = {(attention, "check_packed"), (data, "check_corpus"), (engine, "check_resume")}
+    elsewhere = {(attention, "check_packed"), (data, "check_corpus"), (checkpoint, "check_resume")}
     sites = 0
-    for module in (attention, data, engine, model, optim, parallelism):
+    for module in (attention, checkpoint, data, engine, evaluation, model, optim, parallelism, train):
         for node in ast.parse(inspect.getsource(module)).body:
             if isinstance(node, ast.FunctionDef) and (module, node.name) not in elsewhere:
                 sites += ast.unparse(node).count("raise ConfigError(")
-    assert len(RULES) == sites + 18, (len(RULES), sites)
+    assert len(RULES) == sites + 14, (len(RULES), sites)
 
 
 CLOSED_CHOICES = [("parallelism.sp_backend", "megatron", "deepspeed"), ("model.dtype", "fp8", "auto, bf16, fp16, fp32"),
-                  ("data.source", "s3", "synthetic, hf"), ("engine.device", "tpu", "auto, cpu, cuda"),
+                  ("data.source", "s3", "synthetic, hf"), ("train.device", "tpu", "auto, cpu, cuda"),
                   ("engine.sp_comm_dtype", "bf61", "auto, bf16, fp16, fp32"),
-                  ("engine.on_nonfinite", "skpi", "stop, skip"),
+                  ("train.on_nonfinite", "skpi", "stop, skip"),
                   ("optim.schedule", "linaer", "cosine, linear, constant"), ("tracker.kind", "mlflow", "console, wandb"),
                   ("tracker.mode", "ofline", "online, offline, disabled, shared"),
                   ("attention.implementation", "flash", "sdpa, flash_attention_2")]
@@ -299,7 +302,7 @@ def test_valid_cross_field_combinations_pass(monkeypatch):
     assert validate(compose(["parallelism.dp_shard_size=2"])).world == 4
     assert validate(compose(["parallelism.sp_seq_length_is_variable=false", "data.seq_length=254"])).world == 2
     gpus(8)(monkeypatch)
-    assert validate(compose(["engine.device=cuda", "parallelism.sp_size=4"])).world == 4
+    assert validate(compose(["train.device=cuda", "parallelism.sp_size=4"])).world == 4
 
 
 def test_ring_sizes_multiply_into_the_world_and_cut_rows_into_2_cp_sp_pieces():

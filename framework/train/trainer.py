@@ -8,9 +8,9 @@ from typing import Any, Dict
 import torch
 import torch.distributed as dist
 
-from framework.checkpoint import save_checkpoint
 from framework.model.features import offload_context
-from framework.tracker.flops import peak_tflops
+from framework.tracker.flops import peak_tflops as card_peak_tflops
+from framework.train.config import NonFinite
 from framework.tracker.metrics import JsonlWriter
 
 
@@ -57,24 +57,28 @@ def now() -> float:
 
 
 class StopRequested(KeyboardInterrupt):
-    """The job was asked to stop (engine.save_on_interrupt) and saved its checkpoint. A KeyboardInterrupt, so that a
+    """The job was asked to stop (checkpoint.save_on_interrupt) and saved its checkpoint. A KeyboardInterrupt, so that a
     rank ends with one line and no traceback, as it does on Ctrl-C."""
 
 
 class Trainer:
-    """The step loop: runs optimizer steps on a DeepSpeed engine built from the module, optimizer and schedule given;
-    writes metrics, evaluates and saves checkpoints."""
+    """The step loop (the `train` group): runs optimizer steps on the DeepSpeed engine it is given, writes metrics,
+    evaluates (`eval`) and saves checkpoints (`checkpoint`)."""
 
-    def __init__(self, *, ds_engine, batches, cfg, run_dir: str, tracker, flops_of_positions, world_size: int,
-                 sp_size: int, start_step: int = 0, offload_activations: bool = False, offload_keep_layers: int = 1,
-                 eval_batches=None, on_step=None, run_settings=None):
-        self.ds, self.batches, self.cfg, self.run_dir = ds_engine, batches, cfg, run_dir
+    def __init__(self, *, ds_engine, batches, checkpointer, evaluator, run_dir: str, tracker, flops_of_positions,
+                 world_size: int, sp_size: int, peak_tflops: float = 0.0, start_step: int = 0,
+                 offload_activations: bool = False, offload_keep_layers: int = 1, on_step=None, max_steps: int = 10,
+                 seed: int = 42, micro_batch_size: int = 1, gradient_accumulation_steps: int = 1, device: str = "auto",
+                 on_nonfinite: str = NonFinite.stop, dump_grads: bool = False):
+        del seed, micro_batch_size, device  # the train group's keys the graph used before the loop starts
+        self.ds, self.batches, self.run_dir = ds_engine, batches, run_dir
+        self.max_steps, self.gradient_accumulation_steps = max_steps, gradient_accumulation_steps
+        self.on_nonfinite, self.dump_grads_once = NonFinite(str(on_nonfinite)), dump_grads
+        self.checkpointer, self.evaluator = checkpointer, evaluator  # the checkpoint and eval groups, built
         self.tracker, self.world, self.sp_size = tracker, world_size, sp_size
         self.flops_of_positions = flops_of_positions  # position_ids [b, s_local] -> training FLOPs of those tokens
         self.step, self.offload_activations, self.on_step = start_step, offload_activations, on_step
         self.offload = offload_context(offload_activations, offload_keep_layers)  # one for the run: buffers reused
-        self.eval_batches = eval_batches  # () -> a fresh iterator over the held-out micro-batches
-        self.run_settings = run_settings or {}  # what data order and schedule depend on: each checkpoint records it
         # from_pretrained returns a model in eval mode, and transformers checkpoints a layer only in training mode:
         # without this, model.name_or_path runs silently trained without activation checkpointing (and dropout)
         ds_engine.train()
@@ -82,13 +86,13 @@ class Trainer:
         self.metrics = None
         if self.rank == 0:
             self.metrics = JsonlWriter(os.path.join(run_dir, "metrics.jsonl"))
-        self.peak = peak_tflops(cfg.peak_tflops_per_gpu)
+        self.peak = card_peak_tflops(peak_tflops)
         self.device_name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
         self.last: Dict[str, Any] = {}
         self.peak_mem_gib = 0.0
         self.grads_dumped = False
         self.signalled, self.stop_now = None, False
-        if cfg.save_on_interrupt:
+        if checkpointer.save_on_interrupt:
             signal.signal(signal.SIGTERM, self.on_sigterm)
         # SP partial gradients must be summed over the SP ranks. ZeRO-1/2 and ZeRO-3's all-reduce path divide by the DP
         # size only, but ZeRO-3's reduce-scatter path (the default) averages over all sp x dp ranks: scale the loss
@@ -97,11 +101,11 @@ class Trainer:
         self.backward_scale = float(sp_size) if sp_size > 1 and zero3_rs else 1.0
 
     def on_sigterm(self, signum, _frame):
-        """engine.save_on_interrupt: note the signal; the step loop saves at the end of this step and stops."""
+        """checkpoint.save_on_interrupt: note the signal; the step loop saves at the end of this step and stops."""
         self.signalled = signal.Signals(signum)
 
     def dump_grads(self):
-        """engine.dump_grads: save every parameter's full gradient, reduced over DP/SP ranks, before the optimizer
+        """train.dump_grads: save every parameter's full gradient, reduced over DP/SP ranks, before the optimizer
         step. All ranks must call this (under ZeRO each safe_get_full_grad gathers the gradient's partitions)."""
         from deepspeed.utils import safe_get_full_grad
 
@@ -127,7 +131,7 @@ class Trainer:
         loss_x_n = n_valid = tokens = flops = fwd_s = bwd_s = opt_s = offloaded = 0.0
         seq_len = 0
         lr = self.ds.get_lr()[0]  # the rate this step uses (the schedule moves on at its end)
-        gas = self.cfg.gradient_accumulation_steps
+        gas = self.gradient_accumulation_steps
         micro = [next(self.batches) for _ in range(gas)]
         # The step's loss is the sum of CE over every valid token of the step (all micro-steps, all DP replicas)
         # divided by their count, not a mean of per-micro-batch means. DeepSpeed divides the gradient by gas and
@@ -144,7 +148,7 @@ class Trainer:
                 self.ds.backward(loss * n * scale)
             offloaded += getattr(getattr(self.offload, "stats", None), "offloaded_bytes", 0) / 2**30
             t_opt = now()
-            if self.cfg.dump_grads and not self.grads_dumped and self.ds.is_gradient_accumulation_boundary():
+            if self.dump_grads_once and not self.grads_dumped and self.ds.is_gradient_accumulation_boundary():
                 self.dump_grads()
             self.ds.step()
             fwd_s, bwd_s, opt_s = fwd_s + t_bwd - t_fwd, bwd_s + t_opt - t_bwd, opt_s + now() - t_opt
@@ -175,31 +179,30 @@ class Trainer:
         return m
 
     def nonfinite(self, m):
-        """engine.on_nonfinite for a step whose loss or gradient norm is NaN/inf. Every rank reaches the same
+        """train.on_nonfinite for a step whose loss or gradient norm is NaN/inf. Every rank reaches the same
         decision: the loss was reduced over all ranks and the norm is global."""
         what = f"step {m['step']}: loss {m['loss']}, grad norm {m['grad_norm']}"
-        if str(self.cfg.on_nonfinite) == "skip" and not self.ds.was_step_applied():
+        if self.on_nonfinite == NonFinite.skip and not self.ds.was_step_applied():
             m["skipped"] = True  # DeepSpeed found the gradients invalid and did not step (nor did the LR schedule)
             if self.rank == 0:
-                print(f"{what}: skipped (engine.on_nonfinite=skip)", flush=True)
+                print(f"{what}: skipped (train.on_nonfinite=skip)", flush=True)
             return
-        if str(self.cfg.on_nonfinite) == "skip":
+        if self.on_nonfinite == NonFinite.skip:
             raise FloatingPointError(f"{what}, and DeepSpeed applied the update (its overflow check is off for this "
                                      "ZeRO stage and dtype): the weights are no longer finite; stopped")
-        raise FloatingPointError(f"{what}: stopped (engine.on_nonfinite=skip skips such steps)")
+        raise FloatingPointError(f"{what}: stopped (train.on_nonfinite=skip skips such steps)")
 
     def run(self) -> Dict[str, Any]:
-        while self.step < self.cfg.max_steps:
+        while self.step < self.max_steps:
             m = self.train_step()
-            if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
-                m["eval_loss"] = self.evaluate()
+            if self.evaluator.due(self.step):
+                m.update(self.evaluator.run(self.ds))  # every rank
             self.last = m
             if self.rank == 0:
                 self.metrics.write(m)
                 self.tracker.log(m)
-            saved = self.cfg.save_every and (self.step % self.cfg.save_every == 0 or self.step == self.cfg.max_steps)
-            if saved or self.stop_now:
-                self.save()
+            if self.checkpointer.due(self.step, self.max_steps) or self.stop_now:
+                self.checkpointer.save(self.ds, self.step)  # every rank
             if self.stop_now:
                 raise StopRequested(f"stopped by SIGTERM after step {self.step}, saved in checkpoints/step_{self.step}")
             if self.on_step:
@@ -207,22 +210,3 @@ class Trainer:
         if self.rank == 0:
             self.metrics.close()
         return self.last
-
-    def evaluate(self) -> float:
-        """Token-weighted loss over engine.eval_steps held-out micro-batches (the same ones every time), sharded like
-        training: SP stays on, so evaluation fits wherever training does. All ranks must call this."""
-        batches = self.eval_batches()
-        loss_x_n = n_valid = 0.0
-        self.ds.eval()
-        with torch.no_grad():
-            for _ in range(self.cfg.eval_steps):
-                loss, n = self.ds(**next(batches))
-                loss_x_n += float(loss) * float(n)  # CPU-GPU sync point
-                n_valid += float(n)
-        self.ds.train()
-        loss_x_n, n_valid = self.reduce([loss_x_n, n_valid])  # every rank
-        return loss_x_n / max(n_valid, 1)
-
-    def save(self):
-        """Save a ZeRO checkpoint under <run_dir>/checkpoints/step_N. All ranks must call this."""
-        save_checkpoint(self.ds, self.run_dir, self.step, settings=self.run_settings, keep_last=self.cfg.keep_last)

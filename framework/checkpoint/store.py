@@ -3,7 +3,7 @@
 A save writes every rank's files, fsyncs them, waits for every rank (a barrier), and only then does rank 0 write
 `manifest.json` (each file and its size, the step, and the settings the data order and the LR schedule depend on),
 atomically and last. A checkpoint is complete when its manifest exists and every file it lists has its size;
-`engine.resume=latest` takes the newest complete one and never reads DeepSpeed's own `latest` file (rank 0 writes that
+`checkpoint.resume=latest` takes the newest complete one and never reads DeepSpeed's own `latest` file (rank 0 writes that
 as soon as its own files are saved, before the other ranks finish).
 """
 import json
@@ -16,7 +16,7 @@ MANIFEST = "manifest.json"
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-def run_settings(*, parallelism, data, engine, optim, tokenizer: Optional[str], world: int) -> Dict[str, Any]:
+def run_settings(*, parallelism, data, train, optim, tokenizer: Optional[str], world: int) -> Dict[str, Any]:
     """What the order of the rows and the LR schedule depend on, by config key (plain JSON values). A resume that
     changes one of them silently skips or repeats data, or makes the LR jump."""
     p, d = parallelism, data
@@ -24,9 +24,9 @@ def run_settings(*, parallelism, data, engine, optim, tokenizer: Optional[str], 
     out = {"parallelism.sp_size": p.sp_size, "parallelism.dp_replicate_size": p.dp_replicate_size,
            "parallelism.dp_shard_size": world // (p.dp_replicate_size * p.sp_size),  # -1 resolved
            "data.source": str(d.source), "data.seq_length": d.seq_length, "data.packing": d.packing,
-           "data.shuffle": d.shuffle, "engine.seed": engine.seed, "engine.micro_batch_size": engine.micro_batch_size,
-           "engine.gradient_accumulation_steps": engine.gradient_accumulation_steps,
-           "engine.max_steps": engine.max_steps, "optim.schedule": str(optim.schedule), "optim.lr": optim.lr,
+           "data.shuffle": d.shuffle, "train.seed": train.seed, "train.micro_batch_size": train.micro_batch_size,
+           "train.gradient_accumulation_steps": train.gradient_accumulation_steps,
+           "train.max_steps": train.max_steps, "optim.schedule": str(optim.schedule), "optim.lr": optim.lr,
            "optim.warmup_steps": optim.warmup_steps, "optim.min_lr_ratio": optim.min_lr_ratio}
     if hf:
         out.update({"data.path": d.path, "data.text_field": d.text_field, "data.tokenizer": tokenizer,
@@ -97,7 +97,7 @@ def is_checkpoints_root(path: str) -> bool:
 
 
 def resolve(resume: Optional[str], run_dir: str) -> Tuple[Optional[str], List[str]]:
-    """The checkpoint folder engine.resume names (None: start fresh, or nothing complete found), and the newer ones
+    """The checkpoint folder checkpoint.resume names (None: start fresh, or nothing complete found), and the newer ones
     skipped with the reason. `latest`: the newest complete one of <run_dir>/checkpoints; a checkpoints/ folder: its
     newest complete one; a step_N folder: itself, when complete."""
     if not resume:
@@ -202,11 +202,11 @@ def save_checkpoint(ds_engine, run_dir: str, step: int, *, settings: Dict[str, A
     if dist.get_rank() == 0:
         write_manifest(os.path.join(root, tag), step, settings)
         for name in prune(root, keep_last):
-            print(f"engine.keep_last={keep_last}: deleted checkpoint {name}", flush=True)
+            print(f"checkpoint.keep_last={keep_last}: deleted checkpoint {name}", flush=True)
 
 
 def load_checkpoint(ds_engine, resume: Optional[str], run_dir: str) -> int:
-    """Load the checkpoint engine.resume names into the engine; the step it was saved at (0: none, start fresh).
+    """Load the checkpoint checkpoint.resume names into the engine; the step it was saved at (0: none, start fresh).
     Validation has checked that it exists and is complete. All ranks must call this."""
     step_dir, _ = resolve(resume, run_dir)  # the launcher said which it skipped
     if step_dir is None:
