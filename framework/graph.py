@@ -1,8 +1,9 @@
 """Build the object graph from the config, one group at a time in dependency order, and run it (on every rank).
 
 mesh → model (+ ALST features, LoRA) → SP attention → dataloader adapter → loss → engine, run by the trainer (the
-step loop) → the export of the trained model. Each group's `_target_` names its builder, called with the group's
-config as `cfg` and the runtime objects built before it.
+step loop) → the export of the trained model. Each group's `_target_` names its builder, built with
+hydra.utils.instantiate(cfg.<group>, *runtime) from the group's fields and the runtime objects built before it
+(framework.builder).
 """
 import os
 import random
@@ -11,7 +12,7 @@ from typing import Any, Dict
 
 import torch
 import torch.distributed as dist
-from hydra.utils import get_method, instantiate
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from framework.checkpoint import run_settings
@@ -21,16 +22,12 @@ from framework.engine import CausalLMWithLoss, deepspeed_config
 from framework.export import export_run
 from framework.model import announce_zero3, resolve_dtype
 from framework.model.features import apply_features
+from framework.optim import build_scheduler
 from framework.parallelism import MeshAxis, dp_rank_and_size, sequence_group
 from framework.plan.memory import keep_layers
 from framework.runtime import VALIDATED_ENV, since_start
 from framework.runtime import device_type as resolve_device
 from framework.tracker.flops import flops_of_positions
-
-
-def call(node: DictConfig, *args, **runtime):
-    """Call the builder named by `node._target_` with the group's config and the runtime objects."""
-    return get_method(node._target_)(*args, cfg=node, **runtime)
 
 
 def seed_everything(seed: int):
@@ -53,6 +50,13 @@ def first_step(trainer, startup: dict):
         names = {"validated_s": "validated", "worker_s": "workers up", "model_s": "model built",
                  "engine_s": "engine built", "first_step_s": "first step done"}
         print("startup: " + ", ".join(f"{names[k]} {v:.1f} s" for k, v in startup.items()), flush=True)
+
+
+def instantiate(node: DictConfig, *args, **runtime):
+    """hydra.utils.instantiate of a group's node with the runtime objects; runtime dicts and lists reach the builder
+    as plain dicts and lists (DeepSpeed's config, the checkpoint settings), not as OmegaConf containers, and are not
+    instantiated themselves (the run config the tracker logs holds every group's `_target_`)."""
+    return hydra_instantiate(node, *args, _convert_="partial", _recursive_=False, **runtime)
 
 
 @dataclass
@@ -79,7 +83,7 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
     seed_everything(cfg.train.seed)
 
     # 1. mesh
-    mesh = call(cfg.parallelism, device_type=device_type)
+    mesh = instantiate(cfg.parallelism, device_type=device_type)
     # the ranks that share one sequence (loss, data, gradient sums): the SP group, or with ring attention the
     # cp x sp ranks (cp_size = 1 leaves it the SP group)
     sp_group, sp_rank, sp_size = sequence_group(mesh)
@@ -96,7 +100,7 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
         announce_zero3(ds_cfg)
     attn = cfg.attention.implementation
     attn = getattr(attn, "value", attn)
-    model = call(cfg.model, attn_implementation=attn, device_type=device_type)
+    model = instantiate(cfg.model, attn_implementation=attn, device_type=device_type)
     model = apply_features(model, cfg=cfg.model)  # with LoRA: the peft model around it
     if cfg.model.offload_activations and device_type == "cpu" and rank == 0:
         print("note: model.offload_activations does nothing on CPU (the hidden states already live in host memory)",
@@ -106,11 +110,11 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
 
     # 3. SP attention (DeepSpeed's Ulysses, registered with transformers); its groups are the mesh's
     seq_len = cfg.parallelism.sp_seq_length or cfg.data.seq_length
-    mpu = call(cfg.attention, model, mesh=mesh, micro_batch_size=cfg.train.micro_batch_size,
+    mpu = instantiate(cfg.attention, model, mesh=mesh, micro_batch_size=cfg.train.micro_batch_size,
                seq_length_is_variable=cfg.parallelism.sp_seq_length_is_variable, seq_length=seq_len)
 
     # 5. loss, and the module DeepSpeed runs (model + loss)
-    loss = call(cfg.loss, sp_group=sp_group if sp_size > 1 else None, liger=cfg.model.liger)
+    loss = instantiate(cfg.loss, sp_group=sp_group if sp_size > 1 else None, liger=cfg.model.liger)
     module = CausalLMWithLoss(model, loss)
 
     # 6. engine (DeepSpeed), resumed from a checkpoint if asked
@@ -118,8 +122,11 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
     settings = run_settings(parallelism=cfg.parallelism, data=cfg.data, train=cfg.train, optim=cfg.optim,
                             tokenizer=tok_path, world=world)
     checkpointer = instantiate(cfg.checkpoint, run_dir=run_dir, settings=settings)
-    ds_engine = call(cfg.engine, module, optim=cfg.optim, ds_cfg=ds_cfg, mpu=mpu, device_type=device_type,
-                     max_steps=cfg.train.max_steps)
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = instantiate(cfg.optim, params, offload=cfg.engine.offload_optimizer or cfg.engine.offload_params,
+                            device_type=device_type)
+    scheduler = build_scheduler(optimizer, cfg=cfg.optim, max_steps=cfg.train.max_steps)
+    ds_engine = instantiate(cfg.engine, module, optimizer=optimizer, scheduler=scheduler, ds_cfg=ds_cfg, mpu=mpu)
     start_step = checkpointer.load(ds_engine)  # every rank
     startup["engine_s"] = since_start()
 
@@ -129,7 +136,7 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
     vocab = text_config.vocab_size
 
     def loader(data_cfg, seed: int, start_step: int):
-        return call(data_cfg, vocab_size=vocab, tokenizer_path=tok_path, dp_rank=dp_rank, dp_size=dp_size,
+        return instantiate(data_cfg, vocab_size=vocab, tokenizer_path=tok_path, dp_rank=dp_rank, dp_size=dp_size,
                     sp_rank=sp_rank, sp_size=sp_size, micro_batch_size=cfg.train.micro_batch_size, seed=seed,
                     start_step=start_step, multiple_of=sp_size * (2 if cp_size > 1 else 1))
 
@@ -146,7 +153,7 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
     evaluator = instantiate(cfg.eval, batches=eval_batches)
     tracker = None
     if rank == 0:
-        tracker = call(cfg.tracker, run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True))
+        tracker = instantiate(cfg.tracker, run_dir=run_dir, run_config=OmegaConf.to_container(cfg, resolve=True))
     model_config = model.config
 
     # 7. the step loop

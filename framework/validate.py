@@ -1,5 +1,5 @@
 """The validation step: every group's cross-field rules, called in order in the launching process before any worker
-starts. The rules live next to the code they protect (framework/<group>/rules.py); this module only orders them and
+starts, with the resolve step (framework.resolve: every `auto` replaced by its value) before the plan's rules. The rules live next to the code they protect (framework/<group>/rules.py); this module only orders them and
 resolves the model's config once, for the rules and for what runs after them.
 
 Each rule raises ConfigError(key, value, rule, fix); the CLI prints that one message (no traceback) and stops.
@@ -19,6 +19,7 @@ from framework.optim import rules as optim_rules
 from framework.parallelism import rules as parallelism_rules
 from framework.plan import rules as plan_rules
 from framework.train import rules as train_rules
+from framework.resolve import resolve
 from framework.runtime import device_type, world_size
 
 
@@ -34,6 +35,8 @@ class Validated:
     """The step of the checkpoint checkpoint.resume names (0: a fresh run)."""
     resume_skipped: tuple = ()
     """'step_N: why' for each newer checkpoint checkpoint.resume=latest skipped."""
+    resolved: dict = None
+    """What the resolve step (framework.resolve) put in place of each `auto`: {key: value}."""
 
     @property
     def text_config(self):
@@ -86,7 +89,8 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
         settings = run_settings(parallelism=p, data=d, train=t, optim=cfg.optim, tokenizer=d.tokenizer or
                                 m.name_or_path, world=world)
         resume_step, skipped = checkpoint_rules.check_resume(c, run_dir=run_dir, settings=settings)
+    resolved = resolve(cfg, text_config=text, world=world, on_gpu=device_type(device) == "cuda" or planning)
     plan = plan_rules.check(cfg, text_config=text, world=world, on_gpu=device_type(device) == "cuda",
                             planning=planning)
     return Validated(world=world, model_config=config, plan=plan, resume_step=resume_step,
-                     resume_skipped=tuple(skipped))
+                     resume_skipped=tuple(skipped), resolved=resolved)

@@ -3,8 +3,11 @@ cp_size > 1 the core is ring attention over the mesh's cp group (framework.atten
 import importlib.util
 
 import torch.distributed as dist
+from framework.attention.config import AttentionConfig
+from framework.builder import builds
 
 
+@builds(AttentionConfig)
 def apply_sp_attention(model, *, cfg, mesh, micro_batch_size: int, seq_length_is_variable: bool,
                        seq_length: int | None):
     """Wrap the model's core attention in the Ulysses all-to-all for the mesh's SP group, and make the core the ring

@@ -20,10 +20,12 @@ def run_settings(*, parallelism, data, train, optim, tokenizer: Optional[str], w
     """What the order of the rows and the LR schedule depend on, by config key (plain JSON values). A resume that
     changes one of them silently skips or repeats data, or makes the LR jump."""
     p, d = parallelism, data
-    hf = str(d.source) == "hf"
+    from framework.data.config import reads_corpus
+
+    hf = reads_corpus(d)
     out = {"parallelism.sp_size": p.sp_size, "parallelism.dp_replicate_size": p.dp_replicate_size,
            "parallelism.dp_shard_size": world // (p.dp_replicate_size * p.sp_size),  # -1 resolved
-           "data.source": str(d.source), "data.seq_length": d.seq_length, "data.packing": d.packing,
+           "data._target_": d._target_, "data.seq_length": d.seq_length, "data.packing": d.packing,
            "data.shuffle": d.shuffle, "train.seed": train.seed, "train.micro_batch_size": train.micro_batch_size,
            "train.gradient_accumulation_steps": train.gradient_accumulation_steps,
            "train.max_steps": train.max_steps, "optim.schedule": str(optim.schedule), "optim.lr": optim.lr,

@@ -2,21 +2,15 @@
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from framework.choice import Choice
-
-
-class DataSource(Choice):
-    synthetic = "synthetic"
-    hf = "hf"
 
 
 @dataclass
 class DataConfig:
-    _target_: str = "framework.data.loader.build_dataloader"
-    source: DataSource = DataSource.synthetic
-    """synthetic (random tokens) or hf (HF datasets: a file, glob, directory or hub id)."""
+    _target_: str = "framework.data.loader.synthetic"
+    """The option's builder: framework.data.loader.synthetic (random tokens) or framework.data.loader.hf (HF
+    datasets); conf/data/<option>.yaml names it. A new source is a YAML file and a builder."""
     path: Optional[str] = None
-    """For source=hf: a file, glob, directory, or hub id."""
+    """For data=hf: a file, glob, directory, or hub id."""
     seq_length: int = 1024
     """Tokens per row (global, before SP sharding)."""
     lengths: List[int] = field(default_factory=list)
@@ -53,3 +47,11 @@ class DataConfig:
     """streaming + shuffle: documents in the seeded shuffle buffer."""
     eval_path: Optional[str] = None
     """Held-out rows for eval.every (data=hf): read like `path`. Synthetic data draws unseen rows instead."""
+
+
+def reads_corpus(d) -> bool:
+    """Whether the option's builder reads a corpus (data.path, a tokenizer), as data=hf does; synthetic rows do
+    not. The builder says so itself (its `reads_corpus` attribute)."""
+    from hydra.utils import get_method
+
+    return bool(getattr(get_method(d._target_), "reads_corpus", False))

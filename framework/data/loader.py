@@ -8,6 +8,8 @@ from typing import Optional
 
 import torch
 
+from framework.builder import builds
+from framework.data.config import DataConfig
 from framework.data.rows import SyntheticRows, collate
 from framework.data.sampler import StepSampler
 
@@ -20,24 +22,35 @@ def held_out_data(data_cfg):
     return held_out
 
 
-def build_dataset(cfg, *, vocab_size: int, seed: int, tokenizer_path: Optional[str]):
-    if cfg.source == "synthetic":
-        return SyntheticRows(num_samples=cfg.num_samples, lengths=list(cfg.lengths) or [cfg.seq_length],
-                             vocab_size=vocab_size, seed=seed)
+@builds(DataConfig)
+def synthetic(*, cfg, vocab_size: int, seed: int, tokenizer_path: Optional[str] = None, **loader):
+    """data=synthetic: random tokens at the model's vocabulary, a function of (seed, row index)."""
+    rows = SyntheticRows(num_samples=cfg.num_samples, lengths=list(cfg.lengths) or [cfg.seq_length],
+                         vocab_size=vocab_size, seed=seed)
+    return build_dataloader(rows, cfg=cfg, seed=seed, **loader)
+
+
+@builds(DataConfig)
+def hf(*, cfg, vocab_size: int, seed: int, tokenizer_path: Optional[str], **loader):
+    """data=hf: a corpus through HF datasets, tokenized (once, cached) by the model's or data.tokenizer's
+    tokenizer."""
     from framework.data.hf import build_hf_dataset
 
-    return build_hf_dataset(cfg, tokenizer_path=tokenizer_path, seed=seed)
+    return build_dataloader(build_hf_dataset(cfg, tokenizer_path=tokenizer_path, seed=seed), cfg=cfg, seed=seed,
+                            **loader)
 
 
-def build_dataloader(*, cfg, vocab_size: int, tokenizer_path: Optional[str], dp_rank: int, dp_size: int,
-                     sp_rank: int, sp_size: int, micro_batch_size: int, seed: int, start_step: int = 0,
-                     pad_id: int = 0, multiple_of: int = 0):
-    """The per-rank DataLoader (before SP sharding); see StepSampler for which rank reads what. Rows are padded to a
-    multiple of `multiple_of` tokens (0: sp_size; with ring attention 2 x cp x sp: framework.data.adapter's pieces)."""
+synthetic.reads_corpus, hf.reads_corpus = False, True  # framework.data.config.reads_corpus
+
+
+def build_dataloader(dataset, *, cfg, dp_rank: int, dp_size: int, sp_rank: int, sp_size: int,
+                     micro_batch_size: int, seed: int, start_step: int = 0, pad_id: int = 0, multiple_of: int = 0):
+    """The per-rank DataLoader over `dataset` (before SP sharding); see StepSampler for which rank reads what. Rows
+    are padded to a multiple of `multiple_of` tokens (0: sp_size; with ring attention 2 x cp x sp:
+    framework.data.adapter's pieces)."""
     from functools import partial
 
     multiple_of = multiple_of or sp_size
-    dataset = build_dataset(cfg, vocab_size=vocab_size, seed=seed, tokenizer_path=tokenizer_path)
     length = cfg.seq_length if (cfg.pad_to_seq_length or cfg.packing) and not cfg.lengths else None
     if isinstance(dataset, torch.utils.data.IterableDataset):  # streaming: the dataset itself picks this rank's rows
         dataset.assign(dp_rank=dp_rank, dp_size=dp_size, sp_rank=sp_rank, sp_size=sp_size,

@@ -1,4 +1,5 @@
 """data's cross-field rules, checked before any worker starts (framework.validate calls them in order)."""
+from framework.data.config import reads_corpus
 from framework.data.loader import held_out_data
 from framework.errors import ConfigError
 
@@ -8,7 +9,7 @@ def check(d, *, parallelism, eval_every: int):
     p = parallelism
     if d.seq_length < 1:
         raise ConfigError("data.seq_length", d.seq_length, "must be positive", "set data.seq_length=4096")
-    if d.source == "synthetic" and d.num_samples < 1:
+    if not reads_corpus(d) and d.num_samples < 1:
         raise ConfigError("data.num_samples", d.num_samples, "synthetic data needs at least one row",
                           "set data.num_samples=1024")
     lengths = list(d.lengths) or [d.seq_length]
@@ -21,20 +22,20 @@ def check(d, *, parallelism, eval_every: int):
             raise ConfigError("parallelism.sp_seq_length" if p.sp_seq_length else "data.seq_length", fixed,
                               f"must be divisible by {what} when sp_seq_length_is_variable=false",
                               f"use a multiple of {pieces}, e.g. {fixed - fixed % pieces or pieces}")
-        if d.source == "synthetic" and any(x != fixed for x in lengths):
+        if not reads_corpus(d) and any(x != fixed for x in lengths):
             raise ConfigError("data.lengths", lengths, f"rows must all be {fixed} tokens when "
                               "sp_seq_length_is_variable=false", "set parallelism.sp_seq_length_is_variable=true")
     # rows of a set length (packed, padded to seq_length, synthetic) are cut into sp_size shards as they are
-    fixed_rows = lengths if d.source == "synthetic" else [d.seq_length] if d.packing or d.pad_to_seq_length else []
+    fixed_rows = lengths if not reads_corpus(d) else [d.seq_length] if d.packing or d.pad_to_seq_length else []
     odd = [x for x in fixed_rows if x % p.sp_size]
     if odd:
-        key = "data.lengths" if d.source == "synthetic" and list(d.lengths) else "data.seq_length"
+        key = "data.lengths" if not reads_corpus(d) and list(d.lengths) else "data.seq_length"
         raise ConfigError(key, odd[0], f"rows of {odd[0]} tokens do not split into sp_size={p.sp_size} sequence "
                           "shards", f"use a multiple of {p.sp_size}, e.g. {odd[0] - odd[0] % p.sp_size or p.sp_size}")
-    if eval_every > 0 and d.source == "hf" and not d.eval_path:
+    if eval_every > 0 and reads_corpus(d) and not d.eval_path:
         raise ConfigError("data.eval_path", d.eval_path, "eval.every > 0 needs held-out rows for data=hf",
                           "set data.eval_path=/path/to/heldout.jsonl, or eval.every=0")
-    if d.source == "hf" and not d.path:
+    if reads_corpus(d) and not d.path:
         raise ConfigError("data.path", d.path, "data=hf needs a file, glob, directory or hub id",
                           "set data.path=/path/to/corpus.jsonl")
 
@@ -43,7 +44,7 @@ def check_corpus(d, *, parallelism, tokenizer_path, world: int, micro_batch_size
     """Rules that need the data itself. data=hf: loads and tokenizes the corpus once (filling the tokenization cache
     the workers then read), so a missing path, a broken row, an empty corpus, a missing field or tokenizer, or
     documents all too long stop the job here with one ConfigError."""
-    if d.source != "hf":
+    if not reads_corpus(d):
         return
     from framework.data.hf import build_hf_dataset
 

@@ -4,6 +4,8 @@ from typing import Any, Dict
 
 import torch
 from omegaconf import OmegaConf
+from framework.builder import builds
+from framework.engine.config import EngineConfig
 
 
 def deepspeed_config(ecfg, *, grad_clip: float, dtype: torch.dtype, micro_batch_size: int,
@@ -45,15 +47,11 @@ def merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def build_engine(module, *, cfg, optim, ds_cfg: Dict[str, Any], mpu, device_type: str, max_steps: int):
-    """Wrap `module` (model + loss) in a DeepSpeed engine with its optimizer and LR schedule."""
+@builds(EngineConfig)
+def build_engine(module, *, cfg, optimizer, scheduler, ds_cfg: Dict[str, Any], mpu):
+    """Wrap `module` (model + loss) in a DeepSpeed engine with the optimizer and LR schedule built for it."""
     import deepspeed
 
-    from framework.optim import build_optimizer, build_scheduler
-
-    params = [p for p in module.parameters() if p.requires_grad]
-    opt = build_optimizer(params, cfg=optim, offload=cfg.offload_optimizer or cfg.offload_params,
-                          device_type=device_type)
-    sched = build_scheduler(opt, cfg=optim, max_steps=max_steps)
-    engine, *_ = deepspeed.initialize(model=module, optimizer=opt, lr_scheduler=sched, config=ds_cfg, mpu=mpu)
+    engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=scheduler, config=ds_cfg,
+                                      mpu=mpu)
     return engine

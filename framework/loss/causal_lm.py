@@ -11,6 +11,8 @@ import math
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from framework.builder import builds
+from framework.loss.config import LossConfig
 
 IGNORE = -100
 
@@ -53,6 +55,7 @@ class CausalLMLoss:
     `__call__(hidden [b, s_local, h], lm_head, shift_labels [b, s_local])` -> (loss, global valid tokens).
     """
 
+    @builds(LossConfig)
     def __init__(self, *, cfg, sp_group=None, liger: bool = False):
         self.tiled, self.tiled_shards, self.sp_group, self.liger = cfg.tiled, cfg.tiled_shards, sp_group, liger
 

@@ -4,6 +4,8 @@ import contextlib
 from typing import Any, Dict, Optional
 
 import torch
+from framework.builder import builds
+from framework.model.config import ModelConfig
 
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -52,6 +54,7 @@ def announce_zero3(ds_config):
     set_hf_deepspeed_config(_ZERO3)
 
 
+@builds(ModelConfig)
 def build_model(*, cfg, attn_implementation: str, device_type: str):
     """Build the HF causal LM (the ALST features are applied by framework.model.features).
 

@@ -3,6 +3,8 @@ import torch
 import torch.distributed as dist
 
 from framework.parallelism.config import MeshAxis
+from framework.builder import builds
+from framework.parallelism.config import ParallelismConfig
 
 
 def resolve_sizes(cfg, world_size: int) -> tuple[int, int, int, int]:
@@ -13,6 +15,7 @@ def resolve_sizes(cfg, world_size: int) -> tuple[int, int, int, int]:
     return cfg.dp_replicate_size, dp_shard, cfg.cp_size, cfg.sp_size
 
 
+@builds(ParallelismConfig)
 def build_mesh(*, cfg, device_type: str):
     """Build the 4-D device mesh. All ranks must call this (it creates process groups)."""
     sizes = resolve_sizes(cfg, dist.get_world_size())

@@ -240,30 +240,12 @@ def write(plan: Plan, run_dir: str):
     os.replace(tmp, path)
 
 
-def resolve_auto(cfg, text_config, world: int, *, on_gpu: bool) -> Dict[str, Any]:
-    """Replace each `auto` switch of cfg.model by the plan's choice (the fastest setup that fits), in place, so
-    config.yaml and the workers see plain booleans; on CPU processes by its default. Returns what was chosen."""
+def choose_auto(cfg, text_config, world: int, *, on_gpu: bool) -> Dict[str, Any]:
+    """The value of each `auto` switch of cfg.model: the plan's choice (the fastest setup that fits); on CPU processes
+    its default. Pure: framework.resolve writes them into the config."""
     auto = auto_switches(cfg)
     if not any(auto.values()):
         return {}
     if on_gpu:
-        chosen = make_plan(cfg, text_config, world).chosen
-    else:
-        chosen = {k: DEFAULTS[k] for k in AUTO_FEATURES if auto[k]}
-    with _writable(cfg):
-        for k, v in chosen.items():
-            cfg.model[k] = v
-    return chosen
-
-
-class _writable:
-    """Lift a read-only flag Hydra may have set on the config for the edit."""
-
-    def __init__(self, cfg):
-        self.cfg, self.flag = cfg, OmegaConf.is_readonly(cfg)
-
-    def __enter__(self):
-        OmegaConf.set_readonly(self.cfg, False)
-
-    def __exit__(self, *exc):
-        OmegaConf.set_readonly(self.cfg, self.flag)
+        return dict(make_plan(cfg, text_config, world).chosen)
+    return {k: DEFAULTS[k] for k in AUTO_FEATURES if auto[k]}

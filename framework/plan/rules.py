@@ -1,8 +1,8 @@
-"""plan's rules, checked last before any worker starts (framework.validate calls them): the `auto` switches are
-resolved by the plan (in place, so config.yaml and the workers see booleans), and a job whose host-RAM plan exceeds
-the node's RAM is refused (it would take the machine down); one past GPU memory only warns (the startup line)."""
+"""plan's rules, checked last before any worker starts (framework.validate calls them, after framework.resolve has
+replaced the `auto` switches): a job whose host-RAM plan exceeds the node's RAM is refused (it would take the machine
+down); one past GPU memory only warns (the startup line)."""
 from framework.errors import ConfigError
-from framework.plan.planner import AUTO_FEATURES, make_plan, resolve_auto
+from framework.plan.planner import AUTO_FEATURES, make_plan
 
 
 def check_switches(m):
@@ -15,9 +15,8 @@ def check_switches(m):
 
 
 def check(cfg, *, text_config, world: int, on_gpu: bool, planning: bool):
-    """Resolve `auto`, then (for a job that will run on GPUs) refuse one whose host RAM plan exceeds the node's RAM.
-    Returns the plan (None for a job on CPU processes with nothing offloaded)."""
-    resolve_auto(cfg, text_config, world, on_gpu=on_gpu or planning)
+    """For a job that will run on GPUs, refuse one whose host RAM plan exceeds the node's RAM. Returns the plan (None
+    for a job on CPU processes with nothing offloaded)."""
     e = cfg.engine
     if not (on_gpu or planning or e.offload_optimizer or e.offload_params):
         return None

@@ -1,6 +1,8 @@
 """The tracker of rank 0: the console line always, and a W&B run with tracker=wandb (other ranks build none)."""
 from typing import Any, Dict
 
+from framework.builder import builds
+from framework.tracker.config import TrackerConfig
 from framework.tracker.console import ConsoleTracker
 
 
@@ -23,12 +25,19 @@ class Trackers:
             t.finish(summary)
 
 
-def build_tracker(*, cfg, run_dir: str, config: Dict[str, Any]):
-    """The tracker of rank 0 (other ranks build none). `config` is the resolved run config."""
+@builds(TrackerConfig)
+def console(*, cfg, run_dir: str, run_config: Dict[str, Any]):
+    """tracker=console: the rank-0 step line (built on rank 0 only). `run_config` is the resolved run config."""
     tracker = ConsoleTracker(progress=cfg.get("progress", True))
-    if cfg.kind == "wandb":
-        from framework.tracker.wandb import WandbTracker
+    tracker.log_config(run_config)
+    return tracker
 
-        tracker = Trackers(tracker, WandbTracker(cfg=cfg, run_dir=run_dir))
-    tracker.log_config(config)
+
+@builds(TrackerConfig)
+def wandb(*, cfg, run_dir: str, run_config: Dict[str, Any]):
+    """tracker=wandb: the step line and a W&B run (offline unless the environment says otherwise)."""
+    from framework.tracker.wandb import WandbTracker
+
+    tracker = Trackers(ConsoleTracker(progress=cfg.get("progress", True)), WandbTracker(cfg=cfg, run_dir=run_dir))
+    tracker.log_config(run_config)
     return tracker

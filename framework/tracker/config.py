@@ -5,11 +5,6 @@ from typing import List, Optional
 from framework.choice import Choice
 
 
-class TrackerKind(Choice):
-    console = "console"
-    wandb = "wandb"
-
-
 class WandbMode(Choice):
     online = "online"
     offline = "offline"
@@ -19,9 +14,9 @@ class WandbMode(Choice):
 
 @dataclass
 class TrackerConfig:
-    _target_: str = "framework.tracker.build.build_tracker"
-    kind: TrackerKind = TrackerKind.console
-    """console (the rank-0 log line only) or wandb (the console line, and a W&B run)."""
+    _target_: str = "framework.tracker.build.console"
+    """The option's builder: framework.tracker.build.console (the rank-0 step line) or framework.tracker.build.wandb
+    (the step line and a W&B run); conf/tracker/<option>.yaml names it. A new tracker is a YAML file and a builder."""
     project: str = "framework"
     entity: Optional[str] = None
     group: Optional[str] = None

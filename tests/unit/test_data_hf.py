@@ -22,7 +22,7 @@ def tok():
 
 
 def data_cfg(tmp_path, path, **kw):
-    return OmegaConf.structured(DataConfig(source="hf", path=str(path), cache_dir=str(tmp_path / "cache"), **kw))
+    return OmegaConf.structured(DataConfig(_target_="framework.data.loader.hf", path=str(path), cache_dir=str(tmp_path / "cache"), **kw))
 
 
 def ids_of(tok, text):
@@ -213,13 +213,13 @@ def test_streaming_rows_match_the_map_style_rows_and_split_over_ranks(tmp_path, 
 
 
 def test_streaming_dataloader_yields_collated_batches_from_the_resume_step(tmp_path, tok):
-    from framework.data import build_dataloader
+    from framework.data.loader import hf
 
     cfg = data_cfg(tmp_path, write(tmp_path, "jsonl"), seq_length=5, packing=True, streaming=True, shuffle=False)
     mapped = rows(build_hf_dataset(data_cfg(tmp_path, write(tmp_path, "jsonl"), seq_length=5, packing=True),
                                    tokenizer_path=None, tokenizer=tok))
     tok.save_pretrained(tmp_path / "tok")
-    dl = build_dataloader(cfg=cfg, vocab_size=384, tokenizer_path=str(tmp_path / "tok"), dp_rank=1, dp_size=2,
+    dl = hf(cfg=cfg, vocab_size=384, tokenizer_path=str(tmp_path / "tok"), dp_rank=1, dp_size=2,
                           sp_rank=0, sp_size=1, micro_batch_size=1, seed=0, start_step=1)
     batch = next(iter(dl))  # step 1, DP replica 1 → global row 3
     assert batch["input_ids"].tolist() == [mapped[3]["input_ids"]] and batch["labels"].shape == (1, 5)

@@ -77,7 +77,7 @@ def cycles(graph: dict) -> list:
 
 
 def test_the_walk_sees_function_level_imports():
-    assert "framework.data.hf" in GRAPH["framework.data.loader"]  # imported inside build_dataset only
+    assert "framework.data.hf" in GRAPH["framework.data.loader"]  # imported inside the hf builder only
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
@@ -112,3 +112,30 @@ def test_each_conf_group_has_its_subpackage_and_config_dataclass(group):
     assert target.startswith(f"framework.{group}."), target  # its builder lives in the group's subpackage too
     module, _, attr = target.rpartition(".")
     assert callable(getattr(importlib.import_module(module), attr))
+
+
+OPTIONS = sorted((g, p.stem) for g in GROUPS for p in (pathlib.Path(CONF_DIR) / g).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_each_option_names_its_builder_and_hydra_can_call_it(group, option):
+    """Each option of a group picks its code by `_target_` alone (no `kind`/`source` switch): composed, its
+    `_target_` is a callable of framework/<group>/ that hydra.utils.instantiate calls (here with _partial_, since
+    the runtime objects are the graph's)."""
+    import functools
+
+    from hydra.utils import instantiate
+
+    from helpers import compose
+
+    node = compose([f"{group}={option}"])[group]
+    assert node._target_.startswith(f"framework.{group}."), node._target_
+    built = instantiate(node, _partial_=True, _recursive_=False)
+    assert isinstance(built, functools.partial) and callable(built.func)
+    assert not {"kind", "source"} & set(node.keys())  # the string switches are gone
+
+
+def test_no_group_picks_its_code_by_a_string_field():
+    """The graph builds every group through hydra.utils.instantiate; nothing calls a builder by hand."""
+    text = (PACKAGE / "graph.py").read_text()
+    assert "get_method" not in text and "hydra_instantiate(node" in text

@@ -9,7 +9,9 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from framework.tracker import ConsoleTracker, Progress, TrackerConfig, build_tracker
+from framework.tracker import ConsoleTracker, Progress, TrackerConfig
+from framework.tracker.build import console as build_console
+from framework.tracker.build import wandb as build_wandb
 from framework.tracker.wandb import RUN_ID_FILE, WandbTracker
 from helpers import complete_wandb_records
 
@@ -70,8 +72,8 @@ def test_console_in_a_terminal_redraws_one_progress_bar_in_place():
 
 
 def test_console_tracker_logs_nowhere_else(tmp_path):
-    cfg = OmegaConf.structured(TrackerConfig(kind="console"))
-    t = build_tracker(cfg=cfg, run_dir=str(tmp_path), config={"train": {"max_steps": 1}})
+    cfg = OmegaConf.structured(TrackerConfig())
+    t = build_console(cfg=cfg, run_dir=str(tmp_path), run_config={"train": {"max_steps": 1}})
     assert isinstance(t, ConsoleTracker)
     t.log(step_metrics(1))
     t.finish({})
@@ -80,7 +82,7 @@ def test_console_tracker_logs_nowhere_else(tmp_path):
 
 def test_missing_wandb_is_reported_once_and_training_goes_on(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
-    t = WandbTracker(cfg=OmegaConf.structured(TrackerConfig(kind="wandb")), run_dir=str(tmp_path))
+    t = WandbTracker(cfg=OmegaConf.structured(TrackerConfig(_target_="framework.tracker.build.wandb")), run_dir=str(tmp_path))
     t.log_config({"train": {}})
     for s in (1, 2):
         t.log(step_metrics(s))
@@ -96,8 +98,8 @@ def test_broken_wandb_is_reported_once_and_training_goes_on(tmp_path, monkeypatc
         raise RuntimeError("wandb-core crashed")
 
     monkeypatch.setattr(wandb, "init", broken_init)
-    cfg = OmegaConf.structured(TrackerConfig(kind="wandb"))
-    t = build_tracker(cfg=cfg, run_dir=str(tmp_path), config={"train": {"max_steps": 2}})
+    cfg = OmegaConf.structured(TrackerConfig(_target_="framework.tracker.build.wandb"))
+    t = build_wandb(cfg=cfg, run_dir=str(tmp_path), run_config={"train": {"max_steps": 2}})
     for s in (1, 2):
         t.log(step_metrics(s))
     t.finish({})
@@ -116,7 +118,7 @@ def test_offline_run_is_continued_by_a_resumed_run_with_the_same_id(tmp_path, mo
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
-    cfg = OmegaConf.structured(TrackerConfig(kind="wandb"))
+    cfg = OmegaConf.structured(TrackerConfig(_target_="framework.tracker.build.wandb"))
     first = WandbTracker(cfg=cfg, run_dir=run_dir)
     first.log_config({"train": {"max_steps": 4}, "checkpoint": {"resume": None}, "data": {"seq_length": 64}})
     for s in (1, 2):

@@ -168,7 +168,7 @@ RULES = [
      None, "parallelism.sp_seq_length", "divisible by sp_size=2", "multiple of 2"),
     ("variable_lengths_when_fixed", ["parallelism.sp_seq_length_is_variable=false", "data.lengths=[256,128]"], None,
      "data.lengths", "rows must all be 256 tokens", "parallelism.sp_seq_length_is_variable=true"),
-    ("hf_without_path", ["data.source=hf"], None,
+    ("hf_without_path", ["data._target_=framework.data.loader.hf"], None,
      "data.path", "data=hf needs a file, glob, directory or hub id", "data.path="),
     ("zero_stage_unknown", ["engine.zero_stage=4"], None,
      "engine.zero_stage", "must be 0, 1, 2 or 3", "engine.zero_stage=3"),
@@ -265,10 +265,10 @@ def test_every_rule_has_a_test():
 
 
 CLOSED_CHOICES = [("parallelism.sp_backend", "megatron", "deepspeed"), ("model.dtype", "fp8", "auto, bf16, fp16, fp32"),
-                  ("data.source", "s3", "synthetic, hf"), ("train.device", "tpu", "auto, cpu, cuda"),
+                  ("train.device", "tpu", "auto, cpu, cuda"),
                   ("engine.sp_comm_dtype", "bf61", "auto, bf16, fp16, fp32"),
                   ("train.on_nonfinite", "skpi", "stop, skip"),
-                  ("optim.schedule", "linaer", "cosine, linear, constant"), ("tracker.kind", "mlflow", "console, wandb"),
+                  ("optim.schedule", "linaer", "cosine, linear, constant"),
                   ("tracker.mode", "ofline", "online, offline, disabled, shared"),
                   ("attention.implementation", "flash", "sdpa, flash_attention_2")]
 

@@ -1,0 +1,26 @@
+"""How a group's `_target_` is called. The graph builds every group with `hydra.utils.instantiate(cfg.<group>,
+*runtime_args, **runtime_objects)`, as torchtune's `config.instantiate(cfg.optimizer, params)` does: Hydra passes the
+group's fields as keywords, beside the runtime objects. `@builds(<Group>Config)` gathers those fields back into one
+typed config `cfg` for the builder, so a builder reads `cfg.seq_length` and its signature names only the runtime
+objects it needs. A leaf: it imports nothing of the project."""
+import dataclasses
+import functools
+
+from omegaconf import OmegaConf
+
+
+def builds(schema):
+    """Decorate the builder of a group whose fields `schema` (the group's dataclass) declares."""
+    names = {f.name for f in dataclasses.fields(schema)} - {"_target_"}
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(*args, cfg=None, **kwargs):
+            if cfg is None:  # called by hydra.utils.instantiate: the fields came as keywords
+                fields = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+                cfg = OmegaConf.merge(OmegaConf.structured(schema), fields)
+            return fn(*args, cfg=cfg, **kwargs)
+
+        return call
+
+    return wrap
