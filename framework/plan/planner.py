@@ -53,6 +53,15 @@ def hardware(cfg, world: int) -> Hardware:
                     peak_tflops=peak or ASSUMED_GPU[2], assumed=assumed)
 
 
+def attention_kernel(cfg) -> str:
+    """The attention kernel a run calls (a key of gpu.ATTENTION_TFLOPS): SDPA's default dispatch is cuDNN; the flash
+    kernels serve flash_attention_2/3, the ring (parallelism.cp_size > 1: framework/attention/ring.py calls torch's
+    flash ops), packed rows (varlen_attn) and the rest."""
+    ring = int(cfg.parallelism.get("cp_size", 1) or 1) > 1
+    packed = bool(cfg.data.get("packing", False))
+    return "cudnn" if str(cfg.attention.implementation) == "sdpa" and not ring and not packed else "flash"
+
+
 def setup_of(cfg, text_config, world: int, hw: Hardware, **changes) -> Setup:
     """The Setup of a job from its config (`changes`: Setup fields to replace, e.g. seq_length)."""
     c, m, e = text_config, cfg.model, cfg.engine
@@ -75,7 +84,7 @@ def setup_of(cfg, text_config, world: int, hw: Hardware, **changes) -> Setup:
               offload_activations=m.offload_activations is True,
               offload_keep_layers=-1 if keep == "auto" else int(keep), tiled_mlp=m.tiled_mlp is True,
               tiled_mlp_shards=m.tiled_mlp_shards, liger=m.liger, loss_tiled=cfg.loss.tiled,
-              peak_tflops=hw.peak_tflops)
+              peak_tflops=hw.peak_tflops, attention_kernel=attention_kernel(cfg))
     return dataclasses.replace(u, **changes)
 
 

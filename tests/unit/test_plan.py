@@ -38,13 +38,13 @@ P8B = 8_029_995_008  # matmuls + embedding table; the norms (266,240) are left o
     (3, True, {"weights": 2 * P8B / 2 + 2 * 525_336_576 + 2 * 125e6, "buckets": 1e9}),  # LM head: the largest gather
     (3, False, {"weights": 2 * P8B / 2 + 2 * 525_336_576 + 2 * 125e6, "gradients": 4 * P8B / 2,
                 "optimizer_states": 12 * P8B / 2, "buckets": 1e9}),
-    (2, False, {"weights": 2 * P8B, "gradients": 4 * P8B / 2, "optimizer_states": 12 * P8B / 2, "buckets": 1e9}),
-    (1, False, {"weights": 2 * P8B, "gradients": 4 * P8B, "optimizer_states": 12 * P8B / 2,
-                "gradients_bf16": 2 * P8B, "buckets": 1e9}),
+    (2, False, {"weights": 2 * P8B, "gradients": 2 * P8B / 2, "optimizer_states": 12 * P8B / 2, "buckets": 5e8}),
+    (1, False, {"weights": 2 * P8B, "gradients": 2 * P8B, "optimizer_states": 12 * P8B / 2, "buckets": 5e8}),
 ])
 def test_model_states_by_zero_stage_and_offload(stage, offload, expected):
-    """bf16 weights 2 B, fp32 gradients 4 B, fp32 master + Adam 12 B per parameter, partitioned over the 2 ranks as
-    the stage says; the offloaded optimizer leaves only the weights and the buckets on the GPU."""
+    """bf16 weights 2 B, fp32 master + Adam 12 B per parameter, partitioned over the 2 ranks as the stage says;
+    gradients bf16 (2 B) under stages 1-2 (DeepSpeed accumulates in the model dtype) with a double-buffered bf16
+    bucket, fp32 (4 B) under stage 3; the offloaded optimizer leaves only the weights and the buckets on the GPU."""
     from framework.plan.gpu import model_states
 
     _, _, _, u = setup("llama8b_2gpu_64k", [f"engine.zero_stage={stage}",
@@ -91,24 +91,59 @@ def test_kept_attention_costs_what_was_measured():
 
 
 def test_untiled_logits_and_the_tiled_mlp_tile():
-    """Full logits: 10 B per [s_local, vocab] element (bf16 + fp32 + fp32 gradient); tiled MLP: one tile of
+    """Full logits: 12 B per [s_local, vocab] element (fp32 logits' log-softmax output, its gradient and the incoming
+    one) and the final hidden states with their gradient, 4 B per [s_local, h]; tiled MLP: one tile of
     ceil(s_local / h) tokens' 4 x intermediate bf16."""
     from framework.plan.gpu import activations
 
     _, _, _, u = setup("llama1b_1gpu", ["loss.tiled=false"], 1)
-    assert activations(u)["logits"] == 65536 * 128256 * 10
+    assert activations(u)["logits"] == 65536 * 128256 * 12 + 65536 * 2048 * 4
     tiled = activations(dataclasses.replace(u, tiled_mlp=True))
     assert tiled["mlp_tile"] == 2048 * 8192 * 4 * 2  # 65536 / 32 tiles of 2048 tokens
 
 
 def test_liger_keeps_less_than_transformers_norms():
-    """transformers' RMSNorm keeps 3 hidden vectors per token, Liger's 1 (experiments/NOTES.md): 4h per token and
-    layer less, before the measured factor."""
-    from framework.plan.gpu import layer_working_set
+    """At the MLP's backward (the peak of an untiled layer): transformers' two RMSNorms keep 3h each where Liger's
+    keep the second norm's input only (h), Liger's SwiGLU recomputes act(gate) (I) and writes its gradients in place
+    (I less)."""
+    from framework.plan.gpu import layer_phases
 
-    _, _, _, u = setup("llama1b_1gpu", [], 1)
-    assert layer_working_set(u) - layer_working_set(dataclasses.replace(u, liger=True)) == \
-        2 * (4 * 2048 + 8192)  # the norms, and SwiGLU's act(gate) that Liger recomputes
+    _, _, _, u = setup("llama1b_1gpu", ["model.recompute_attention=true"], 1)
+    plain, liger = layer_phases(u), layer_phases(dataclasses.replace(u, liger=True))
+    assert plain["mlp"] - liger["mlp"] == 2 * 3 * 2048 - 2048 + 2 * 8192
+
+
+def test_saved_set_of_a_transformers_layer_matches_autograd():
+    """The saved set layer_phases counts for transformers' Llama layer (no Liger, untiled MLP, attention recomputed)
+    is what autograd saves on the CPU, counted by storage: norms 2 x 3h, norm outputs 2h, q h, k v 2kv, the kernel's
+    output h, gate up act product 4I (cos/sin and per-row statistics left out: under 1%)."""
+    import torch
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
+
+    from framework.plan.gpu import layer_phases
+
+    h, inter, s = 256, 1024, 256
+    c = LlamaConfig(hidden_size=h, intermediate_size=inter, num_attention_heads=4, num_key_value_heads=1,
+                    num_hidden_layers=1)
+    c._attn_implementation = "sdpa"
+    layer = LlamaDecoderLayer(c, 0).to(torch.bfloat16)
+    x = torch.randn(1, s, h, dtype=torch.bfloat16, requires_grad=True)
+    cos, sin = LlamaRotaryEmbedding(c)(x, torch.arange(s)[None])
+    skip = {t.untyped_storage().data_ptr() for t in [*layer.parameters(), x, cos, sin]}
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(x, position_embeddings=(cos, sin), attention_mask=None)
+    big = sum(n for ptr, n in saved.items() if ptr not in skip and n > s * 32)  # not per-row statistics
+    _, _, _, u = setup("llama1b_1gpu", ["model.recompute_attention=true"], 1)
+    u = dataclasses.replace(u, hidden=h, intermediate=inter, heads=4, kv_heads=1, head_dim=64)
+    counted = layer_phases(u)["mlp"] - h - 2 * inter  # less the backward's gradients: the saved set
+    assert big == 2 * s * counted
 
 
 def test_step_time_counts_the_flops_of_tracker_flops():
