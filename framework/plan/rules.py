@@ -2,7 +2,7 @@
 resolved by the plan (in place, so config.yaml and the workers see booleans), and a job whose host-RAM plan exceeds
 the node's RAM is refused (it would take the machine down); one past GPU memory only warns (the startup line)."""
 from framework.errors import ConfigError
-from framework.plan.planner import AUTO_FEATURES, make_plan, resolve_auto
+from framework.plan.planner import AUTO_FEATURES, auto_switches, make_plan, resolve_auto
 
 
 def check_switches(m):
@@ -17,11 +17,12 @@ def check_switches(m):
 def check(cfg, *, text_config, world: int, on_gpu: bool, planning: bool):
     """Resolve `auto`, then (for a job that will run on GPUs) refuse one whose host RAM plan exceeds the node's RAM.
     Returns the plan (None for a job on CPU processes with nothing offloaded)."""
+    auto = auto_switches(cfg)  # before resolve_auto writes its choice in: the search keeps these free
     resolve_auto(cfg, text_config, world, on_gpu=on_gpu or planning)
     e = cfg.engine
     if not (on_gpu or planning or e.offload_optimizer or e.offload_params):
         return None
-    plan = make_plan(cfg, text_config, world, search=planning)
+    plan = make_plan(cfg, text_config, world, search=planning, auto=auto)
     f, hw = plan.figures, plan.hardware
     if not planning and f["host_ram_gib"] > hw.host_ram_gib:
         raise ConfigError("data.seq_length", cfg.data.seq_length,

@@ -155,7 +155,7 @@ def test_step_time_counts_the_flops_of_tracker_flops():
     _, text, _, u = setup("llama1b_1gpu", ["model.activation_checkpointing=false"], 1)
     t = gpu.step_time(u)
     rate_mm = 989e12 * gpu.MATMUL_FRACTION
-    rate_attn = 989e12 * gpu.ATTENTION_FRACTION[64]
+    rate_attn = 453e12  # cuDNN, head_dim 64, 64K: ATTENTION_TFLOPS
     attn_fwd = 2 * 16 * 32 * 64 * 65536 ** 2
     compute = 6 * u.matmul_params * 65536 / rate_mm + 3.5 * attn_fwd / rate_attn
     assert t["forward_compute"] + t["backward_compute"] == pytest.approx(compute * gpu.COMPUTE_OVERHEAD)
@@ -165,6 +165,41 @@ def test_step_time_counts_the_flops_of_tracker_flops():
     extra = ac["backward_compute"] - t["backward_compute"]
     assert extra == pytest.approx((2 * u.matmul_params * 65536 / rate_mm + attn_fwd / rate_attn)
                                   * gpu.COMPUTE_OVERHEAD)
+
+
+@pytest.mark.parametrize("kernel,d,length,tflops", [
+    ("cudnn", 64, 65536, 453), ("cudnn", 64, 262144, 433), ("cudnn", 128, 65536, 589), ("cudnn", 128, 262144, 566),
+    ("flash", 64, 65536, 292), ("flash", 128, 262144, 327),
+    ("cudnn", 96, 65536, (453 + 589) / 2), ("cudnn", 64, 131072, (453 + 433) / 2),  # halfway in d, in log2(s)
+    ("cudnn", 128, 1 << 20, 566), ("cudnn", 256, 32768, 589),  # outside the measured range: the nearest
+])
+def test_attention_rate_by_kernel_head_dim_and_length(kernel, d, length, tflops):
+    """The attention kernel's rate is issue 28's table (one H200, causal fwd+bwd bf16, 32 q / 8 kv heads),
+    interpolated in head_dim and log2(length), scaled by the card's peak over 989."""
+    from framework.plan.gpu import attention_rate
+
+    assert attention_rate(kernel, d, length) == pytest.approx(tflops * 1e12)
+    assert attention_rate(kernel, d, length, peak_tflops=494.5) == pytest.approx(tflops * 0.5e12)
+
+
+def test_step_time_takes_the_rate_of_the_runs_head_dim_and_kernel():
+    """The attention part of a step is its FLOPs at the rate of the kernel the run calls: the 8B shape (d 128) at
+    566 TFLOP/s with SDPA (cuDNN) at 256K, 327 with flash_attention_2 or with the ring (cp_size 2)."""
+    from framework.plan import gpu
+    from framework.plan.planner import attention_kernel
+
+    cfg, _, _, u = setup("llama8b_2gpu_long", H100 + ["model.recompute_attention=false"], 2)
+    assert u.head_dim == 128 and attention_kernel(cfg) == "cudnn"
+    assert attention_kernel(compose(["attention=flash_attention_2"], experiment="llama8b_2gpu_long")) == "flash"
+    assert attention_kernel(compose(["parallelism.cp_size=2", "parallelism.sp_size=1"],
+                                    experiment="llama8b_2gpu_long")) == "flash"
+    no_attn = dataclasses.replace(u, heads=0)
+    attn_fwd = 2 * u.layers * u.heads * 128 * u.seq_length ** 2 / u.sp_size
+    for kernel, rate in (("cudnn", 566e12), ("flash", 327e12)):
+        k = dataclasses.replace(u, attention_kernel=kernel)
+        t, base = gpu.step_time(k), gpu.step_time(dataclasses.replace(no_attn, attention_kernel=kernel))
+        compute = lambda x: x["forward_compute"] + x["backward_compute"]  # noqa: E731
+        assert compute(t) - compute(base) == pytest.approx(3.5 * attn_fwd / rate * gpu.COMPUTE_OVERHEAD)
 
 
 # ---- auto: the plan picks what was measured fastest ----
@@ -225,6 +260,34 @@ def test_max_seq_length_against_alst_published(sp, published):
     node = H100 + ["hardware.host_ram_gib=1769", "hardware.gpus_per_node=8"]  # 1.9e12 B
     p = plan("llama8b_500k", node + [f"parallelism.sp_size={sp}"], sp, search=True)
     assert p.max_seq_length == pytest.approx(published, rel=0.15)
+
+
+def test_search_goes_over_every_setup_auto_allows_and_names_it():
+    """8B, 500K, sp 8 on 80 GB GPUs and a 1.9 TB host: `auto` keeps attention's output at 500K, which caps the
+    length near 1.6M; recomputing it reaches 4M. validate's plan (the switches resolved first, as a run sees them)
+    searches with the switches the user left `auto` still free, and names the setup of the maximum."""
+    from framework.model import hf_config
+    from framework.plan.rules import check
+
+    node = H100 + ["hardware.host_ram_gib=1900", "hardware.gpus_per_node=8"]
+    cfg = compose(node + ["plan=true"], experiment="llama8b_500k")
+    text = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
+    fixed = plan("llama8b_500k", node + ["model.recompute_attention=false"], 8, search=True)
+    p = check(cfg, text_config=text, world=8, on_gpu=False, planning=True)
+    assert p.chosen == {"recompute_attention": False} and cfg.model.recompute_attention is False
+    assert fixed.max_seq_length < 2_000_000 < 4_000_000 < p.max_seq_length
+    assert p.max_seq_length_setup == {"recompute_attention": True, "tiled_mlp": True, "offload_activations": True,
+                                      "offload_keep_layers": 1}
+    assert p.record()["max_seq_length_setup"] == p.max_seq_length_setup
+    assert "model.recompute_attention=true" in p.table()
+
+
+def test_search_keeps_fixed_switches_fixed():
+    """A switch the user set is not searched: with attention kept (model.recompute_attention=false) the 8B 500K
+    search stays below 2M and says so."""
+    p = plan("llama8b_500k", H100 + ["hardware.host_ram_gib=1900", "hardware.gpus_per_node=8",
+                                     "model.recompute_attention=false"], 8, search=True)
+    assert p.max_seq_length < 2_000_000 and p.max_seq_length_setup["recompute_attention"] is False
 
 
 def test_plan_keeps_attention_at_256k_on_one_h200():
