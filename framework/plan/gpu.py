@@ -2,7 +2,7 @@
 
 Every term is a count of bytes or FLOPs with its source; the few constants that are not counts were measured on the
 GPU runs recorded in experiments/ (named where they are defined) and are checked against all of them by
-tests/unit/test_plan.py (peak within 15%, step time within 25%).
+tests/unit/test_plan_replay.py (peak within 10%, step time within 25%).
 
 Units: bytes and seconds; `Setup` holds what the prediction needs, flat, so a term can be checked by hand.
 Shapes: s the sequence, s_local = s / sp_size a rank's share, h hidden, I intermediate, kv = kv_heads x head_dim.
