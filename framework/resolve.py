@@ -25,6 +25,14 @@ def resolve(cfg, *, text_config, world: int, on_gpu: bool) -> Dict[str, Any]:
     return resolved
 
 
+def unresolved(cfg) -> Dict[str, bool]:
+    """{name: left auto} of the model's auto switches and offload_keep_layers, read before `resolve` (the planner's
+    max_seq_length search keeps free what the user left free)."""
+    from framework.plan.planner import auto_switches
+
+    return {**auto_switches(cfg), "offload_keep_layers": cfg.model.get("offload_keep_layers") == "auto"}
+
+
 def write(cfg, values: Dict[str, Any]):
     readonly = OmegaConf.is_readonly(cfg)
     OmegaConf.set_readonly(cfg, False)

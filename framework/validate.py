@@ -19,7 +19,7 @@ from framework.optim import rules as optim_rules
 from framework.parallelism import rules as parallelism_rules
 from framework.plan import rules as plan_rules
 from framework.train import rules as train_rules
-from framework.resolve import resolve
+from framework.resolve import resolve, unresolved
 from framework.runtime import device_type, world_size
 
 
@@ -89,8 +89,9 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
         settings = run_settings(parallelism=p, data=d, train=t, optim=cfg.optim, tokenizer=d.tokenizer or
                                 m.name_or_path, world=world)
         resume_step, skipped = checkpoint_rules.check_resume(c, run_dir=run_dir, settings=settings)
+    left_auto = unresolved(cfg)
     resolved = resolve(cfg, text_config=text, world=world, on_gpu=device_type(device) == "cuda" or planning)
-    plan = plan_rules.check(cfg, text_config=text, world=world, on_gpu=device_type(device) == "cuda",
+    plan = plan_rules.check(cfg, unresolved=left_auto, text_config=text, world=world, on_gpu=device_type(device) == "cuda",
                             planning=planning)
     return Validated(world=world, model_config=config, plan=plan, resume_step=resume_step,
                      resume_skipped=tuple(skipped), resolved=resolved)

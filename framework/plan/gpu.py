@@ -2,7 +2,7 @@
 
 Every term is a count of bytes or FLOPs with its source; the few constants that are not counts were measured on the
 GPU runs recorded in experiments/ (named where they are defined) and are checked against all of them by
-tests/unit/test_plan.py (peak within 15%, step time within 25%).
+tests/unit/test_plan_replay.py (peak within 10%, step time within 25%).
 
 Units: bytes and seconds; `Setup` holds what the prediction needs, flat, so a term can be checked by hand.
 Shapes: s the sequence, s_local = s / sp_size a rank's share, h hidden, I intermediate, kv = kv_heads x head_dim.
@@ -18,9 +18,15 @@ MATMUL_FRACTION = 0.62
 """Share of the card's dense bf16 peak the matmuls and the memory-bound kernels between them (norms, RoPE, residual
 adds, casts) reach together: fit on the step times of experiments/alst_2gpu, alst_4gpu, packed_vs_unpacked (the
 README of alst_2gpu bounds the matmuls alone at about 700 TFLOP/s on an H100, 0.71)."""
-ATTENTION_FRACTION = {64: 450 / 989, 128: 570 / 989}
-"""Share of the peak the causal SDPA kernel (cuDNN) reaches, by head_dim: experiments/attention_kernels, one H200,
-1B shape (d 64) 450 TFLOP/s, 8B shape (d 128) 570 at 256K (559 on one H100). Other head dims take the nearest."""
+ATTENTION_TFLOPS = {
+    "cudnn": {64: {65536: 453.0, 262144: 433.0}, 128: {65536: 589.0, 262144: 566.0}},
+    "flash": {64: {65536: 292.0, 262144: 293.0}, 128: {65536: 330.0, 262144: 327.0}},
+}
+"""Causal attention fwd + bwd, TFLOP/s (counted as 3.5 x 2 s^2 heads d), by kernel, head_dim and sequence length:
+one H200 (dense bf16 peak 989, as an H100's), torch 2.11, cuDNN 9.19, bf16, 32 q / 8 kv heads, measured 2026-12-03
+(issue 28's table; experiments/attention_kernels has the same kernels at 450 / 570 on 2026-11-26). "cudnn": SDPA's
+default dispatch (it picks cuDNN, with enable_gqa or the KV heads repeated); "flash": SDPA forced to flash, the
+kernel of flash_attention_2, the packed rows' varlen_attn and the ring. attention_rate interpolates."""
 A2A_GBPS = {True: 150.0, False: 40.0}
 """Ulysses all-to-all bandwidth per rank, GB/s, inside a node (NVLink) and across nodes (InfiniBand, 400 Gb/s per
 GPU less overheads). Assumed: no run of experiments/ isolates it (at 256K on 2 x H100 it is under 2% of the step)."""
@@ -34,11 +40,6 @@ CPU_ADAM_S_PER_PARAM = {False: 1.05e-9, True: 0.80e-9, "gpu": 0.20e-9}
 4.0e9 per rank, alst_2gpu 64K peer setup), under SuperOffload the part not hidden by backward (3.2 s, alst_2gpu
 256K; 2.2 s for 2.0e9, alst_4gpu 512K), and the fused GPU Adam (0.21-0.30 s for 1.24e9, packed_vs_unpacked and
 keep_attention). Each includes DeepSpeed's copies of gradients down and parameters up."""
-WORKING_SET = {False: 1.0, True: 0.6}
-"""Multiplier on the hand-counted working set of one layer's backward (layer_working_set); key: Liger with tiled MLP.
-The count holds without Liger (8B 256K on 2 x H100: 0.99 of it measured; 1B at 64K: packed_vs_unpacked); with Liger
-and tiled MLP, 0.58 to 0.63 of it was measured (256K, 384K, 512K, 1M: experiments/alst_2gpu, alst_4gpu): a fit, not
-derived. Liger with the MLP untiled keeps the plain count (the 1B run at 256K on one H200 of issue 18: 71.2 GiB)."""
 COMPUTE_OVERHEAD = 1.10
 """Measured forward + backward time over the FLOP-rate prediction: kernel launch gaps, CPU-GPU syncs and the
 memory-bound kernels the FLOP counts leave out; 1.08 to 1.12 on every run of experiments/ past step 1."""
@@ -87,6 +88,7 @@ class Setup:
     liger: bool = False
     loss_tiled: bool = False
     peak_tflops: float = 989.0
+    attention_kernel: str = "cudnn"  # a key of ATTENTION_TFLOPS: what the run's attention calls (attention_kernel)
     first_step: bool = False  # the peak of step 1: Adam's moments do not exist yet during its backward
 
     @property
@@ -108,10 +110,16 @@ class Setup:
 
 def model_states(u: Setup) -> Dict[str, float]:
     """Bytes per GPU of weights, gradients, optimizer states and ZeRO's buffers (ZeRO paper, arXiv 1910.02054, with
-    DeepSpeed's bf16 mixed precision): bf16 weights 2 B per parameter, fp32 gradient partition 4 B and fp32 master +
-    Adam's two moments 12 B per trainable parameter. ZeRO partitions over all `world` ranks (SP ranks included):
-    stage 1 the optimizer states, 2 also the gradients, 3 also the weights, of which it gathers a layer at a time
-    (plus the prefetch bucket; the LM head is the largest module). Offloaded states live on the host instead."""
+    DeepSpeed's bf16 mixed precision): bf16 weights 2 B per parameter, fp32 master + Adam's two moments 12 B per
+    trainable parameter. ZeRO partitions over all `world` ranks (SP ranks included): stage 1 the optimizer states, 2
+    also the gradients, 3 also the weights, of which it gathers a layer at a time (plus the prefetch bucket; the LM
+    head is the largest module). Offloaded states live on the host instead.
+    Gradients: stages 1-2 keep them in the model's dtype until the step (DeepSpeed's gradient_accumulation_dtype is
+    the model dtype unless data_types.grad_accum_dtype says fp32; stage_1_and_2.py's grads_in_partition), 2 B per
+    trainable parameter, and its double-buffered reduce bucket (overlap_comm) in that dtype, 2 x 2 B x
+    reduce_bucket_size; the fp32 copy of the partition exists only inside the step, after the activations are gone.
+    Stage 3 (every recorded run offloads its optimizer): 4 B per trainable parameter and 8 B x reduce_bucket_size of
+    buffers, as fit on experiments/alst_2gpu and alst_4gpu."""
     P, T, N, B = u.params, u.trainable, u.world, u.reduce_bucket_size
     out = {}
     if u.zero_stage == 3:
@@ -119,46 +127,66 @@ def model_states(u: Setup) -> Dict[str, float]:
         out["weights"] = (0 if u.offload_params else 2 * P / N) + 2 * max(layer, u.hidden * u.vocab) + 2 * B
     else:
         out["weights"] = 2 * P
+    grad_bytes = 4 if u.zero_stage == 3 else 2
     if not u.offload_optimizer:
-        out["gradients"] = 4 * T / (N if u.zero_stage >= 2 else 1)
+        out["gradients"] = grad_bytes * T / (N if u.zero_stage >= 2 else 1)
         out["optimizer_states"] = (4 if u.first_step else 12) * T / (N if u.zero_stage >= 1 else 1)
-    if u.zero_stage < 2:
-        out["gradients_bf16"] = 2 * T  # the model's own .grad before the reduction
-    out["buckets"] = 8 * B  # reduce bucket, double-buffered, fp32 (about 1 GB for the default 1.25e8)
+    out["buckets"] = 8 * B if u.zero_stage == 3 else 2 * 2 * B
     return out
 
 
-def layer_working_set(u: Setup) -> float:
-    """Bytes one decoder layer's backward holds at once, per token of this rank (its forward recomputed under
-    checkpointing, and the gradients it produces), counted in bf16 elements of a Llama-style layer:
-    - norms: transformers' RMSNorm keeps an fp32 copy and the bf16 input, 3h each, Liger's the input only, 1h
-      (experiments/NOTES.md, probes/norm_saved.py); two norms;
-    - attention: its input h, q k v (h + 2kv), q k after RoPE (h + kv), the kernel's output h, and with SP the
-      copies Ulysses' all-to-alls make (h + 2kv in, h out);
-    - MLP: its input h, and gate, up, act(gate), product (4I; Liger's SwiGLU recomputes act: 3I); tiled MLP keeps
-      only its input and one tile's (counted in `activations`);
-    - backward: the gradient of the layer's output and input, and the attention kernel's dq dk dv (2h + h + 2kv).
+def layer_phases(u: Setup) -> Dict[str, float]:
+    """Bf16 elements per token of this rank that one decoder layer's backward holds at once, at each of the three
+    moments where it peaks (the layer's input is a checkpoint, counted in `activations`). Counted from what the code
+    allocates (tests/unit/test_plan.py checks the saved set of transformers' layer against autograd on the CPU):
+    - saved by the recomputed forward: transformers' RMSNorm keeps an fp32 copy of its input and the normalized bf16
+      (3h), Liger's only its input (the residual stream: the second norm's, h, is new); each norm's output h; q after
+      RoPE h (transformers' RoPE saves only cos/sin, so the projection's q dies; Liger's rotates in place) and k, v
+      2kv; the kernel's output h (unless kept: `kept_attention`); with SP, o_proj's input, the all-to-all's copy h;
+      the MLP's gate, up, act(gate), product 4I (Liger's SwiGLU 3I: act is recomputed), tiled only its input;
+    - mlp: the saved set, the gradient of the layer's output h and the MLP's backward: transformers' SwiGLU holds the
+      product's gradient and the two it makes (2I beyond the freed product), Liger's writes them in place (I), the
+      tiled MLP the gradient of its input (h);
+    - norm: transformers' RMSNorm backward holds three fp32 [s, h] temporaries (6h) with the attention's saved set,
+      the norm's own and two gradients (Liger's works in place: never the peak);
+    - attention: the attention's saved set (o_proj's input freed by then), the residual's and the kernel output's
+      gradients (2h; with SP the latter is the all-to-all's copy, the one before it freed), dq dk dv (h + 2kv), the kernel's fp32 dq accumulator (2h) and with GQA dk, dv for every q
+      head before their sum (2h; flash-attention's mha_bwd: dq_accum, dk_expanded, dv_expanded).
     """
-    h, I, kv = u.hidden, u.intermediate, u.kv
-    norms = 2 * (1 if u.liger else 3) * h
-    attention = h + (h + 2 * kv) + (h + kv) + h + ((h + 2 * kv) + h if u.sp_size > 1 else 0)
-    mlp = h + (0 if u.tiled_mlp else (3 if u.liger else 4) * I)
-    grads = 2 * h + h + 2 * kv
-    return 2 * (norms + attention + mlp + grads) * WORKING_SET[u.liger and u.tiled_mlp]
+    h, I, kv, sp = u.hidden, u.intermediate, u.kv, u.sp_size > 1
+    kept = u.activation_checkpointing and u.kept_attention_layers > 0  # the last layers keep, and run backward first
+    norm = 0 if u.liger else 3 * h
+    attn = norm + h + h + 2 * kv + (0 if kept else h) + (h if sp else 0)
+    mlp_saved = 0 if u.tiled_mlp else (3 if u.liger else 4) * I
+    mlp_grad = h if u.tiled_mlp else (1 if u.liger else 2) * I
+    phases = {
+        "mlp": attn + (h if u.liger else 0) + norm + h + mlp_saved + h + mlp_grad,
+        "attention": attn - (h if sp else 0) + 2 * h + h + 2 * kv + 2 * h + (2 * h if kv < h else 0),
+    }
+    if not u.liger:
+        phases["norm"] = attn + norm + 2 * h + 6 * h
+    return phases
+
+
+def layer_working_set(u: Setup) -> float:
+    """Bytes per token of this rank one decoder layer's backward holds at its peak (layer_phases' largest)."""
+    return 2 * max(layer_phases(u).values())
 
 
 def activations(u: Setup) -> Dict[str, float]:
-    """Bytes per GPU of activations at the peak (the start of backward), for b = micro_batch_size rows:
+    """Bytes per GPU of activations at the peak, for b = micro_batch_size rows:
     - checkpoints: each layer's input, s_local x h x 2 B, kept for backward (the offloaded ones on the host, but the
       last offload_keep_layers, and one restored at a time);
-    - without checkpointing every layer's working set stays alive instead;
+    - without checkpointing every layer's saved set stays alive instead;
     - kept attention: s x heads_local x d x 2 B output + fp32 softmax statistics per kept layer
       (experiments/keep_attention: 8 layers x 528 MiB measured at 128K, 1B);
     - tiled MLP: one tile's [tile, I] x 4 elements, tile = ceil(s_local / shards), shards default ceil(s_local / h);
-    - logits: untiled, bf16 logits + fp32 copy + fp32 gradient, 10 B per [s_local, vocab] element (115.1 against
-      32.1 GiB with and without, 1B at 64K, experiments/seqlen_sweep); tiled, one tile of about 1 GiB of fp32 logits
-      and its gradient (loss.tiled_shards=0), or Liger's fused linear CE chunks (a few hundred MiB);
-    - the final hidden states and their gradient, s_local x h x 4 B.
+    - then the larger of two moments that do not overlap (gpu_peak): a layer's backward (layer_working_set), and the
+      loss's: untiled, 12 B per [s_local, vocab] element (fp32 logits, log-softmax output, its gradient and the
+      incoming one; 115.1 against 32.1 GiB with and without, 1B at 64K, experiments/seqlen_sweep); tiled, one tile of
+      about 1 GiB of fp32 logits and its gradient (loss.tiled_shards=0), or Liger's fused linear CE: a chunk of
+      next_pow2(s_local / ceil(vocab / h)) rows of bf16 logits and, with a trainable head, its fp32 gradient
+      (vocab x h x 4 B); with the loss, the final hidden states and their gradient, s_local x h x 4 B.
     """
     b, s, h = u.micro_batch_size, u.s_local, u.hidden
     tokens = b * s
@@ -171,30 +199,49 @@ def activations(u: Setup) -> Dict[str, float]:
         out["checkpoints"] = on_gpu * ckpt
         out["layer_backward"] = tokens * layer_working_set(u)
     else:
-        out["layers"] = u.layers * (tokens * layer_working_set(u) + ckpt)
+        saved = 2 * (layer_phases(u)["mlp"] - u.hidden - (u.hidden if u.tiled_mlp else 0))  # saved set of a layer
+        out["layers"] = u.layers * (tokens * saved + ckpt)
     heads_local = u.heads / u.sp_size
     kept = u.kept_attention_layers if u.activation_checkpointing else 0
     out["kept_attention"] = kept * b * u.seq_length * heads_local * (u.head_dim * 2 + 4)
     if u.tiled_mlp:
         shards = u.tiled_mlp_shards or math.ceil(tokens / h)
         out["mlp_tile"] = math.ceil(tokens / max(shards, 1)) * u.intermediate * 4 * 2
-    if u.loss_tiled:
-        out["logits"] = 0.5 * GIB if u.liger else 2.5 * GIB
+    if not u.loss_tiled:
+        loss = tokens * u.vocab * 12
+    elif u.liger:
+        chunk = 1 << (math.ceil(tokens / math.ceil(u.vocab / h)) - 1).bit_length()
+        loss = chunk * u.vocab * 2 + (u.vocab * h * 4 if u.trainable >= u.params else 0)
     else:
-        out["logits"] = tokens * u.vocab * 10
-    out["final_hidden"] = tokens * h * 4
+        loss = 2.5 * GIB
+    out["logits"] = loss + tokens * h * 4
     return out
 
 
 def gpu_peak(u: Setup) -> Dict[str, float]:
     """GiB per GPU, allocated, at the step's peak, by term, and `total`: the model states, checkpoints, kept
-    attention outputs and final hidden states, plus the larger of the loss's logits and a layer's backward (the
-    tiled loss runs its backward inside the forward, before the layers' backward starts)."""
+    attention outputs and the MLP tile, plus the larger of the loss's (`logits`: its backward ends before the
+    layers' starts) and a layer's backward."""
     parts = {k: v / GIB for k, v in {**model_states(u), **activations(u)}.items()}
-    transient = ("logits", "layer_backward") if u.loss_tiled else ()
+    transient = ("logits", "layer_backward")
     parts["total"] = sum(v for k, v in parts.items() if k not in transient) + \
         max((parts.get(k, 0.0) for k in transient), default=0.0)
     return parts
+
+
+def attention_rate(kernel: str, head_dim: int, length: int, peak_tflops: float = 989.0) -> float:
+    """FLOP/s of the causal attention kernel (ATTENTION_TFLOPS): linear in head_dim between the measured 64 and 128,
+    linear in log2(length) between the measured 64K and 256K, the nearest measured value outside them; scaled by
+    the card's peak over the H200's 989 (the cards it was measured on share that peak)."""
+    table = ATTENTION_TFLOPS.get(kernel, ATTENTION_TFLOPS["flash"])
+
+    def between(points: Dict[int, float], x: float, scale=lambda v: v) -> float:
+        (x0, y0), (x1, y1) = sorted(points.items())[0], sorted(points.items())[-1]
+        t = min(max((scale(x) - scale(x0)) / (scale(x1) - scale(x0)), 0.0), 1.0)
+        return y0 + t * (y1 - y0)
+
+    by_dim = {d: between(rates, max(length, 1), math.log2) for d, rates in table.items()}
+    return between(by_dim, head_dim) * 1e12 * peak_tflops / 989.0
 
 
 def step_time(u: Setup) -> Dict[str, float]:
@@ -204,7 +251,7 @@ def step_time(u: Setup) -> Dict[str, float]:
     heads of attention): matmuls 2N per token forward, 4N backward (2N when the weight is frozen, LoRA), 2N more
     when checkpointing recomputes the forward and 2 x MLP parameters more when tiled MLP recomputes the MLP again.
     Attention's kernel: 2 L h_q d s^2 / sp forward (causal), 2.5x that backward, once more forward for the layers
-    that recompute it. Rates: MATMUL_FRACTION and ATTENTION_FRACTION of the peak. Communication: the Ulysses
+    that recompute it. Rates: MATMUL_FRACTION of the peak, attention_rate for the kernel the run calls. Communication: the Ulysses
     all-to-alls (q k v out, per pass) and ZeRO-3's gathers (forward, recompute, backward) and gradient reduction at
     link bandwidth; the checkpoint copies at PCIe bandwidth, only where longer than the pass they overlap; the
     optimizer from CPU_ADAM_S_PER_PARAM.
@@ -213,8 +260,7 @@ def step_time(u: Setup) -> Dict[str, float]:
     tokens = b * g * u.s_local
     N, Nt, Nm = u.matmul_params, min(u.trainable, u.matmul_params), u.mlp_params
     matmul = u.peak_tflops * 1e12 * MATMUL_FRACTION
-    d = min(ATTENTION_FRACTION, key=lambda k: abs(k - u.head_dim))
-    attn_rate = u.peak_tflops * 1e12 * ATTENTION_FRACTION[d]
+    attn_rate = attention_rate(u.attention_kernel, u.head_dim, u.seq_length, u.peak_tflops)
     attn_fwd = b * g * 2 * u.layers * u.heads * u.head_dim * u.seq_length ** 2 / u.sp_size
     recomputed = (u.layers - u.kept_attention_layers) / u.layers
     fwd = 2 * N * tokens / matmul + attn_fwd / attn_rate

@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 from itertools import product
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from omegaconf import OmegaConf
 
@@ -52,6 +52,15 @@ def hardware(cfg, world: int) -> Hardware:
                     peak_tflops=peak or ASSUMED_GPU[2], assumed=assumed)
 
 
+def attention_kernel(cfg) -> str:
+    """The attention kernel a run calls (a key of gpu.ATTENTION_TFLOPS): SDPA's default dispatch is cuDNN; the flash
+    kernels serve flash_attention_2/3, the ring (parallelism.cp_size > 1: framework/attention/ring.py calls torch's
+    flash ops), packed rows (varlen_attn) and the rest."""
+    ring = int(cfg.parallelism.get("cp_size", 1) or 1) > 1
+    packed = bool(cfg.data.get("packing", False))
+    return "cudnn" if str(cfg.attention.implementation) == "sdpa" and not ring and not packed else "flash"
+
+
 def setup_of(cfg, text_config, world: int, hw: Hardware, **changes) -> Setup:
     """The Setup of a job from its config (`changes`: Setup fields to replace, e.g. seq_length)."""
     c, m, e, t = text_config, cfg.model, cfg.engine, cfg.train
@@ -74,7 +83,7 @@ def setup_of(cfg, text_config, world: int, hw: Hardware, **changes) -> Setup:
               offload_activations=m.offload_activations is True,
               offload_keep_layers=-1 if keep == "auto" else int(keep), tiled_mlp=m.tiled_mlp is True,
               tiled_mlp_shards=m.tiled_mlp_shards, liger=m.liger, loss_tiled=cfg.loss.tiled,
-              peak_tflops=hw.peak_tflops)
+              peak_tflops=hw.peak_tflops, attention_kernel=attention_kernel(cfg))
     return dataclasses.replace(u, **changes)
 
 
@@ -148,24 +157,32 @@ def auto_switches(cfg) -> Dict[str, bool]:
 
 
 def max_seq_length(u: Setup, hw: Hardware, auto: Dict[str, bool], attention: str,
-                   limit: int = 1 << 27) -> int:
+                   limit: int = 1 << 27) -> Tuple[int, Optional[Dict[str, Any]]]:
     """The longest data.seq_length (a multiple of sp_size x 1024, so every rank's shard is even) at which some
-    setup the config allows fits: grow x2 from 1024 x sp_size until one does not fit, then bisect. 0: none fits."""
+    setup the config allows fits (each `auto` switch free, offload_keep_layers=auto resolved at each length), and
+    that setup: for each setup, grow x2 from 1024 x sp_size until it does not fit, then bisect; the longest wins.
+    (0, None): none fits."""
     g = 1024 * u.sp_size
+    best_n, best_setup = 0, None
+    for option in candidates(u, auto, attention):
+        def fits(n, o=option):
+            return predict(dataclasses.replace(o, seq_length=n), hw)["fits"]
 
-    def fits(n):
-        return best(candidates(dataclasses.replace(u, seq_length=n), auto, attention), hw)[0]["fits"]
-
-    if not fits(g):
-        return 0
-    good, bad = g, None
-    while bad is None and good < limit:
-        nxt = min(good * 2, limit)
-        good, bad = (nxt, None) if fits(nxt) else (good, nxt)
-    while bad is not None and bad - good > g:
-        mid = good + (bad - good) // (2 * g) * g
-        good, bad = (mid, bad) if fits(mid) else (good, mid)
-    return good
+        if not fits(max(g, best_n)):  # this setup cannot beat the best so far
+            continue
+        good, bad = max(g, best_n), None
+        while bad is None and good < limit:
+            nxt = min(good * 2, limit)
+            good, bad = (nxt, None) if fits(nxt) else (good, nxt)
+        while bad is not None and bad - good > g:
+            mid = good + (bad - good) // (2 * g) * g
+            good, bad = (mid, bad) if fits(mid) else (good, mid)
+        if good > best_n or best_setup is None:
+            best_n, best_setup = good, option
+    if best_setup is None:
+        return 0, None
+    at = with_keep(dataclasses.replace(best_setup, seq_length=best_n), hw)
+    return best_n, {**{k: getattr(at, k) for k in AUTO_FEATURES}, "offload_keep_layers": at.offload_keep_layers}
 
 
 @dataclass
@@ -176,6 +193,7 @@ class Plan:
     hardware: Hardware
     chosen: Dict[str, Any]  # the `auto` switches resolved (empty when none was auto)
     max_seq_length: Optional[int] = None
+    max_seq_length_setup: Optional[Dict[str, Any]] = None  # the switches that reach it (offload_keep_layers too)
 
     def record(self) -> Dict[str, Any]:
         """plan.json: DESIGN.md's six keys first, then the parts and what was assumed."""
@@ -183,6 +201,7 @@ class Plan:
         out = {"fits": f["fits"], "gpu_peak_gib": round(f["gpu_peak_gib"], 2),
                "host_ram_gib": round(f["host_ram_gib"], 2), "step_time_s": round(f["step_time_s"], 3),
                "first_wall": f["first_wall"], "max_seq_length": self.max_seq_length,
+               "max_seq_length_setup": self.max_seq_length_setup,
                "tokens_per_s": round(f["tokens_per_s"], 1), "offload_keep_layers": f["offload_keep_layers"],
                "chosen": self.chosen, "hardware": dataclasses.asdict(self.hardware)}
         for key in ("gpu_parts", "time_parts", "host_parts"):
@@ -214,22 +233,31 @@ class Plan:
         rows += [(f"  host {k} GiB", v) for k, v in rec["host_parts"].items() if k != "total"]
         rows += [(f"  time {k} s", v) for k, v in rec["time_parts"].items() if k != "total"]
         rows += [(f"  auto model.{k}", v) for k, v in self.chosen.items()]
+        if self.max_seq_length_setup:
+            rows += [("max_seq_length with", " ".join(f"model.{k}={str(v).lower()}"
+                                                     for k, v in self.max_seq_length_setup.items()))]
         text = "\n".join(f"{k:<34} {v}" for k, v in rows)
         return text + (f"\nnote: {self.hardware.assumed}" if self.hardware.assumed else "")
 
 
-def make_plan(cfg, text_config, world: int, *, search: bool = False, first_step: bool = False) -> Plan:
-    """The plan of `cfg` (its `auto` switches still unresolved or already resolved); `search`: also bisect for
-    max_seq_length (about a hundred predictions; milliseconds each); `first_step`: step 1's peak (no Adam moments
-    yet), to compare with runs that recorded only step 1."""
+def make_plan(cfg, text_config, world: int, *, search: bool = False, first_step: bool = False,
+              unresolved: Optional[Dict[str, bool]] = None) -> Plan:
+    """The plan of `cfg` (its `auto` switches still unresolved or already resolved); `search`: also search
+    max_seq_length over every setup the config allows (a few hundred predictions, well under a second);
+    `first_step`: step 1's peak (no Adam moments yet), to compare with runs that recorded only step 1; `unresolved`:
+    {key: left auto} of the config before the resolve step wrote its choices in (framework.resolve.unresolved), so
+    the search stays free where the user left it free; by default the config's own."""
     hw = hardware(cfg, world)
-    u = setup_of(cfg, text_config, world, hw, first_step=first_step)
+    unresolved = unresolved or {}
+    keep_auto = {"offload_keep_layers": -1} if unresolved.get("offload_keep_layers") else {}
+    u = setup_of(cfg, text_config, world, hw, first_step=first_step, **keep_auto)
     auto = auto_switches(cfg)
+    auto = {k: auto[k] or bool(unresolved.get(k)) for k in auto}
     attention = str(cfg.attention.implementation)
     figures, chosen_setup = best(candidates(u, auto, attention), hw)
     chosen = {k: getattr(chosen_setup, k) for k in AUTO_FEATURES if auto[k]}
-    longest = max_seq_length(u, hw, auto, attention) if search else None
-    return Plan(figures=figures, hardware=hw, chosen=chosen, max_seq_length=longest)
+    longest, setup = max_seq_length(u, hw, auto, attention) if search else (None, None)
+    return Plan(figures=figures, hardware=hw, chosen=chosen, max_seq_length=longest, max_seq_length_setup=setup)
 
 
 def write(plan: Plan, run_dir: str):

@@ -14,13 +14,14 @@ def check_switches(m):
                               f"e.g. model.{name}=auto (the plan picks the faster setup that fits)")
 
 
-def check(cfg, *, text_config, world: int, on_gpu: bool, planning: bool):
+def check(cfg, *, text_config, world: int, on_gpu: bool, planning: bool, unresolved=None):
     """For a job that will run on GPUs, refuse one whose host RAM plan exceeds the node's RAM. Returns the plan (None
-    for a job on CPU processes with nothing offloaded)."""
+    for a job on CPU processes with nothing offloaded). `unresolved`: which switches the user left `auto`
+    (framework.resolve.unresolved, taken before the resolve step): max_seq_length's search keeps them free."""
     e = cfg.engine
     if not (on_gpu or planning or e.offload_optimizer or e.offload_params):
         return None
-    plan = make_plan(cfg, text_config, world, search=planning)
+    plan = make_plan(cfg, text_config, world, search=planning, unresolved=unresolved)
     f, hw = plan.figures, plan.hardware
     if not planning and f["host_ram_gib"] > hw.host_ram_gib:
         raise ConfigError("data.seq_length", cfg.data.seq_length,

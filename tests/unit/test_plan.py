@@ -38,13 +38,13 @@ P8B = 8_029_995_008  # matmuls + embedding table; the norms (266,240) are left o
     (3, True, {"weights": 2 * P8B / 2 + 2 * 525_336_576 + 2 * 125e6, "buckets": 1e9}),  # LM head: the largest gather
     (3, False, {"weights": 2 * P8B / 2 + 2 * 525_336_576 + 2 * 125e6, "gradients": 4 * P8B / 2,
                 "optimizer_states": 12 * P8B / 2, "buckets": 1e9}),
-    (2, False, {"weights": 2 * P8B, "gradients": 4 * P8B / 2, "optimizer_states": 12 * P8B / 2, "buckets": 1e9}),
-    (1, False, {"weights": 2 * P8B, "gradients": 4 * P8B, "optimizer_states": 12 * P8B / 2,
-                "gradients_bf16": 2 * P8B, "buckets": 1e9}),
+    (2, False, {"weights": 2 * P8B, "gradients": 2 * P8B / 2, "optimizer_states": 12 * P8B / 2, "buckets": 5e8}),
+    (1, False, {"weights": 2 * P8B, "gradients": 2 * P8B, "optimizer_states": 12 * P8B / 2, "buckets": 5e8}),
 ])
 def test_model_states_by_zero_stage_and_offload(stage, offload, expected):
-    """bf16 weights 2 B, fp32 gradients 4 B, fp32 master + Adam 12 B per parameter, partitioned over the 2 ranks as
-    the stage says; the offloaded optimizer leaves only the weights and the buckets on the GPU."""
+    """bf16 weights 2 B, fp32 master + Adam 12 B per parameter, partitioned over the 2 ranks as the stage says;
+    gradients bf16 (2 B) under stages 1-2 (DeepSpeed accumulates in the model dtype) with a double-buffered bf16
+    bucket, fp32 (4 B) under stage 3; the offloaded optimizer leaves only the weights and the buckets on the GPU."""
     from framework.plan.gpu import model_states
 
     _, _, _, u = setup("llama8b_2gpu_64k", [f"engine.zero_stage={stage}",
@@ -91,24 +91,59 @@ def test_kept_attention_costs_what_was_measured():
 
 
 def test_untiled_logits_and_the_tiled_mlp_tile():
-    """Full logits: 10 B per [s_local, vocab] element (bf16 + fp32 + fp32 gradient); tiled MLP: one tile of
+    """Full logits: 12 B per [s_local, vocab] element (fp32 logits' log-softmax output, its gradient and the incoming
+    one) and the final hidden states with their gradient, 4 B per [s_local, h]; tiled MLP: one tile of
     ceil(s_local / h) tokens' 4 x intermediate bf16."""
     from framework.plan.gpu import activations
 
     _, _, _, u = setup("llama1b_1gpu", ["loss.tiled=false"], 1)
-    assert activations(u)["logits"] == 65536 * 128256 * 10
+    assert activations(u)["logits"] == 65536 * 128256 * 12 + 65536 * 2048 * 4
     tiled = activations(dataclasses.replace(u, tiled_mlp=True))
     assert tiled["mlp_tile"] == 2048 * 8192 * 4 * 2  # 65536 / 32 tiles of 2048 tokens
 
 
 def test_liger_keeps_less_than_transformers_norms():
-    """transformers' RMSNorm keeps 3 hidden vectors per token, Liger's 1 (experiments/NOTES.md): 4h per token and
-    layer less, before the measured factor."""
-    from framework.plan.gpu import layer_working_set
+    """At the MLP's backward (the peak of an untiled layer): transformers' two RMSNorms keep 3h each where Liger's
+    keep the second norm's input only (h), Liger's SwiGLU recomputes act(gate) (I) and writes its gradients in place
+    (I less)."""
+    from framework.plan.gpu import layer_phases
 
-    _, _, _, u = setup("llama1b_1gpu", [], 1)
-    assert layer_working_set(u) - layer_working_set(dataclasses.replace(u, liger=True)) == \
-        2 * (4 * 2048 + 8192)  # the norms, and SwiGLU's act(gate) that Liger recomputes
+    _, _, _, u = setup("llama1b_1gpu", ["model.recompute_attention=true"], 1)
+    plain, liger = layer_phases(u), layer_phases(dataclasses.replace(u, liger=True))
+    assert plain["mlp"] - liger["mlp"] == 2 * 3 * 2048 - 2048 + 2 * 8192
+
+
+def test_saved_set_of_a_transformers_layer_matches_autograd():
+    """The saved set layer_phases counts for transformers' Llama layer (no Liger, untiled MLP, attention recomputed)
+    is what autograd saves on the CPU, counted by storage: norms 2 x 3h, norm outputs 2h, q h, k v 2kv, the kernel's
+    output h, gate up act product 4I (cos/sin and per-row statistics left out: under 1%)."""
+    import torch
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
+
+    from framework.plan.gpu import layer_phases
+
+    h, inter, s = 256, 1024, 256
+    c = LlamaConfig(hidden_size=h, intermediate_size=inter, num_attention_heads=4, num_key_value_heads=1,
+                    num_hidden_layers=1)
+    c._attn_implementation = "sdpa"
+    layer = LlamaDecoderLayer(c, 0).to(torch.bfloat16)
+    x = torch.randn(1, s, h, dtype=torch.bfloat16, requires_grad=True)
+    cos, sin = LlamaRotaryEmbedding(c)(x, torch.arange(s)[None])
+    skip = {t.untyped_storage().data_ptr() for t in [*layer.parameters(), x, cos, sin]}
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(x, position_embeddings=(cos, sin), attention_mask=None)
+    big = sum(n for ptr, n in saved.items() if ptr not in skip and n > s * 32)  # not per-row statistics
+    _, _, _, u = setup("llama1b_1gpu", ["model.recompute_attention=true"], 1)
+    u = dataclasses.replace(u, hidden=h, intermediate=inter, heads=4, kv_heads=1, head_dim=64)
+    counted = layer_phases(u)["mlp"] - h - 2 * inter  # less the backward's gradients: the saved set
+    assert big == 2 * s * counted
 
 
 def test_step_time_counts_the_flops_of_tracker_flops():
@@ -120,7 +155,7 @@ def test_step_time_counts_the_flops_of_tracker_flops():
     _, text, _, u = setup("llama1b_1gpu", ["model.activation_checkpointing=false"], 1)
     t = gpu.step_time(u)
     rate_mm = 989e12 * gpu.MATMUL_FRACTION
-    rate_attn = 989e12 * gpu.ATTENTION_FRACTION[64]
+    rate_attn = 453e12  # cuDNN, head_dim 64, 64K: ATTENTION_TFLOPS
     attn_fwd = 2 * 16 * 32 * 64 * 65536 ** 2
     compute = 6 * u.matmul_params * 65536 / rate_mm + 3.5 * attn_fwd / rate_attn
     assert t["forward_compute"] + t["backward_compute"] == pytest.approx(compute * gpu.COMPUTE_OVERHEAD)
@@ -130,6 +165,41 @@ def test_step_time_counts_the_flops_of_tracker_flops():
     extra = ac["backward_compute"] - t["backward_compute"]
     assert extra == pytest.approx((2 * u.matmul_params * 65536 / rate_mm + attn_fwd / rate_attn)
                                   * gpu.COMPUTE_OVERHEAD)
+
+
+@pytest.mark.parametrize("kernel,d,length,tflops", [
+    ("cudnn", 64, 65536, 453), ("cudnn", 64, 262144, 433), ("cudnn", 128, 65536, 589), ("cudnn", 128, 262144, 566),
+    ("flash", 64, 65536, 292), ("flash", 128, 262144, 327),
+    ("cudnn", 96, 65536, (453 + 589) / 2), ("cudnn", 64, 131072, (453 + 433) / 2),  # halfway in d, in log2(s)
+    ("cudnn", 128, 1 << 20, 566), ("cudnn", 256, 32768, 589),  # outside the measured range: the nearest
+])
+def test_attention_rate_by_kernel_head_dim_and_length(kernel, d, length, tflops):
+    """The attention kernel's rate is issue 28's table (one H200, causal fwd+bwd bf16, 32 q / 8 kv heads),
+    interpolated in head_dim and log2(length), scaled by the card's peak over 989."""
+    from framework.plan.gpu import attention_rate
+
+    assert attention_rate(kernel, d, length) == pytest.approx(tflops * 1e12)
+    assert attention_rate(kernel, d, length, peak_tflops=494.5) == pytest.approx(tflops * 0.5e12)
+
+
+def test_step_time_takes_the_rate_of_the_runs_head_dim_and_kernel():
+    """The attention part of a step is its FLOPs at the rate of the kernel the run calls: the 8B shape (d 128) at
+    566 TFLOP/s with SDPA (cuDNN) at 256K, 327 with flash_attention_2 or with the ring (cp_size 2)."""
+    from framework.plan import gpu
+    from framework.plan.planner import attention_kernel
+
+    cfg, _, _, u = setup("llama8b_2gpu_long", H100 + ["model.recompute_attention=false"], 2)
+    assert u.head_dim == 128 and attention_kernel(cfg) == "cudnn"
+    assert attention_kernel(compose(["attention=flash_attention_2"], experiment="llama8b_2gpu_long")) == "flash"
+    assert attention_kernel(compose(["parallelism.cp_size=2", "parallelism.sp_size=1"],
+                                    experiment="llama8b_2gpu_long")) == "flash"
+    no_attn = dataclasses.replace(u, heads=0)
+    attn_fwd = 2 * u.layers * u.heads * 128 * u.seq_length ** 2 / u.sp_size
+    for kernel, rate in (("cudnn", 566e12), ("flash", 327e12)):
+        k = dataclasses.replace(u, attention_kernel=kernel)
+        t, base = gpu.step_time(k), gpu.step_time(dataclasses.replace(no_attn, attention_kernel=kernel))
+        compute = lambda x: x["forward_compute"] + x["backward_compute"]  # noqa: E731
+        assert compute(t) - compute(base) == pytest.approx(3.5 * attn_fwd / rate * gpu.COMPUTE_OVERHEAD)
 
 
 # ---- auto: the plan picks what was measured fastest ----
@@ -190,6 +260,37 @@ def test_max_seq_length_against_alst_published(sp, published):
     node = H100 + ["hardware.host_ram_gib=1769", "hardware.gpus_per_node=8"]  # 1.9e12 B
     p = plan("llama8b_500k", node + [f"parallelism.sp_size={sp}"], sp, search=True)
     assert p.max_seq_length == pytest.approx(published, rel=0.15)
+
+
+def test_search_goes_over_every_setup_auto_allows_and_names_it():
+    """8B, 500K, sp 8 on 80 GB GPUs and a 1.9 TB host: `auto` keeps attention's output at 500K, which caps the
+    length near 1.6M; recomputing it reaches 4M. validate's plan (the switches resolved first, as a run sees them)
+    searches with the switches the user left `auto` still free, and names the setup of the maximum."""
+    from framework.model import hf_config
+    from framework.plan.rules import check
+    from framework.resolve import resolve, unresolved
+
+    node = H100 + ["hardware.host_ram_gib=1900", "hardware.gpus_per_node=8"]
+    cfg = compose(node + ["plan=true"], experiment="llama8b_500k")
+    text = hf_config(name_or_path=cfg.model.name_or_path, arch=cfg.model.arch).get_text_config()
+    fixed = plan("llama8b_500k", node + ["model.recompute_attention=false"], 8, search=True)
+    left_auto = unresolved(cfg)  # validate's order: what was auto, the resolve step, then the plan's rules
+    assert resolve(cfg, text_config=text, world=8, on_gpu=True)["model.recompute_attention"] is False
+    p = check(cfg, text_config=text, world=8, on_gpu=False, planning=True, unresolved=left_auto)
+    assert p.chosen == {"recompute_attention": False} and cfg.model.recompute_attention is False
+    assert fixed.max_seq_length < 2_000_000 < 4_000_000 < p.max_seq_length
+    assert p.max_seq_length_setup == {"recompute_attention": True, "tiled_mlp": True, "offload_activations": True,
+                                      "offload_keep_layers": 1}
+    assert p.record()["max_seq_length_setup"] == p.max_seq_length_setup
+    assert "model.recompute_attention=true" in p.table()
+
+
+def test_search_keeps_fixed_switches_fixed():
+    """A switch the user set is not searched: with attention kept (model.recompute_attention=false) the 8B 500K
+    search stays below 2M and says so."""
+    p = plan("llama8b_500k", H100 + ["hardware.host_ram_gib=1900", "hardware.gpus_per_node=8",
+                                     "model.recompute_attention=false"], 8, search=True)
+    assert p.max_seq_length < 2_000_000 and p.max_seq_length_setup["recompute_attention"] is False
 
 
 def test_plan_keeps_attention_at_256k_on_one_h200():
