@@ -10,14 +10,10 @@ import traceback
 import uuid
 from typing import Any, Dict, Optional
 
+from framework.env import JOB_ENV, OWN_LAUNCH_ENV
+from framework.files import write_json_atomic
+
 RESULT = "result.json"
-
-
-def write_json_atomic(path: str, obj: Dict[str, Any]):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def classify(exc: BaseException) -> str:
@@ -85,7 +81,7 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
 
     cfg = OmegaConf.create(cfg_container)
     rank = int(os.environ.get("RANK", 0))
-    external = os.environ.get("FRAMEWORK_OWN_LAUNCH") != "1"
+    external = os.environ.get(OWN_LAUNCH_ENV) != "1"
     try:
         init_distributed(device_type(cfg.engine.device), cfg.engine.timeout_minutes)
         if external:  # ranks > 0 take rank 0's run directory and its validated, resolved config
@@ -137,7 +133,7 @@ def reap(job: str):
     for proc in psutil.process_iter():
         try:
             if proc.pid != os.getpid() and os.getpgid(proc.pid) == group and \
-                    proc.environ().get("FRAMEWORK_JOB") == job:
+                    proc.environ().get(JOB_ENV) == job:
                 proc.kill()
         except (psutil.Error, OSError):
             pass  # gone already, or not ours to read
@@ -245,8 +241,8 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
     stores = dist.TCPStore, c10d_rendezvous_backend.TCPStore
     dist.TCPStore = c10d_rendezvous_backend.TCPStore = loopback_tcp_store()  # restored below
-    os.environ["FRAMEWORK_OWN_LAUNCH"] = "1"  # inherited by the workers
-    os.environ["FRAMEWORK_JOB"] = lc.run_id  # and by everything they start: what reap() cleans up
+    os.environ[OWN_LAUNCH_ENV] = "1"  # inherited by the workers
+    os.environ[JOB_ENV] = lc.run_id  # and by everything they start: what reap() cleans up
     # long sequences fragment the caching allocator; ALST's recipes all set this (the user's own setting wins)
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     error = signal = None

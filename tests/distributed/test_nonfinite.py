@@ -71,7 +71,7 @@ def optimizer_states(step_dir: str) -> list:
 def test_nan_loss_step_is_skipped_with_on_nonfinite_skip(tmp_path):
     run = assert_ok(run_cli(BASE + ["engine.on_nonfinite=skip", "engine.save_every=1"], str(tmp_path / "job"),
                             env=nan_env(tmp_path)), steps=4)
-    assert "step 2: loss nan" in run.stdout and "skipped (engine.on_nonfinite=skip)" in run.stdout
+    assert "step 2: loss nan" in run.stdout and "skipped (train.on_nonfinite=skip)" in run.stdout
     assert [m.get("skipped", False) for m in run.metrics] == [False, True, False, False]
     assert all(torch.isfinite(torch.tensor(m["loss"])) for i, m in enumerate(run.metrics) if i != 1)
     assert run.metrics[2]["lr"] == run.metrics[1]["lr"]  # the schedule did not move at the skipped step
