@@ -102,8 +102,8 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
             traceback.print_exc()
         if dist.is_initialized() and dist.get_world_size() > 1:
             # Leave at once. Tearing the process group down waits for this rank's collectives in flight, which the
-            # other ranks never join: a rank that ran out of GPU memory in backward under ZeRO-3 hung for 9 minutes
-            # there (2 x H100, NCCL), holding both GPUs. The launcher sees the exit and stops the other ranks.
+            # other ranks never join (NCCL; experiments/NOTES.md), holding every GPU of the job. The launcher sees
+            # the exit and stops the other ranks.
             exit_now(1)
         raise
     if dist.is_initialized():
@@ -257,7 +257,7 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
         reap(lc.run_id)
     failure = collect_failure(run_dir)
     if signal is not None:  # the workers that died of it wrote no reason of their own worth more than this
-        failure = {"status": "failed", "error": f"interrupted: stopped by {signal.name}"}  # DESIGN.md's 3 statuses
+        failure = {"status": "failed", "error": f"interrupted: stopped by {signal.name}"}  # ok, oom or failed: no fourth status
     elif error is None and failure is None and os.path.exists(path):
         return json.load(open(path))
     if failure is None:  # killed from outside (host OOM killer: SIGKILL) before it could say why

@@ -67,8 +67,8 @@ class StopRequested(KeyboardInterrupt):
 
 
 class Trainer:
-    """The step loop: runs optimizer steps on a DeepSpeed engine built from the module, optimizer and schedule given;
-    writes metrics, evaluates and saves checkpoints."""
+    """The step loop: runs optimizer steps on the DeepSpeed engine it is given (`ds_engine`, built by the graph
+    with its module, optimizer and schedule); writes metrics, evaluates and saves checkpoints."""
 
     def __init__(self, *, ds_engine, batches, cfg, run_dir: str, tracker, flops_of_positions, world_size: int,
                  sp_size: int, start_step: int = 0, offload_activations: bool = False, offload_keep_layers: int = 1,

@@ -179,7 +179,8 @@ class Plan:
     max_seq_length: Optional[int] = None
 
     def record(self) -> Dict[str, Any]:
-        """plan.json: DESIGN.md's six keys first, then the parts and what was assumed."""
+        """plan.json: the six keys readers rely on first (fits, gpu_peak_gib, host_ram_gib, step_time_s, first_wall,
+        max_seq_length), then the parts and what was assumed."""
         f = self.figures
         out = {"fits": f["fits"], "gpu_peak_gib": round(f["gpu_peak_gib"], 2),
                "host_ram_gib": round(f["host_ram_gib"], 2), "step_time_s": round(f["step_time_s"], 3),
