@@ -7,9 +7,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from framework.config import moved_key, register
+from framework.env import VALIDATED_ENV
 from framework.errors import ConfigError
-from framework.runtime import VALIDATED_ENV, since_start
+from framework.log import get_logger, hydra_log_file, job_log
+from framework.runtime import since_start
 
+log = get_logger(__name__)
 register()
 CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
 """The config tree. framework/conf is a link to the repository's top-level conf/ in a checkout (and an editable
@@ -30,7 +33,8 @@ def run_job(cfg: DictConfig, run_dir: str) -> dict:
 
 def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
     """One job: validate, write config.yaml, launch the workers, return the result record."""
-    from framework.launch import RESULT, launch, result_record, write_json_atomic
+    from framework.files import write_json_atomic
+    from framework.launch import RESULT, launch, result_record
     from framework.rundir import holds_run, prepare
     from framework.validate import validate
 
@@ -39,19 +43,19 @@ def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
         checked = validate(cfg, run_dir=run_dir)
         os.environ[VALIDATED_ENV] = f"{since_start():.2f}"  # inherited by the workers, for result.json's `startup`
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr, flush=True)
+        log.error(f"config error: {exc}")
         rec = result_record("failed", None, cfg, error=f"config error: {exc}")
         rec["seq_length"] = OmegaConf.select(cfg, "data.seq_length", default=None, throw_on_resolution_failure=False)
         if lock.held and not holds_run(run_dir):  # another job's, or an earlier run's, result.json stays
             write_json_atomic(os.path.join(run_dir, RESULT), rec)
         return rec
     for line in prepare(run_dir, checked.resume_step, checked.resume_skipped):  # a resumed run: cut back to it
-        print(line, flush=True)
+        log.info(line)
     OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)  # `auto` switches resolved by now
     if cfg.get("plan", False):  # predict only: no worker starts, no GPU is needed
         from framework.plan.planner import write
 
-        print(checked.plan.table(), flush=True)
+        log.info(checked.plan.table())
         write(checked.plan, run_dir)
         f = checked.plan.figures
         rec = result_record("ok", {"step": 0, "seq_length": cfg.data.seq_length, "peak_mem_gib": f["gpu_peak_gib"],
@@ -61,12 +65,12 @@ def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
     if checked.plan is not None and checked.plan.hardware.assumed is None:
         from framework.plan.planner import write
 
-        print(checked.plan.line(), flush=True)
+        log.info(checked.plan.line())
         write(checked.plan, run_dir)  # the prediction beside what the run measures (the sweep plot draws both)
     if cfg.engine.offload_optimizer or cfg.engine.offload_params or cfg.model.offload_activations:
         from framework.plan.memory import describe
 
-        print(describe(cfg, checked.world, checked.text_config), flush=True)
+        log.info(describe(cfg, checked.world, checked.text_config))
     return launch(cfg, run_dir, checked.world)
 
 
@@ -74,11 +78,13 @@ def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
 def app(cfg: DictConfig):
     hc = HydraConfig.get()
     try:
-        rec = run_job(cfg, hc.runtime.output_dir)
+        with job_log(hydra_log_file()):  # our lines (the workers' too) in Hydra's <run dir>/<job name>.log
+            rec = run_job(cfg, hc.runtime.output_dir)
     except Exception as exc:  # a job's own failure is recorded, so a sweep goes on (and its exit status says so)
         if hc.mode.name == "RUN":
             raise
-        from framework.launch import RESULT, one_line, result_record, write_json_atomic
+        from framework.files import write_json_atomic
+        from framework.launch import RESULT, one_line, result_record
 
         rec = result_record("failed", None, cfg, error=one_line(exc))
         write_json_atomic(os.path.join(hc.runtime.output_dir, RESULT), rec)
@@ -86,7 +92,7 @@ def app(cfg: DictConfig):
     line = f"[{status}] {hc.runtime.output_dir}"
     if status != "ok":
         line += f": {rec.get('error', '')}"
-    print(line, flush=True)
+    log.info(line)
     if status != "ok" and hc.mode.name == "RUN":
         sys.exit(2 if rec.get("error", "").startswith("config error") else 1)
     return rec
@@ -99,9 +105,8 @@ def main():
     mark_start()  # start-up phases are timed from here (result.json's `startup`)
     moved = moved_key(sys.argv[1:])
     if moved:
-        print(f"config error: {moved[0]}: this key moved to {moved[1]} (the step loop, checkpoints and evaluation "
-              f"have groups of their own: train, checkpoint, eval); fix: write {moved[1]}=... instead",
-              file=sys.stderr, flush=True)
+        log.error(f"config error: {moved[0]}: this key moved to {moved[1]} (the step loop, checkpoints and "
+                  f"evaluation have groups of their own: train, checkpoint, eval). Fix: write {moved[1]}=... instead")
         sys.exit(2)
     adopt_slurm_env()
     rank = int(os.environ.get("RANK", "0"))
@@ -115,7 +120,7 @@ def main():
         from framework.sweep import summarize_interrupted
 
         summarize_interrupted()  # a multirun: the summary of the jobs that ran, the interrupted one marked
-        print(f"[interrupted] {exc}", file=sys.stderr, flush=True)
+        log.error(f"[interrupted] {exc}")
         sys.exit(128 + exc.signum)
     from framework.sweep import exit_code
 

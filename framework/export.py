@@ -19,6 +19,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 
+from framework.log import get_logger
+
+log = get_logger(__name__)
 MAX_SHARD_BYTES = 5 * 10**9
 """Weights per safetensors file before the next one starts (transformers' default max_shard_size, 5 GB)."""
 ADAPTER = "default"
@@ -162,14 +165,14 @@ def write_tokenizer(out_dir: str, tokenizer_path: Optional[str]) -> bool:
     """The tokenizer's files beside the weights; False (and one line) where the run had no tokenizer: random
     weights on synthetic tokens, or a model directory without one."""
     if not tokenizer_path:
-        print("export: no tokenizer to write (synthetic tokens, no data.tokenizer)", flush=True)
+        log.info("export: no tokenizer to write (synthetic tokens, no data.tokenizer)")
         return False
     from transformers import AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(tokenizer_path)
     except Exception:  # noqa: BLE001  (no tokenizer files there: transformers raises OSError, ValueError or others)
-        print(f"export: no tokenizer written ({tokenizer_path} holds none that transformers can load)", flush=True)
+        log.info(f"export: no tokenizer written ({tokenizer_path} holds none that transformers can load)")
         return False
     tok.save_pretrained(out_dir)
     return True
@@ -216,7 +219,7 @@ def export_run(model, *, run_dir: str, lora: bool, merged: bool, tokenizer_path:
     if write:
         write_tokenizer(tmp, tokenizer_path)
         publish(tmp, final)
-        print(f"export: {'LoRA adapter' if lora and not merged else 'model'} written to {final}", flush=True)
+        log.info(f"export: {'LoRA adapter' if lora and not merged else 'model'} written to {final}")
     if dist.is_initialized():
         dist.barrier()  # every rank: nobody leaves before the directory is complete
     return final if write else None
@@ -329,14 +332,14 @@ def main(argv: Optional[List[str]] = None):
 
     run_dir, ckpt_dir, tag = checkpoint_parts(args.checkpoint)
     if not os.path.isdir(os.path.join(ckpt_dir, tag)) or not os.path.exists(os.path.join(run_dir, "config.yaml")):
-        print(f"export: {args.checkpoint} is not a checkpoint of a run directory (expected <run dir>/checkpoints/"
-              "step_N beside <run dir>/config.yaml)", file=sys.stderr)
+        log.error(f"export: {args.checkpoint} is not a checkpoint of a run directory (expected <run dir>/checkpoints/"
+                  "step_N beside <run dir>/config.yaml)")
         sys.exit(2)
     why = incomplete_reason(os.path.join(ckpt_dir, tag))
     if why:
-        print(f"export: {os.path.join(ckpt_dir, tag)} is not a complete checkpoint ({why})", file=sys.stderr)
+        log.error(f"export: {os.path.join(ckpt_dir, tag)} is not a complete checkpoint ({why})")
         sys.exit(2)
-    print(f"export: {export_checkpoint(args.checkpoint, args.out_dir, merged=args.merged)}")
+    log.info(f"export: {export_checkpoint(args.checkpoint, args.out_dir, merged=args.merged)}")
 
 
 if __name__ == "__main__":

@@ -20,15 +20,18 @@ from framework.data import held_out_data
 from framework.data.adapter import SPBatches
 from framework.engine import CausalLMWithLoss, deepspeed_config
 from framework.export import export_run
+from framework.log import get_logger
 from framework.model import announce_zero3, resolve_dtype
 from framework.model.features import apply_features
 from framework.optim import build_scheduler
 from framework.parallelism import MeshAxis, dp_rank_and_size, sequence_group
 from framework.plan.memory import keep_layers
-from framework.runtime import VALIDATED_ENV, since_start
+from framework.env import VALIDATED_ENV
+from framework.runtime import since_start
 from framework.runtime import device_type as resolve_device
 from framework.tracker.flops import flops_of_positions
 
+log = get_logger(__name__)
 
 def seed_everything(seed: int):
     random.seed(seed)
@@ -46,10 +49,9 @@ def first_step(trainer, startup: dict):
     if "first_step_s" in startup:
         return
     startup["first_step_s"] = since_start()
-    if trainer.rank == 0:
-        names = {"validated_s": "validated", "worker_s": "workers up", "model_s": "model built",
-                 "engine_s": "engine built", "first_step_s": "first step done"}
-        print("startup: " + ", ".join(f"{names[k]} {v:.1f} s" for k, v in startup.items()), flush=True)
+    names = {"validated_s": "validated", "worker_s": "workers up", "model_s": "model built",
+             "engine_s": "engine built", "first_step_s": "first step done"}
+    log.info("startup: " + ", ".join(f"{names[k]} {v:.1f} s" for k, v in startup.items()))
 
 
 def instantiate(node: DictConfig, *args, **runtime):
@@ -102,9 +104,8 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
     attn = getattr(attn, "value", attn)
     model = instantiate(cfg.model, attn_implementation=attn, device_type=device_type)
     model = apply_features(model, cfg=cfg.model)  # with LoRA: the peft model around it
-    if cfg.model.offload_activations and device_type == "cpu" and rank == 0:
-        print("note: model.offload_activations does nothing on CPU (the hidden states already live in host memory)",
-              flush=True)
+    if cfg.model.offload_activations and device_type == "cpu":
+        log.info("note: model.offload_activations does nothing on CPU (the hidden states already live in host memory)")
 
     startup["model_s"] = since_start()
 

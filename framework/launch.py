@@ -10,14 +10,10 @@ import traceback
 import uuid
 from typing import Any, Dict, Optional
 
+from framework.env import JOB_ENV, OWN_LAUNCH_ENV
+from framework.files import write_json_atomic
+
 RESULT = "result.json"
-
-
-def write_json_atomic(path: str, obj: Dict[str, Any]):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def classify(exc: BaseException) -> str:
@@ -85,7 +81,7 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
 
     cfg = OmegaConf.create(cfg_container)
     rank = int(os.environ.get("RANK", 0))
-    external = os.environ.get("FRAMEWORK_OWN_LAUNCH") != "1"
+    external = os.environ.get(OWN_LAUNCH_ENV) != "1"
     try:
         init_distributed(device_type(cfg.train.device), cfg.engine.timeout_minutes)
         if external:  # ranks > 0 take rank 0's run directory and its validated, resolved config
@@ -106,8 +102,8 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
             traceback.print_exc()
         if dist.is_initialized() and dist.get_world_size() > 1:
             # Leave at once. Tearing the process group down waits for this rank's collectives in flight, which the
-            # other ranks never join: a rank that ran out of GPU memory in backward under ZeRO-3 hung for 9 minutes
-            # there (2 x H100, NCCL), holding both GPUs. The launcher sees the exit and stops the other ranks.
+            # other ranks never join (NCCL; experiments/NOTES.md), holding every GPU of the job. The launcher sees
+            # the exit and stops the other ranks.
             exit_now(1)
         raise
     if dist.is_initialized():
@@ -137,7 +133,7 @@ def reap(job: str):
     for proc in psutil.process_iter():
         try:
             if proc.pid != os.getpid() and os.getpgid(proc.pid) == group and \
-                    proc.environ().get("FRAMEWORK_JOB") == job:
+                    proc.environ().get(JOB_ENV) == job:
                 proc.kill()
         except (psutil.Error, OSError):
             pass  # gone already, or not ours to read
@@ -245,8 +241,8 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
     stores = dist.TCPStore, c10d_rendezvous_backend.TCPStore
     dist.TCPStore = c10d_rendezvous_backend.TCPStore = loopback_tcp_store()  # restored below
-    os.environ["FRAMEWORK_OWN_LAUNCH"] = "1"  # inherited by the workers
-    os.environ["FRAMEWORK_JOB"] = lc.run_id  # and by everything they start: what reap() cleans up
+    os.environ[OWN_LAUNCH_ENV] = "1"  # inherited by the workers
+    os.environ[JOB_ENV] = lc.run_id  # and by everything they start: what reap() cleans up
     # long sequences fragment the caching allocator; ALST's recipes all set this (the user's own setting wins)
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     error = signal = None
@@ -261,7 +257,7 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
         reap(lc.run_id)
     failure = collect_failure(run_dir)
     if signal is not None:  # the workers that died of it wrote no reason of their own worth more than this
-        failure = {"status": "failed", "error": f"interrupted: stopped by {signal.name}"}  # DESIGN.md's 3 statuses
+        failure = {"status": "failed", "error": f"interrupted: stopped by {signal.name}"}  # ok, oom or failed: no fourth status
     elif error is None and failure is None and os.path.exists(path):
         return json.load(open(path))
     if failure is None:  # killed from outside (host OOM killer: SIGKILL) before it could say why

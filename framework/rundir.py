@@ -6,6 +6,7 @@ import socket
 from typing import List
 
 from framework.checkpoint import remove_newer
+from framework.files import atomic_write
 
 LOCK = ".lock"
 
@@ -91,10 +92,8 @@ def prepare(run_dir: str, resume_step: int, skipped=()) -> List[str]:
         lines = open(path).read().splitlines()
         kept = [line for line in lines if step_of(line) is not None and step_of(line) <= resume_step]
         if len(kept) != len(lines):
-            tmp = f"{path}.tmp{os.getpid()}"
-            with open(tmp, "w") as f:
+            with atomic_write(path) as f:
                 f.write("".join(line + "\n" for line in kept))
-            os.replace(tmp, path)
             done.append(f"metrics.jsonl: kept steps 1-{resume_step}, dropped {len(lines) - len(kept)} lines after")
     for name in remove_newer(os.path.join(run_dir, "checkpoints"), resume_step):
         done.append(f"deleted checkpoint {name}, newer than the one resumed (the run writes it again)")

@@ -4,6 +4,8 @@ import os
 
 import torch
 
+from framework.env import START_ENV, VALIDATED_ENV  # noqa: F401  (re-exported: the names live in framework.env)
+
 
 def device_type(device: str = "auto") -> str:
     """`train.device` resolved: auto is cuda when a GPU is visible, else cpu."""
@@ -25,12 +27,6 @@ def world_size(parallelism, device: str = "auto") -> int:
         gpus = torch.cuda.device_count() if device_type(device) == "cuda" else 0
         return max(gpus, p.dp_replicate_size * p.cp_size * p.sp_size)
     return p.dp_replicate_size * p.dp_shard_size * p.cp_size * p.sp_size
-
-
-VALIDATED_ENV = "FRAMEWORK_T_VALIDATED"
-"""Seconds from the command's start to the end of validation, set by the CLI for the workers' start-up record."""
-START_ENV = "FRAMEWORK_T0"
-"""When the command started (seconds since the epoch), set once by the CLI and inherited by every worker."""
 
 
 def mark_start():

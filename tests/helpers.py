@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from framework.env import LOG_FILE_ENV, OWN_LAUNCH_ENV
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONF_DIR = os.path.join(REPO, "conf")
 
@@ -40,7 +42,7 @@ def clean_env(**extra) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("PARALLELISM_CONFIG_") and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK",
                                                                      "MASTER_ADDR", "MASTER_PORT",
-                                                                     "FRAMEWORK_OWN_LAUNCH")}
+                                                                     OWN_LAUNCH_ENV, LOG_FILE_ENV)}
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("WANDB_MODE", "offline")
     env.update(extra)

@@ -24,6 +24,9 @@ from typing import Callable, List, Optional
 import torch
 import torch.nn.functional as F
 
+from framework.log import get_logger
+
+log = get_logger(__name__)
 DOCUMENT_MASKED = ("sdpa", "flex_attention")
 """Implementations this module can keep documents apart in."""
 FLEX_BLOCK = 128
@@ -186,12 +189,9 @@ _ANNOUNCED = set()
 
 def _announce(kernel: str):
     """Say once per process (rank 0) which kernel keeps packed documents apart."""
-    import torch.distributed as dist
-
     if kernel not in _ANNOUNCED:
         _ANNOUNCED.add(kernel)
-        if not dist.is_initialized() or dist.get_rank() == 0:
-            print(f"document masking: packed rows run {kernel}", flush=True)
+        log.info(f"document masking: packed rows run {kernel}")
 
 
 def _no_mask(*args, **kwargs):

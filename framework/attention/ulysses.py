@@ -6,6 +6,10 @@ import torch.distributed as dist
 from framework.attention.config import AttentionConfig
 from framework.builder import builds
 
+from framework.parallelism.config import MeshAxis
+
+CP, SP = MeshAxis.CP.value, MeshAxis.SP.value
+
 
 @builds(AttentionConfig)
 def apply_sp_attention(model, *, cfg, mesh, micro_batch_size: int, seq_length_is_variable: bool,
@@ -19,7 +23,7 @@ def apply_sp_attention(model, *, cfg, mesh, micro_batch_size: int, seq_length_is
     ranks must call this (it creates process groups); the groups it makes are checked to be the mesh's own.
     """
     impl = getattr(cfg.implementation, "value", cfg.implementation)
-    cp_mesh, sp_mesh = mesh["cp"], mesh["sp"]
+    cp_mesh, sp_mesh = mesh[CP], mesh[SP]
     if cp_mesh.size() > 1:  # the ring replaces the core (packed rows are refused with cp > 1 before start)
         from framework.attention.ring import install as install_ring
 
@@ -40,7 +44,7 @@ def apply_sp_attention(model, *, cfg, mesh, micro_batch_size: int, seq_length_is
         _check_same(sp_mesh.get_group(), mpu.get_sequence_parallel_group(), "SP")
     if cp_mesh.size() > 1:
         mpu = _sequence_mpu(cp_mesh.size() * sp_mesh.size())
-        _check_same(mesh[("cp", "sp")]._flatten("cp_sp").get_group(), mpu.get_sequence_parallel_group(), "cp x sp")
+        _check_same(mesh[(CP, SP)]._flatten(f"{CP}_{SP}").get_group(), mpu.get_sequence_parallel_group(), "cp x sp")
     return mpu
 
 

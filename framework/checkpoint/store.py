@@ -12,8 +12,12 @@ import re
 import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
+from framework.files import write_json_atomic
+from framework.log import get_logger
+
 MANIFEST = "manifest.json"
 STEP_DIR = re.compile(r"^step_(\d+)$")
+log = get_logger(__name__)
 
 
 def run_settings(*, parallelism, data, train, optim, tokenizer: Optional[str], world: int) -> Dict[str, Any]:
@@ -142,12 +146,8 @@ def write_manifest(step_dir: str, step: int, settings: Dict[str, Any]):
             if name != MANIFEST and not name.startswith(f"{MANIFEST}.tmp"):
                 path = os.path.join(folder, name)
                 files[os.path.relpath(path, step_dir)] = os.path.getsize(path)
-    tmp = os.path.join(step_dir, f"{MANIFEST}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump({"step": step, "files": files, "settings": settings}, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(step_dir, MANIFEST))
+    write_json_atomic(os.path.join(step_dir, MANIFEST), {"step": step, "files": files, "settings": settings},
+                      indent=1, fsync=True)
     fsync_dir(step_dir)
 
 
@@ -204,7 +204,7 @@ def save_checkpoint(ds_engine, run_dir: str, step: int, *, settings: Dict[str, A
     if dist.get_rank() == 0:
         write_manifest(os.path.join(root, tag), step, settings)
         for name in prune(root, keep_last):
-            print(f"checkpoint.keep_last={keep_last}: deleted checkpoint {name}", flush=True)
+            log.info(f"checkpoint.keep_last={keep_last}: deleted checkpoint {name}")
 
 
 def load_checkpoint(ds_engine, resume: Optional[str], run_dir: str) -> int:
@@ -215,6 +215,5 @@ def load_checkpoint(ds_engine, resume: Optional[str], run_dir: str) -> int:
         return 0
     _, client = ds_engine.load_checkpoint(os.path.dirname(step_dir), tag=os.path.basename(step_dir))
     step = int(client["step"])
-    if ds_engine.global_rank == 0:
-        print(f"resumed from {step_dir} at step {step}", flush=True)
+    log.info(f"resumed from {step_dir} at step {step}")
     return step

@@ -5,6 +5,8 @@ from typing import List, Optional
 import torch
 
 IGNORE = -100
+"""The label of a position that takes no loss (padding, prompts, document starts): PyTorch's and transformers'
+ignore_index."""
 """Label of a position that carries no loss (padding, a prompt, a document's first token in a packed row)."""
 
 
@@ -24,7 +26,7 @@ class SyntheticRows(torch.utils.data.Dataset):
 
 
 def collate(rows, *, multiple_of: int, length: Optional[int] = None, pad_id: int = 0):
-    """Stack rows right-padded to `length` (or the longest row rounded up to `multiple_of`). Pad labels are -100."""
+    """Stack rows right-padded to `length` (or the longest row rounded up to `multiple_of`). Pad labels are IGNORE."""
     longest = max(len(r["input_ids"]) for r in rows)
     target = length or -(-longest // multiple_of) * multiple_of
     out = {"input_ids": [], "labels": [], "position_ids": []}

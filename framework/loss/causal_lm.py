@@ -1,7 +1,7 @@
 """The token-weighted causal-LM loss, aggregated across the SP ranks of one sequence; optionally tiled.
 
 Each SP rank holds `s_local = s // sp_size` positions of the sequence and their `shift_labels`. The rank computes
-the *sum* of cross-entropy over its valid (label != -100) positions; an all-gather over the SP group collects every
+the *sum* of cross-entropy over its valid (label != IGNORE) positions; an all-gather over the SP group collects every
 rank's sum and count, and the loss is sum / count over the whole sequence, its gradient flowing through the rank's
 own sum only (DeepSpeed sums gradients over the SP ranks). A rank with no valid token contributes nothing (its sum
 is not even added, so a NaN there cannot leak).
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from framework.builder import builds
 from framework.loss.config import LossConfig
 
-IGNORE = -100
+from framework.data.rows import IGNORE  # noqa: F401  (one constant: the label of a position without loss)
 
 
 def aggregate(loss_sum: torch.Tensor, count: torch.Tensor, group) -> tuple[torch.Tensor, torch.Tensor]:

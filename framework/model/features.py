@@ -138,8 +138,8 @@ def mark_checkpointed_inputs(model):
     """Mark for the hidden-state offload the tensor each decoder layer's checkpoint really saves.
 
     DeepSpeed marks the layer's call argument, but ZeRO-3's forward pre-hook (`_post_backward_module_hook`) hands
-    the layer a new tensor in its place, so under ZeRO-3 nothing was ever offloaded (offloaded_gib 0, measured on an
-    H100). Here the mark is made in the checkpoint function itself, on the tensor it is given.
+    the layer a new tensor in its place, so under ZeRO-3 DeepSpeed's mark matches nothing and nothing is offloaded
+    (experiments/NOTES.md). Here the mark is made in the checkpoint function itself, on the tensor it is given.
     """
     from deepspeed.runtime.activation_checkpointing.offload_activations import _current_manager
 
@@ -165,7 +165,7 @@ def offload_context(enabled: bool, keep_layers: int = 1):
 
     Keep one for the whole run: its pinned buffers are reused from step to step. A fresh one per step pins new
     memory every step (slow), and the old one's buffers stay until Python's cycle collector finds it (the context
-    holds its own bound methods): measured on an H100, 7.5 GiB pinned at step 1, 15 GiB at step 2.
+    holds its own bound methods; experiments/NOTES.md).
     """
     if not enabled:
         return contextlib.nullcontext()
@@ -179,7 +179,7 @@ def hidden_states_offload():
 
     DeepSpeed 0.19.8 caches every restored tensor until the context exits (for a retain_graph backward, which this
     engine never runs), so by the end of the backward every layer's checkpoint is back on the GPU together and the
-    offload lowers no peak: at 256K tokens on Llama-8B, sp_size=2, that is 32 GiB per GPU.
+    offload lowers no peak (experiments/NOTES.md has the measurement).
     """
     from deepspeed.runtime.activation_checkpointing.offload_activations import (CheckpointHiddenStatesOffload,
                                                                                 _OffloadedTensorRef)

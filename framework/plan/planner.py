@@ -4,7 +4,6 @@ fastest setup that fits). `plan=true` prints it and writes <run dir>/plan.json; 
 
 The terms: framework.plan.gpu (GPU memory, step time) and framework.plan.memory (host RAM)."""
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from itertools import product
@@ -12,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from omegaconf import OmegaConf
 
+from framework.files import write_json_atomic
 from framework.plan.gpu import CONTEXT_GIB, FRAGMENTATION, GIB, Setup, gpu_peak, step_time
 from framework.plan.memory import HOST_BUDGET, host_plan, host_ram_gib, node_ranks, trainable_params
 from framework.tracker.flops import head_dim, matmul_params, mlp_shape, peak_for_name
@@ -196,7 +196,8 @@ class Plan:
     max_seq_length_setup: Optional[Dict[str, Any]] = None  # the switches that reach it (offload_keep_layers too)
 
     def record(self) -> Dict[str, Any]:
-        """plan.json: DESIGN.md's six keys first, then the parts and what was assumed."""
+        """plan.json: the six keys readers rely on first (fits, gpu_peak_gib, host_ram_gib, step_time_s, first_wall,
+        max_seq_length), then the parts and what was assumed."""
         f = self.figures
         out = {"fits": f["fits"], "gpu_peak_gib": round(f["gpu_peak_gib"], 2),
                "host_ram_gib": round(f["host_ram_gib"], 2), "step_time_s": round(f["step_time_s"], 3),
@@ -261,11 +262,7 @@ def make_plan(cfg, text_config, world: int, *, search: bool = False, first_step:
 
 
 def write(plan: Plan, run_dir: str):
-    path = os.path.join(run_dir, "plan.json")
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(plan.record(), f, indent=2)
-    os.replace(tmp, path)
+    write_json_atomic(os.path.join(run_dir, "plan.json"), plan.record())
 
 
 def choose_auto(cfg, text_config, world: int, *, on_gpu: bool) -> Dict[str, Any]:

@@ -5,6 +5,10 @@ import argparse
 import os
 import sys
 
+from framework.log import get_logger
+
+log = get_logger(__name__)
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m framework.sweep")
@@ -19,8 +23,8 @@ def main(argv=None) -> int:
     from framework.sweep.summary import job_dirs
 
     if not os.path.isdir(args.sweep_dir) or not job_dirs(args.sweep_dir):
-        print(f"sweep: {args.sweep_dir} holds no job directory (a job has .hydra/overrides.yaml or result.json); "
-              f"give the sweep's root (hydra.sweep.dir)", file=sys.stderr)
+        log.error(f"sweep: {args.sweep_dir} holds no job directory (a job has .hydra/overrides.yaml or result.json); "
+                  f"give the sweep's root (hydra.sweep.dir)")
         return 2
     tracker = None
     config = os.path.join(args.sweep_dir, "multirun.yaml")

@@ -14,10 +14,12 @@ from typing import Any, Dict, List, Optional, Tuple
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from framework.log import get_logger
 from framework.sweep.plot import outcome
 from framework.sweep.summary import COLUMNS, summarize, sweep_command
 
 _verdict: Optional[int] = None  # set by a sweeper that judges its own jobs (the search: failures are expected)
+log = get_logger(__name__)
 _exit_code = 0
 _running: Optional[Tuple[str, Any]] = None  # (sweep dir, tracker config) of the multirun in progress
 
@@ -39,7 +41,7 @@ def write_summary(sweep_dir: str, tracker=None) -> Optional[List[Dict[str, Any]]
     try:
         rows = summarize(sweep_dir)
     except Exception as exc:  # noqa: BLE001  (a summary that cannot be drawn must not hide the jobs' results)
-        print(f"sweep: could not write the summary in {sweep_dir}: {type(exc).__name__}: {exc}", flush=True)
+        log.info(f"sweep: could not write the summary in {sweep_dir}: {type(exc).__name__}: {exc}")
         return None
     where = None
     if tracker is not None and str(tracker.get("kind")) == "wandb":
@@ -54,10 +56,10 @@ def write_summary(sweep_dir: str, tracker=None) -> Optional[List[Dict[str, Any]]
                      f"{r['tokens_per_s'] or 0:,.0f} tok/s")
         else:
             line += f": {r.get('error') or ''}"
-        print(line, flush=True)
+        log.info(line)
     good = sum(r["status"] == "ok" for r in rows)
-    print(f"sweep: {good}/{len(rows)} jobs ok; {sweep_dir}/summary.csv, summary.png"
-          + (f"; W&B summary run in {where}" if where else ""), flush=True)
+    log.info(f"sweep: {good}/{len(rows)} jobs ok; {sweep_dir}/summary.csv, summary.png"
+             + (f"; W&B summary run in {where}" if where else ""))
     return rows
 
 

@@ -11,9 +11,10 @@ are hollow marks. Where a job directory holds the planner's plan.json, its predi
 time) are a dashed line in the series' colour beside the measurement. The card and the sweep's command are the
 title. A one-job sweep draws the same panels around its one length.
 """
-import os
 import textwrap
 from typing import Any, Dict, List, Optional, Tuple
+
+from framework.files import atomic_write
 
 SEQ_KEY = "data.seq_length"  # the override that makes a job a point of its series rather than a series of its own
 FAILED_COLORS = {"oom": "red", "failed": "dimgrey", "interrupted": "darkorange", "missing": "darkgrey"}
@@ -179,7 +180,8 @@ def write_plot(rows: List[Dict[str, Any]], path: str, *, command: Optional[str] 
     import matplotlib.pyplot as plt
 
     fig = figure(rows, command=command, sweep=sweep)
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, dpi=100, format="png")
+    finally:
+        plt.close(fig)

@@ -9,6 +9,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional
 
+from framework.files import atomic_write
 from framework.sweep.plot import SEQ_KEY, write_plot
 
 COLUMNS = ["job", "overrides", "status", "seq_length", "steps", "final_loss", "peak_mem_gib", "peak_reserved_gib",
@@ -104,13 +105,11 @@ def read_plan(job_dir: str) -> Dict[str, Any]:
 
 
 def write_csv(rows: List[Dict[str, Any]], path: str):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path, newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         for r in rows:
             w.writerow({k: "" if r.get(k) is None else r[k] for k in COLUMNS})
-    os.replace(tmp, path)
 
 
 def sweep_command(sweep_dir: str) -> Optional[str]:

@@ -6,9 +6,9 @@ sequence length. Offline unless tracker.mode or WANDB_MODE say otherwise, like t
 leaves one line on stderr and the summary files as they are."""
 import glob
 import os
-import sys
 from typing import Any, Dict, List, Optional
 
+from framework.log import get_logger
 from framework.sweep.plot import series
 
 # the figures of a job drawn against seq_length (one history row per finished job; the plan's where it wrote one)
@@ -16,6 +16,7 @@ AXIS_KEYS = ("peak_mem_gib", "peak_reserved_gib", "host_used_gib", "host_rss_gib
              "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu", "step_time_s", "final_loss", "plan_gpu_peak_gib",
              "plan_host_ram_gib", "plan_step_time_s")
 RUN_NAME = "sweep summary"
+log = get_logger(__name__)
 
 
 def jobs_group(sweep_dir: str) -> Optional[str]:
@@ -77,5 +78,5 @@ def log_sweep(rows: List[Dict[str, Any]], columns: List[str], *, sweep_dir: str,
         return where
     except Exception as exc:  # noqa: BLE001  (the CSV and the plot are written; W&B is the extra)
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        print(f"wandb: the sweep's summary run failed ({reason})", file=sys.stderr, flush=True)
+        log.warning(f"wandb: the sweep's summary run failed ({reason})")
         return None

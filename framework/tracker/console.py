@@ -4,6 +4,11 @@ import sys
 import time
 from typing import Any, Dict, Optional, TextIO
 
+from framework.env import LOG_STDERR_ENV
+from framework.log import FILE_ONLY, get_logger
+
+log = get_logger(__name__)
+
 
 def fmt_duration(seconds: float) -> str:
     s = int(round(seconds))
@@ -67,7 +72,7 @@ class ConsoleTracker:
     redrawn in place; in a file or pipe there is no bar and no carriage return, the line carries `eta` instead."""
 
     def __init__(self, stream: Optional[TextIO] = None, progress: bool = True, **_ignored):
-        self.stream = stream or (sys.stderr if os.environ.get("FRAMEWORK_LOG_STDERR") else sys.stdout)
+        self.stream = stream or (sys.stderr if os.environ.get(LOG_STDERR_ENV) else sys.stdout)
         self.show_progress = progress
         try:
             self.tty = self.stream.isatty()
@@ -83,6 +88,7 @@ class ConsoleTracker:
         self.progress.update(metrics["step"], metrics.get("step_time_s", 0.0))
         eta = self.progress.eta_s() if self.show_progress and not self.tty else None
         line = fmt_step(metrics, self.progress.max_steps, eta)
+        log.info(line, extra=FILE_ONLY)  # the job log's copy; the console gets the line (and bar) below
         if self.tty and self.show_progress:
             clear = "\r\033[K" if self.bar_shown else ""
             self.stream.write(f"{clear}{line}\n{self.progress.bar()}")

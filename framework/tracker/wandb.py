@@ -14,6 +14,9 @@ import struct
 import sys
 from typing import Any, Dict, Iterator, List, Optional
 
+from framework.log import get_logger
+
+log = get_logger(__name__)
 RUN_ID_FILE = "wandb_run_id"
 # summary fields: how each is reduced over the steps this process ran (the first step, which carries the warm-up,
 # is left out of the means when there are others)
@@ -77,7 +80,7 @@ class WandbTracker:
     def _fail(self, what: str, exc: BaseException):
         if not self.off:
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            print(f"wandb: {what} failed ({reason}); training goes on without W&B", file=sys.stderr, flush=True)
+            log.warning(f"wandb: {what} failed ({reason}); training goes on without W&B")
         self.off = True
 
     def log_config(self, config: Dict[str, Any]):
@@ -104,7 +107,7 @@ class WandbTracker:
             self.run.define_metric("step")
             self.run.define_metric("*", step_metric="step")
             where = f" in {self.run.dir}" if mode == "offline" else ""
-            print(f"wandb: {mode} run {self.run.id}{' (resumed)' if run_id else ''}{where}", flush=True)
+            log.info(f"wandb: {mode} run {self.run.id}{' (resumed)' if run_id else ''}{where}")
         except Exception as exc:  # noqa: BLE001
             self.run = None
             self._fail("wandb.init", exc)

@@ -8,10 +8,14 @@ from typing import Any, Dict
 import torch
 import torch.distributed as dist
 
+from framework.data.rows import IGNORE
+from framework.log import get_logger
 from framework.model.features import offload_context
 from framework.tracker.flops import peak_tflops as card_peak_tflops
 from framework.train.config import NonFinite
 from framework.tracker.metrics import JsonlWriter
+
+log = get_logger(__name__)
 
 
 def memory_stats() -> Dict[str, float]:
@@ -136,7 +140,7 @@ class Trainer:
         # The step's loss is the sum of CE over every valid token of the step (all micro-steps, all DP replicas)
         # divided by their count, not a mean of per-micro-batch means. DeepSpeed divides the gradient by gas and
         # averages it over the DP ranks; undo both, so each micro-step back-propagates its SP group's CE sum / count.
-        local_valid = sum(float((b["shift_labels"] != -100).sum()) for b in micro)  # CPU-GPU sync point
+        local_valid = sum(float((b["shift_labels"] != IGNORE).sum()) for b in micro)  # CPU-GPU sync point
         (n_step,) = self.reduce([local_valid])  # every rank; SP ranks hold disjoint shards: each token counted once
         scale = gas * (self.world // self.sp_size) * self.backward_scale / max(n_step, 1.0)
         for batch in micro:
@@ -184,8 +188,7 @@ class Trainer:
         what = f"step {m['step']}: loss {m['loss']}, grad norm {m['grad_norm']}"
         if self.on_nonfinite == NonFinite.skip and not self.ds.was_step_applied():
             m["skipped"] = True  # DeepSpeed found the gradients invalid and did not step (nor did the LR schedule)
-            if self.rank == 0:
-                print(f"{what}: skipped (train.on_nonfinite=skip)", flush=True)
+            log.info(f"{what}: skipped (train.on_nonfinite=skip)")
             return
         if self.on_nonfinite == NonFinite.skip:
             raise FloatingPointError(f"{what}, and DeepSpeed applied the update (its overflow check is off for this "

@@ -20,7 +20,6 @@ reading the answer as a memory limit. The process exits 0 when every search foun
 """
 from dataclasses import dataclass
 import datetime
-import json
 import os
 import sys
 from typing import Any, Dict, List, Optional
@@ -30,6 +29,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
+from framework.files import write_json_atomic
+from framework.log import get_logger
+
+log = get_logger(__name__)
 RESULT_FILE = "max_seqlen.json"
 MEMORY_KEYS = ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct", "host_rss_gib", "tokens_per_s",
                "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu", "step_time_s")
@@ -129,7 +132,7 @@ class MaxSeqlenSweeper(Sweeper):
         row["seq_length"], row["job_dir"] = length, job_dir
         status = row["status"]
         figures = f"peak {row.get('peak_mem_gib') or 0:.2f} GiB" if status == "ok" else row.get("error") or ""
-        print(f"max_seqlen: {self.key}={length}: {status} ({figures})", flush=True)
+        log.info(f"max_seqlen: {self.key}={length}: {status} ({figures})")
         return row
 
     def search(self, base: List[str], job_cfg: DictConfig) -> Dict[str, Any]:
@@ -138,7 +141,7 @@ class MaxSeqlenSweeper(Sweeper):
         factor = self.factor
         planned = planned_start(job_cfg) if not self.start and self.key == "data.seq_length" else None
         if planned:  # the plan is within ~15% of the measured walls: bracket in steps of that size around it
-            print(f"max_seqlen: the plan says {planned} tokens fit; the search starts there", flush=True)
+            log.info(f"max_seqlen: the plan says {planned} tokens fit; the search starts there")
             factor = min(factor, PLAN_FACTOR)
         start = self.start or planned or OmegaConf.select(job_cfg, self.key, default=g)
         length = max(g, round_down(start, g))
@@ -214,8 +217,8 @@ class MaxSeqlenSweeper(Sweeper):
             res = self.search(base, job_cfg)
             results.append(res)
             self.report(res)
-            with open(os.path.join(sweep_dir, RESULT_FILE), "w") as f:  # after every search: a partial answer
-                json.dump({**head, "searches": results}, f, indent=2)
+            # after every search: a partial answer
+            write_json_atomic(os.path.join(sweep_dir, RESULT_FILE), {**head, "searches": results})
         fsweep.set_verdict(0 if all(r["max_seq_length"] for r in results) else 1)
         return results
 
@@ -223,8 +226,8 @@ class MaxSeqlenSweeper(Sweeper):
         what = " ".join(res["overrides"])
         if not res["max_seq_length"]:
             f = res["first_failure"]
-            print(f"max_seqlen: nothing trains, not even {res['key']}={f['seq_length']} ({f['status']}: "
-                  f"{f['error']}) [{what}]", flush=True)
+            log.info(f"max_seqlen: nothing trains, not even {res['key']}={f['seq_length']} ({f['status']}: "
+                     f"{f['error']}) [{what}]")
             return
         g = res["last_good"]
         mem = (f"peak GPU {g['peak_mem_gib'] or 0:.2f} GiB allocated, {g['peak_reserved_gib'] or 0:.2f} GiB reserved "
@@ -235,5 +238,5 @@ class MaxSeqlenSweeper(Sweeper):
         else:
             f = res["first_failure"]
             limit = f"{f['seq_length']}: {f['status']}: {f['error']}"
-        print(f"max_seqlen: {res['key']}={res['max_seq_length']} trains ({limit}); last good probe: {mem} "
-              f"[{what}]", flush=True)
+        log.info(f"max_seqlen: {res['key']}={res['max_seq_length']} trains ({limit}); last good probe: {mem} "
+                 f"[{what}]")

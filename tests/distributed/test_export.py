@@ -1,4 +1,4 @@
-"""What a run exports is what it trained (DESIGN.md invariant), checked through the real CLI and worker path: the
+"""What a run exports is what it trained (an invariant: README, "Correctness rules the tests hold"), checked through the real CLI and worker path: the
 directory a run writes at its end, loaded in plain transformers (and peft), gives the loss the framework logs for
 the next step on the next row; the export command on a saved checkpoint writes the same tensors.
 

@@ -1,4 +1,4 @@
-"""SP changes nothing but memory and speed (DESIGN.md invariant), checked through the real CLI and worker path.
+"""SP changes nothing but memory and speed (an invariant: README, "Correctness rules the tests hold"), checked through the real CLI and worker path.
 
 Every run: tiny Llama (4 query / 2 KV heads) loaded from the same directory, synthetic rows of 256 tokens in file
 order (data.shuffle=false, so optimizer step k of one DP replica processes row k-1), 3 steps, and

@@ -87,7 +87,9 @@ def test_no_import_cycle_in_framework():
 
 
 def test_runtime_helpers_are_a_leaf_and_only_the_cli_runs_validation():
-    assert GRAPH["framework.runtime"] == set() and GRAPH["framework.errors"] == set()
+    assert GRAPH["framework.runtime"] == {"framework.env"} and GRAPH["framework.errors"] == set()
+    assert GRAPH["framework.env"] == set() and GRAPH["framework.files"] == set()
+    assert GRAPH["framework.log"] == {"framework.env"}
     assert [m for m in GRAPH if "framework.validate" in GRAPH[m]] == ["framework.cli"]
 
 
@@ -139,3 +141,54 @@ def test_no_group_picks_its_code_by_a_string_field():
     """The graph builds every group through hydra.utils.instantiate; nothing calls a builder by hand."""
     text = (PACKAGE / "graph.py").read_text()
     assert "get_method" not in text and "hydra_instantiate(node" in text
+SOURCES = {**{name: path for name, path in MODULES.items()},
+           **{module_name(p): p for p in (pathlib.Path(REPO) / "hydra_plugins").rglob("*.py")}}
+PRINTS_ALLOWED = {"framework.tracker.console": "the step line and its progress bar, drawn in place on a terminal"}
+
+
+def calls(tree, name: str) -> list:
+    """The calls of `name` (a plain name like print, or a dotted one like os.replace) in `tree`."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            spelled = f.id if isinstance(f, ast.Name) else (
+                f"{f.value.id}.{f.attr}" if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else "")
+            if spelled == name:
+                out.append(node)
+    return out
+
+
+def test_modules_log_instead_of_printing():
+    """framework.log's logger says what a module has to say: rank 0 only, and also in the job's log file."""
+    printing = [name for name, path in SOURCES.items()
+                if name not in PRINTS_ALLOWED and calls(ast.parse(path.read_text()), "print")]
+    assert printing == [], "use `log = framework.log.get_logger(__name__)` instead of print()"
+
+
+def opens_for_writing(node: ast.Call) -> bool:
+    mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
+    return isinstance(mode, ast.Constant) and isinstance(mode.value, str) and any(c in mode.value for c in "wax")
+
+
+def test_no_module_writes_a_file_then_renames_it_by_hand():
+    """A file written whole or not at all goes through framework.files.atomic_write (or write_json_atomic): no
+    function opens a file for writing and calls os.replace itself."""
+    by_hand = []
+    for name, path in SOURCES.items():
+        if name == "framework.files":
+            continue
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and calls(fn, "os.replace") and any(
+                    opens_for_writing(c) for c in calls(fn, "open") + calls(fn, "os.fdopen")):
+                by_hand.append(f"{name}.{fn.name}")
+    assert by_hand == [], "use framework.files.atomic_write"
+
+
+def test_framework_environment_names_are_spelled_once():
+    """Every FRAMEWORK_* variable is a constant of framework.env; modules use the constant."""
+    spelled = [name for name, path in SOURCES.items()
+               if name != "framework.env" and any(isinstance(n, ast.Constant) and isinstance(n.value, str)
+                                                 and n.value.startswith("FRAMEWORK_")
+                                                 for n in ast.walk(ast.parse(path.read_text())))]
+    assert spelled == [], "name the variable in framework/env.py and import it"

@@ -1,0 +1,19 @@
+"""Every environment variable the framework itself sets or reads, by name (a leaf: it imports nothing).
+
+The CLI sets them for the worker processes it starts, which inherit them; tests set some to reach into the
+workers. Variables of other tools (RANK, WORLD_SIZE, SLURM_*, PARALLELISM_CONFIG_*) are not listed here."""
+
+START_ENV = "FRAMEWORK_T0"
+"""When the command started (seconds since the epoch), set once by the CLI and inherited by every worker."""
+VALIDATED_ENV = "FRAMEWORK_T_VALIDATED"
+"""Seconds from the command's start to the end of validation, set by the CLI for the workers' start-up record."""
+OWN_LAUNCH_ENV = "FRAMEWORK_OWN_LAUNCH"
+""""1" in the workers our own launcher started (not torchrun/SLURM): they take the run directory from the call, and
+report a failure through <run dir>/.failed.rank<N>."""
+JOB_ENV = "FRAMEWORK_JOB"
+"""The launch's id, inherited by the workers and everything they start: what `launch.reap` kills after the job."""
+LOG_FILE_ENV = "FRAMEWORK_LOG_FILE"
+"""The job's log file (Hydra's <run dir>/<job name>.log), set by the CLI for the duration of a job: the workers'
+log lines go there too."""
+LOG_STDERR_ENV = "FRAMEWORK_LOG_STDERR"
+"""Set (to anything): the console tracker writes its step lines to stderr instead of stdout."""
