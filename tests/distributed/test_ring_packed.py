@@ -48,7 +48,7 @@ def packed_setup(tmp_path_factory):
     assert [len(tok(t)["input_ids"]) for t in DOCS] == [20, 31, 13] and sum(len(tok(t)["input_ids"]) for t in FILL) \
         == SEQ
     corpus = root / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in DOCS + FILL))
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in DOCS + 3 * FILL))  # 4 rows: one per rank
     return root, model_dir, corpus, documents_alone(model_dir, tok)
 
 
