@@ -55,9 +55,9 @@ def check_packed(a, *, text_config, device: str, packing: bool, micro_batch_size
 
 def check_ring(a, *, parallelism, text_config, packing: bool, model):
     """Ring attention (parallelism.cp_size > 1): what it is built from and what it covers. It runs sdpa's kernels on
-    whole causal rows with full attention in every layer; packed rows (document masking across the ring) and
-    keeping attention's output under checkpointing (the ring's kernels run inside its own autograd function) are not
-    implemented, so they are refused rather than run wrongly."""
+    causal rows (packed rows with their documents kept apart) with full attention in every layer; packed rows that
+    attend across documents and keeping attention's output under checkpointing (the ring's kernels run inside its own
+    autograd function) are not implemented, so they are refused rather than run wrongly."""
     cp = parallelism.cp_size
     if cp == 1:
         return
@@ -66,10 +66,10 @@ def check_ring(a, *, parallelism, text_config, packing: bool, model):
         raise ConfigError("attention.implementation", impl, f"ring attention (parallelism.cp_size={cp}) runs sdpa's "
                           "kernels (the ones that return the log-sum-exp it merges by)",
                           "use attention=sdpa, or parallelism.cp_size=1")
-    if packing:
-        raise ConfigError("data.packing", True, f"packed rows need document masking across the ring, which ring "
-                          f"attention (parallelism.cp_size={cp}) does not implement",
-                          "set data.packing=false, or parallelism.cp_size=1 (and a larger sp_size)")
+    if packing and not a.get("document_masking", True):
+        raise ConfigError("attention.document_masking", False, f"ring attention (parallelism.cp_size={cp}) puts "
+                          "packed rows in a per-document order and always keeps their documents apart",
+                          "drop attention.document_masking=false, or set data.packing=false")
     layer_types = getattr(text_config, "layer_types", None) or []
     if any(t != "full_attention" for t in layer_types):
         raise ConfigError("parallelism.cp_size", cp, f"the model has {sorted(set(layer_types))} layers, and ring "

@@ -24,7 +24,7 @@ def apply_sp_attention(model, *, cfg, mesh, micro_batch_size: int, seq_length_is
     """
     impl = getattr(cfg.implementation, "value", cfg.implementation)
     cp_mesh, sp_mesh = mesh[CP], mesh[SP]
-    if cp_mesh.size() > 1:  # the ring replaces the core (packed rows are refused with cp > 1 before start)
+    if cp_mesh.size() > 1:  # the ring replaces the core (it keeps packed documents apart itself)
         from framework.attention.ring import install as install_ring
 
         install_ring(impl, cp_mesh.get_group())

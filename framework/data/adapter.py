@@ -6,13 +6,15 @@ batches made to work for batches of different lengths on every backend. With sp_
 `shift_labels`, so the model and the loss see the same keys either way.
 
 With ring attention (cp_size > 1) the group is the cp_size x sp_size ranks that share a sequence, and each rank's
-shard is `shard_row`'s: the zigzag chunks of its cp rank, then its sp rank's piece of them.
+shard is `shard_row`'s: the zigzag chunks of its cp rank, then its sp rank's piece of them. A packed row (its
+position_ids reset) is first put in the ring's per-document zigzag order (`ring_order`), and every rank gets the whole
+permuted row's document ids as `ring_document_ids` `[b, s]`, which the model hands to the ring attention.
 """
 import torch
 import torch.distributed as dist
 from deepspeed.runtime.sequence_parallel.ulysses_sp import UlyssesSPDataLoaderAdapter
 
-from framework.attention.ring import zigzag_chunks
+from framework.attention.ring import document_permutation, zigzag_chunks
 from framework.data.rows import IGNORE
 
 
@@ -32,6 +34,21 @@ def shard_row(t: torch.Tensor, *, seq_rank: int, sp_size: int, cp_size: int = 1)
         t = torch.cat([chunks[c] for c in zigzag_chunks(cp_rank, cp_size)], dim=1)
     n = t.shape[1] // sp_size
     return t[:, n * sp_rank:n * (sp_rank + 1)]
+
+
+def ring_order(row, *, cp_size: int):
+    """Put the packed rows of a `[b, s]` batch in the ring's per-document zigzag order (every tensor gathered the
+    same way, shift_labels included, so each token keeps its label and position) and add `ring_document_ids`
+    `[b, s]`. A batch whose rows never reset (one document each) is left as it is: the plain zigzag needs nothing."""
+    pos = row["position_ids"]
+    if not bool((pos[:, 1:] == 0).any()):
+        return row
+    perms, docs = zip(*(document_permutation(p, cp_size) for p in pos.cpu()))
+    perm = torch.stack(perms).to(pos.device)
+    for k, v in row.items():
+        row[k] = torch.gather(v, 1, perm)
+    row["ring_document_ids"] = torch.stack(docs).to(pos.device)
+    return row
 
 
 class UlyssesAdapter(UlyssesSPDataLoaderAdapter):
@@ -70,9 +87,12 @@ class UlyssesAdapter(UlyssesSPDataLoaderAdapter):
                 raise ValueError(f"a batch of {s} tokens does not split into {pieces} pieces (sp x cp ranks, "
                                  "2 chunks per ring rank)")
             add_shift_labels(row)
+            if self.cp_size > 1:
+                ring_order(row, cp_size=self.cp_size)
             sp_size = self.sp_world_size // self.cp_size
-            self.micro_batches.append({k: shard_row(v, seq_rank=self.sp_rank, sp_size=sp_size,
-                                                    cp_size=self.cp_size).cpu() for k, v in row.items()})
+            self.micro_batches.append({k: (v if k == "ring_document_ids" else  # the whole row: the ring's plan
+                                           shard_row(v, seq_rank=self.sp_rank, sp_size=sp_size, cp_size=self.cp_size)
+                                           ).cpu() for k, v in row.items()})
 
 
 class SPBatches:

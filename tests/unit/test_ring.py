@@ -53,11 +53,12 @@ def test_math_kernel_matches_torch_cpu_flash_kernel():
     q, dout = torch.randn(2, 4, 12, 8), torch.randn(2, 4, 12, 8)
     k, v = torch.randn(2, 2, 12, 8), torch.randn(2, 2, 12, 8)
     for causal in (True, False):
-        out, lse, _ = block_forward(q, k, v, causal=causal, scale=0.5)  # CPU: torch's flash op
+        out, lse, aux = block_forward(q, k, v, causal=causal, scale=0.5)  # CPU: torch's flash op
+        assert aux[0] == "cpu"
         m_out, m_lse = _math_forward(q, _repeat_kv(k, 4), _repeat_kv(v, 4), causal=causal, scale=0.5)
         torch.testing.assert_close(m_out, out)
         torch.testing.assert_close(m_lse, lse)
-        grads = block_backward(dout, q, k, v, out, lse, None, causal=causal, scale=0.5)
+        grads = block_backward(dout, q, k, v, out, lse, aux, causal=causal, scale=0.5)
         m_dq, m_dk, m_dv = _math_backward(dout, q, _repeat_kv(k, 4), _repeat_kv(v, 4), out, lse, causal=causal,
                                           scale=0.5)
         for got, want in zip(grads, (m_dq, m_dk.view(2, 2, 2, 12, 8).sum(2), m_dv.view(2, 2, 2, 12, 8).sum(2))):
@@ -80,3 +81,67 @@ def test_adapter_shards_are_the_ring_chunks_cut_over_the_sp_ranks(sp, cp):
         want = positions(c, cp, s // (2 * cp)) if cp > 1 else torch.arange(s)
         assert torch.equal(held, want)
     assert sorted(torch.cat(list(shards.values())).tolist()) == list(range(s))
+
+
+def _packed_row(lengths):
+    return torch.cat([torch.arange(n) for n in lengths])
+
+
+def _document_work(lengths, size):
+    """Per cp rank: the (query, key) pairs its kernel calls cover on a packed row, as row indices (small rows), and
+    their count."""
+    from framework.attention.ring import document_pairs, document_permutation
+
+    perm, docs = document_permutation(_packed_row(lengths), size)
+    chunk = perm.numel() // (2 * size)
+    out = []
+    for rank in range(size):
+        pairs, count = set(), 0
+        for src, qp, kp, _ in ring_steps(rank, size):
+            q = _part(positions(rank, size, chunk).view(1, 1, -1), qp).flatten()
+            k = _part(positions(src, size, chunk).view(1, 1, -1), kp).flatten()
+            for qs, qe, ks, ke, causal in document_pairs(docs.tolist(), rank, src, size, qp, kp):
+                n = qe - qs
+                count += n * (n + 1) // 2 if causal else n * (ke - ks)
+                if perm.numel() <= 512:
+                    for i in range(qs, qe):
+                        for j in range(ks, ke):
+                            if not causal or j - ks <= i - qs:
+                                pairs.add((perm[q[i]].item(), perm[k[j]].item()))
+        out.append((pairs, count))
+    return out
+
+
+@pytest.mark.parametrize("size", [2, 3, 4])
+def test_packed_ring_covers_each_same_document_causal_pair_once(size):
+    lengths = [7, 19, 1, 13, 8, 2, 30, 16]  # 96 tokens, uneven (and shorter than 2 x size: 1, 2)
+    lengths[-1] += -sum(lengths) % (2 * size)
+    doc = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    want = {(i, j) for i in range(doc.numel()) for j in range(i + 1) if doc[i] == doc[j]}
+    work = _document_work(lengths, size)
+    got = [p for pairs, _ in work for p in pairs]
+    assert len(got) == len(set(got)) and set(got) == want  # nothing across documents, nothing twice, nothing missed
+    assert sum(c for _, c in work) == len(want)
+
+
+@pytest.mark.parametrize("size", [2, 4, 8])
+def test_packed_ring_gives_every_rank_the_same_work_within_10_percent(size):
+    """Random uneven documents (16 to 4096 tokens) in 32K rows: the causal same-document pairs each rank computes
+    differ by less than 10% (each rank holds s / cp_size tokens exactly), and on a row of one long and one short
+    document, where cutting the row into zigzag chunks (as for unpacked rows) would not balance."""
+    g = torch.Generator().manual_seed(size)
+    for _ in range(3):
+        lengths, s = [], 32768
+        while sum(lengths) < s:
+            lengths.append(int(torch.randint(16, 4097, (1,), generator=g)))
+        lengths[-1] -= sum(lengths) - s
+        counts = [c for _, c in _document_work(lengths, size)]
+        assert max(counts) / min(counts) < 1.1, counts
+    # one long document and a short one: balanced by the per-document cut, not by cutting the row into zigzag chunks
+    # (as for unpacked rows: a token at in-document position p sees p + 1 keys)
+    lengths = [24576, 8192]
+    counts = [c for _, c in _document_work(lengths, size)]
+    assert max(counts) / min(counts) < 1.1, counts
+    pos, chunk = _packed_row(lengths), s // (2 * size)
+    per_rank = [int((pos[positions(r, size, chunk)] + 1).sum()) for r in range(size)]
+    assert max(per_rank) / min(per_rank) > 1.5, per_rank
