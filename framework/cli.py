@@ -6,14 +6,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from framework.config import moved_key, register
 from framework.env import VALIDATED_ENV
 from framework.errors import ConfigError
 from framework.log import get_logger, hydra_log_file, job_log
 from framework.runtime import since_start
 
 log = get_logger(__name__)
-register()
 CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
 """The config tree. framework/conf is a link to the repository's top-level conf/ in a checkout (and an editable
 install), and a copy of it inside a wheel, so the command finds its configs from any directory."""
@@ -103,6 +101,12 @@ def main():
     from framework.runtime import mark_start
 
     mark_start()  # start-up phases are timed from here (result.json's `startup`)
+    from framework.launch import start_forkserver
+
+    start_forkserver(sys.argv[1:])  # the workers' imports, in another process, while this one composes and validates
+    from framework.config import moved_key, register
+
+    register()
     moved = moved_key(sys.argv[1:])
     if moved:
         log.error(f"config error: {moved[0]}: this key moved to {moved[1]} (the step loop, checkpoints and "

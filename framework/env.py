@@ -17,3 +17,6 @@ LOG_FILE_ENV = "FRAMEWORK_LOG_FILE"
 log lines go there too."""
 LOG_STDERR_ENV = "FRAMEWORK_LOG_STDERR"
 """Set (to anything): the console tracker writes its step lines to stderr instead of stdout."""
+FORKSERVER_ENV = "FRAMEWORK_FORKSERVER"
+""""0": the CLI starts no forkserver and spawns its workers (each then imports torch, transformers and DeepSpeed
+itself); framework.launch.start_forkserver."""

@@ -10,7 +10,7 @@ import traceback
 import uuid
 from typing import Any, Dict, Optional
 
-from framework.env import JOB_ENV, OWN_LAUNCH_ENV
+from framework.env import FORKSERVER_ENV, JOB_ENV, OWN_LAUNCH_ENV
 from framework.files import write_json_atomic
 
 RESULT = "result.json"
@@ -69,10 +69,50 @@ def init_distributed(device_type: str, timeout_minutes: int = 30):
                                timeout=timedelta(minutes=timeout_minutes))
 
 
-def worker(cfg_container: Dict[str, Any], run_dir: Optional[str]):
+NO_WORKERS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "plan=true")
+"""Command-line words after which the command starts no worker (so no forkserver either)."""
+
+
+def start_forkserver(argv) -> bool:
+    """Start the process the workers will fork from, importing what they need (framework.preload) while this process
+    composes and validates; on a machine with idle cores the workers then start without importing anything. A
+    command that starts no worker, or a rank torchrun/SLURM started, starts none. Returns whether it started."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    if already_launched() or any(a in NO_WORKERS or a.startswith("--cfg") for a in argv) or \
+            os.environ.get(FORKSERVER_ENV) == "0":
+        return False
+    # fork-safe CUDA: torch.cuda.is_available() asks NVML instead of initializing the driver in the server
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    multiprocessing.set_forkserver_preload(["framework.preload"])
+    forkserver.ensure_running()
+    return True
+
+
+def adopt_env(env: Dict[str, str]):
+    """A worker forked from the forkserver holds the environment the server started with, plus what the elastic
+    agent set for its rank (RANK, MASTER_ADDR, ...): take every other variable as the launcher has it now (set after
+    the server started: the job's id, the validation time, the log file, the socket interfaces...)."""
+    preloaded = sys.modules.get("framework.preload")
+    if preloaded is None:  # not forked from the server (spawned): the environment is the launcher's already
+        return
+    started_with = preloaded.ENV
+    for key, value in env.items():
+        if os.environ.get(key) == started_with.get(key):  # not the agent's
+            os.environ[key] = value
+    for key in set(started_with) - set(env):
+        if os.environ.get(key) == started_with[key]:
+            del os.environ[key]
+
+
+def worker(cfg_container: Dict[str, Any], run_dir: Optional[str], env: Optional[Dict[str, str]] = None):
     """Entry point of every rank. Rank 0 writes result.json. Under our own launcher any rank's failure leaves a
     one-line reason in <run_dir>/.failed.rank<N> for the launcher (removed once it wrote result.json); under
-    torchrun/SLURM rank 0 records its own failure and torchrun stops the others."""
+    torchrun/SLURM rank 0 records its own failure and torchrun stops the others. `env`: the launcher's environment
+    (our own launcher passes it: see adopt_env)."""
+    if env is not None:
+        adopt_env(env)
     from omegaconf import OmegaConf
     import torch.distributed as dist
 
@@ -215,6 +255,14 @@ def collect_failure(run_dir: str) -> Optional[Dict[str, Any]]:
     return min(recs, key=lambda r: (r["status"] != "oom", r["time"]))  # an OOM anywhere explains the rest
 
 
+def start_method() -> str:
+    """forkserver when start_forkserver started one in this process (the workers fork from it), else spawn."""
+    from multiprocessing import forkserver
+
+    running = getattr(forkserver._forkserver, "_forkserver_pid", None) is not None  # noqa: SLF001
+    return "forkserver" if running else "spawn"
+
+
 def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     """Run the job on `nproc` local worker processes and return its result record (also in result.json)."""
     from omegaconf import OmegaConf
@@ -236,7 +284,7 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     # and NCCL's bootstrap sockets through the interface named below)
     lc = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex[:8],
                       rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
-                      monitor_interval=0.2, start_method="spawn", local_addr="127.0.0.1")
+                      monitor_interval=0.2, start_method=start_method(), local_addr="127.0.0.1")
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
     stores = dist.TCPStore, c10d_rendezvous_backend.TCPStore
@@ -247,7 +295,7 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     error = signal = None
     try:
-        elastic_launch(lc, worker)(container, run_dir)
+        elastic_launch(lc, worker)(container, run_dir, dict(os.environ))
     except ChildFailedError as exc:
         error = exc
     except SignalException as exc:  # the launcher got SIGTERM, SIGINT or SIGHUP; torch's agent stopped the workers

@@ -2,8 +2,6 @@
 of the project, so any module may import it."""
 import os
 
-import torch
-
 from framework.env import START_ENV, VALIDATED_ENV  # noqa: F401  (re-exported: the names live in framework.env)
 
 
@@ -11,6 +9,8 @@ def device_type(device: str = "auto") -> str:
     """`train.device` resolved: auto is cuda when a GPU is visible, else cpu."""
     device = str(device)
     if device == "auto":
+        import torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
 
@@ -24,6 +24,8 @@ def world_size(parallelism, device: str = "auto") -> int:
     if p.num_processes > 0:
         return p.num_processes
     if p.dp_shard_size == -1:
+        import torch
+
         gpus = torch.cuda.device_count() if device_type(device) == "cuda" else 0
         return max(gpus, p.dp_replicate_size * p.cp_size * p.sp_size)
     return p.dp_replicate_size * p.dp_shard_size * p.cp_size * p.sp_size

@@ -1,0 +1,18 @@
+"""What every worker imports, loaded once by the forkserver the CLI starts as it begins (framework.launch
+.start_forkserver), while the CLI itself composes and validates the config: the workers fork from that process and
+find torch, transformers' model code, DeepSpeed and the framework already imported.
+
+It runs before anything touches CUDA: torch.cuda.is_available() is answered by NVML in this process
+(PYTORCH_NVML_BASED_CUDA_CHECK=1, set by start_forkserver), so a forked worker may still initialize CUDA."""
+import os
+
+ENV = dict(os.environ)
+"""The environment this process started with: a worker sets from the launcher's environment every variable the
+elastic agent did not set for it (framework.launch.adopt_env)."""
+
+import torch  # noqa: E402,F401
+import deepspeed  # noqa: E402,F401
+import transformers.models.llama.modeling_llama  # noqa: E402,F401
+from transformers import AutoModelForCausalLM  # noqa: E402,F401
+
+import framework.graph  # noqa: E402,F401  (everything a rank builds)
