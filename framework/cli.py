@@ -6,7 +6,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from framework.env import VALIDATED_ENV
+from framework.env import JOB_STARTED_ENV, VALIDATED_ENV
 from framework.errors import ConfigError
 from framework.log import get_logger, hydra_log_file, job_log
 from framework.runtime import since_start
@@ -31,6 +31,8 @@ def run_job(cfg: DictConfig, run_dir: str) -> dict:
 
 def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
     """One job: validate, write config.yaml, launch the workers, return the result record."""
+    # when this job started, for result.json's `startup` (0: the command's first job; a multirun's later ones later)
+    os.environ[JOB_STARTED_ENV] = f"{since_start():.2f}" if JOB_STARTED_ENV in os.environ else "0"
     from framework.files import write_json_atomic
     from framework.launch import RESULT, launch, result_record
     from framework.rundir import holds_run, prepare

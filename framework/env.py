@@ -5,6 +5,9 @@ workers. Variables of other tools (RANK, WORLD_SIZE, SLURM_*, PARALLELISM_CONFIG
 
 START_ENV = "FRAMEWORK_T0"
 """When the command started (seconds since the epoch), set once by the CLI and inherited by every worker."""
+JOB_STARTED_ENV = "FRAMEWORK_T_JOB"
+"""Seconds from the command's start to the start of this job (0 for the first; a multirun's later jobs start later),
+set by the CLI for the workers' start-up record."""
 VALIDATED_ENV = "FRAMEWORK_T_VALIDATED"
 """Seconds from the command's start to the end of validation, set by the CLI for the workers' start-up record."""
 OWN_LAUNCH_ENV = "FRAMEWORK_OWN_LAUNCH"

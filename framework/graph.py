@@ -26,7 +26,7 @@ from framework.model.features import apply_features
 from framework.optim import build_scheduler
 from framework.parallelism import MeshAxis, dp_rank_and_size, sequence_group
 from framework.plan.memory import keep_layers
-from framework.env import VALIDATED_ENV
+from framework.env import JOB_STARTED_ENV, VALIDATED_ENV
 from framework.runtime import since_start
 from framework.runtime import device_type as resolve_device
 from framework.tracker.flops import flops_of_positions
@@ -45,13 +45,16 @@ def seed_everything(seed: int):
 
 
 def first_step(trainer, startup: dict):
-    """After the first step this process ran: when it ended, since the command started; rank 0 says the phases."""
+    """After the first step this process ran: when it ended, since the command started; rank 0 says the phases (in
+    a multirun's later jobs, since the job started)."""
     if "first_step_s" in startup:
         return
     startup["first_step_s"] = since_start()
     names = {"validated_s": "validated", "worker_s": "workers up", "model_s": "model built",
              "engine_s": "engine built", "first_step_s": "first step done"}
-    log.info("startup: " + ", ".join(f"{names[k]} {v:.1f} s" for k, v in startup.items()))
+    t0 = startup["job_started_s"]
+    since = f" (since this job started, {t0:.1f} s into the command)" if t0 else ""
+    log.info(f"startup{since}: " + ", ".join(f"{names[k]} {v - t0:.1f} s" for k, v in startup.items() if k in names))
 
 
 def instantiate(node: DictConfig, *args, **runtime):
@@ -75,7 +78,8 @@ class Parts:
 def build(cfg: DictConfig, run_dir: str) -> Parts:
     """Every group built on this rank, in dependency order (all ranks must call this: the mesh, ZeRO-3's partitioned
     model and DeepSpeed's engine are collective)."""
-    startup = {"validated_s": float(os.environ.get(VALIDATED_ENV, "nan")), "worker_s": since_start()}
+    startup = {"job_started_s": float(os.environ.get(JOB_STARTED_ENV, "0")),
+               "validated_s": float(os.environ.get(VALIDATED_ENV, "nan")), "worker_s": since_start()}
     device_type = resolve_device(cfg.train.device)
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device(device_type, int(os.environ.get("LOCAL_RANK", 0))) if device_type == "cuda" else \

@@ -58,9 +58,9 @@ def test_console_script_run_writes_config_metrics_and_result(tmp_path, tiny_llam
     assert result["final_loss"] == pytest.approx(metrics[-1]["loss"]) and result["seq_length"] == 64
     assert f"[ok] {run_dir}" in p.stdout
     # the start-up phases, in seconds since the command started, in order; the same figures in the startup line
-    phases = ["validated_s", "worker_s", "model_s", "engine_s", "first_step_s"]
+    phases = ["job_started_s", "validated_s", "worker_s", "model_s", "engine_s", "first_step_s"]
     startup = result["startup"]
-    assert list(startup) == phases and 0 < startup["validated_s"], startup
+    assert list(startup) == phases and startup["job_started_s"] == 0 < startup["validated_s"], startup
     assert all(startup[a] <= startup[b] for a, b in zip(phases, phases[1:])), startup
     assert f"first step done {startup['first_step_s']:.1f} s" in p.stdout
     # the trained model, exported (checkpoint.export defaults to true)
