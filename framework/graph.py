@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.checkpoint import run_settings
 from framework.data import held_out_data
-from framework.data.adapter import SPBatches
+from framework.data.adapter import SPBatches, shard_row
 from framework.engine import CausalLMWithLoss, deepspeed_config
 from framework.export import export_run
 from framework.model import announce_zero3, resolve_dtype
@@ -136,14 +136,19 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
     batches = SPBatches(loader(cfg.data, cfg.train.seed, micro_done), sp_group=sp_group, sp_rank=sp_rank,
                         sp_size=sp_size, device=device, skip=micro_done % sp_size, cp_size=cp_size)
     eval_batches = None
-    if cfg.eval.every:
+    if cfg.eval.every or cfg.eval.only:
         held_out = held_out_data(cfg.data)
 
         def eval_batches():  # synthetic rows are a function of (seed, index): seed + 1 gives rows never trained on
             return SPBatches(loader(held_out, cfg.train.seed + 1, 0), sp_group=sp_group, sp_rank=sp_rank,
                              sp_size=sp_size, device=device, cp_size=cp_size)
 
-    evaluator = instantiate(cfg.eval, batches=eval_batches)
+    evaluator = instantiate(cfg.eval, batches=eval_batches, run_dir=run_dir, seed=cfg.train.seed + 2,
+                            shard=lambda t: shard_row(t, seq_rank=sp_rank, sp_size=sp_size // cp_size,
+                                                      cp_size=cp_size).to(device),
+                            seq_length=max(list(cfg.data.lengths) or [cfg.data.seq_length]),
+                            pieces=sp_size * (2 if cp_size > 1 else 1), vocab_size=vocab, dp_rank=dp_rank,
+                            dp_size=dp_size, tokenizer_path=None if cfg.data.source == "long_range" else tok_path)
     tracker = None
     if rank == 0:
         tracker = call(cfg.tracker, run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True))
