@@ -119,8 +119,8 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
                             tokenizer=tok_path, world=world)
     checkpointer = instantiate(cfg.checkpoint, run_dir=run_dir, settings=settings)
     ds_engine = call(cfg.engine, module, optim=cfg.optim, ds_cfg=ds_cfg, mpu=mpu, device_type=device_type,
-                     max_steps=cfg.train.max_steps)
-    start_step = checkpointer.load(ds_engine)  # every rank
+                     max_steps=cfg.train.max_steps, optimizer=not cfg.eval.only)
+    start_step = 0 if cfg.eval.only else checkpointer.load(ds_engine)  # every rank
     startup["engine_s"] = since_start()
 
     # 4. data: per-rank loader (who reads what: StepSampler) + the SP adapter
@@ -168,6 +168,8 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
 def run(parts: Parts, cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     """The step loop, the tracker's last record, then the export. Returns the last step's metrics."""
     trainer, tracker = parts.trainer, parts.tracker
+    if cfg.eval.only:
+        return evaluate_only(parts, cfg)
     try:
         last = trainer.run()
     finally:
@@ -182,6 +184,24 @@ def run(parts: Parts, cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
         export_run(parts.model, run_dir=run_dir, lora=cfg.model.lora.r > 0, merged=ckpt.export_merged,
                    tokenizer_path=parts.tokenizer_path, base_name_or_path=cfg.model.name_or_path)
     return last
+
+
+def evaluate_only(parts: Parts, cfg: DictConfig) -> Dict[str, Any]:
+    """eval.only: one evaluation of the model as loaded (step 0), written as a step record of metrics.jsonl and the
+    eval/ files; no training, no checkpoint, no export. All ranks must call this."""
+    from framework.train.trainer import memory_stats, reset_peaks
+
+    trainer, tracker = parts.trainer, parts.tracker
+    reset_peaks()
+    m = {"step": 0, "seq_length": cfg.data.seq_length, **trainer.evaluator.run(trainer.ds, step=0)}  # every rank
+    m.update(memory_stats(), device_name=trainer.device_name)
+    trainer.last, trainer.peak_mem_gib = m, m["peak_mem_gib"]
+    if trainer.rank == 0:
+        trainer.metrics.write(m)
+        trainer.metrics.close()
+        tracker.log(m)
+        tracker.finish(dict(m))
+    return {**m, "startup": parts.startup}
 
 
 def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:

@@ -45,12 +45,21 @@ def merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def build_engine(module, *, cfg, optim, ds_cfg: Dict[str, Any], mpu, device_type: str, max_steps: int):
-    """Wrap `module` (model + loss) in a DeepSpeed engine with its optimizer and LR schedule."""
+def build_engine(module, *, cfg, optim, ds_cfg: Dict[str, Any], mpu, device_type: str, max_steps: int,
+                 optimizer: bool = True):
+    """Wrap `module` (model + loss) in a DeepSpeed engine with its optimizer and LR schedule. optimizer=false
+    (eval.only): no optimizer and no optimizer state, forward only (ZeRO-3 still partitions the weights)."""
     import deepspeed
 
     from framework.optim import build_optimizer, build_scheduler
 
+    if not optimizer:
+        for p in module.parameters():
+            p.requires_grad_(False)
+        if ds_cfg["zero_optimization"]["stage"] in (1, 2):  # they partition optimizer state and gradients: none here
+            ds_cfg = merge(ds_cfg, {"zero_optimization": {"stage": 0}})  # DeepSpeed refuses them without an optimizer
+        engine, *_ = deepspeed.initialize(model=module, config=ds_cfg, mpu=mpu)
+        return engine
     params = [p for p in module.parameters() if p.requires_grad]
     opt = build_optimizer(params, cfg=optim, offload=cfg.offload_optimizer or cfg.offload_params,
                           device_type=device_type)
