@@ -8,21 +8,23 @@ from framework.choice import Choice
 class DataSource(Choice):
     synthetic = "synthetic"
     hf = "hf"
+    long_range = "long_range"
 
 
 @dataclass
 class DataConfig:
     _target_: str = "framework.data.loader.build_dataloader"
     source: DataSource = DataSource.synthetic
-    """synthetic (random tokens) or hf (HF datasets: a file, glob, directory or hub id)."""
+    """synthetic (random tokens), long_range (generated rows with long-range structure to learn: copies and passkeys,
+    framework.data.long_range) or hf (HF datasets: a file, glob, directory or hub id)."""
     path: Optional[str] = None
     """For source=hf: a file, glob, directory, or hub id."""
     seq_length: int = 1024
     """Tokens per row (global, before SP sharding)."""
     lengths: List[int] = field(default_factory=list)
-    """synthetic only: cycle through these row lengths instead of seq_length (needs sp_seq_length_is_variable)."""
+    """synthetic and long_range: cycle through these row lengths instead of seq_length (needs sp_seq_length_is_variable)."""
     num_samples: int = 1024
-    """synthetic only: rows in the dataset."""
+    """synthetic and long_range: rows in the dataset."""
     packing: bool = False
     """Concatenate documents into rows of seq_length; position_ids restart at each document."""
     shuffle: bool = True

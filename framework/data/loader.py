@@ -21,6 +21,11 @@ def held_out_data(data_cfg):
 
 
 def build_dataset(cfg, *, vocab_size: int, seed: int, tokenizer_path: Optional[str]):
+    if cfg.source == "long_range":
+        from framework.data.long_range import LongRangeRows
+
+        return LongRangeRows(num_samples=cfg.num_samples, lengths=list(cfg.lengths) or [cfg.seq_length],
+                             vocab_size=vocab_size, seed=seed)
     if cfg.source == "synthetic":
         return SyntheticRows(num_samples=cfg.num_samples, lengths=list(cfg.lengths) or [cfg.seq_length],
                              vocab_size=vocab_size, seed=seed)

@@ -2,13 +2,16 @@
 from framework.data.loader import held_out_data
 from framework.errors import ConfigError
 
+GENERATED = ("synthetic", "long_range")
+"""Sources whose rows are generated (a pure function of the seed and the row index), `data.lengths` long."""
+
 
 def check(d, *, parallelism, eval_every: int):
     """Lengths against the SP layout, and what data=hf and evaluation need."""
     p = parallelism
     if d.seq_length < 1:
         raise ConfigError("data.seq_length", d.seq_length, "must be positive", "set data.seq_length=4096")
-    if d.source == "synthetic" and d.num_samples < 1:
+    if d.source in GENERATED and d.num_samples < 1:
         raise ConfigError("data.num_samples", d.num_samples, "synthetic data needs at least one row",
                           "set data.num_samples=1024")
     lengths = list(d.lengths) or [d.seq_length]
@@ -21,14 +24,14 @@ def check(d, *, parallelism, eval_every: int):
             raise ConfigError("parallelism.sp_seq_length" if p.sp_seq_length else "data.seq_length", fixed,
                               f"must be divisible by {what} when sp_seq_length_is_variable=false",
                               f"use a multiple of {pieces}, e.g. {fixed - fixed % pieces or pieces}")
-        if d.source == "synthetic" and any(x != fixed for x in lengths):
+        if d.source in GENERATED and any(x != fixed for x in lengths):
             raise ConfigError("data.lengths", lengths, f"rows must all be {fixed} tokens when "
                               "sp_seq_length_is_variable=false", "set parallelism.sp_seq_length_is_variable=true")
     # rows of a set length (packed, padded to seq_length, synthetic) are cut into sp_size shards as they are
-    fixed_rows = lengths if d.source == "synthetic" else [d.seq_length] if d.packing or d.pad_to_seq_length else []
+    fixed_rows = lengths if d.source in GENERATED else [d.seq_length] if d.packing or d.pad_to_seq_length else []
     odd = [x for x in fixed_rows if x % p.sp_size]
     if odd:
-        key = "data.lengths" if d.source == "synthetic" and list(d.lengths) else "data.seq_length"
+        key = "data.lengths" if d.source in GENERATED and list(d.lengths) else "data.seq_length"
         raise ConfigError(key, odd[0], f"rows of {odd[0]} tokens do not split into sp_size={p.sp_size} sequence "
                           "shards", f"use a multiple of {p.sp_size}, e.g. {odd[0] - odd[0] % p.sp_size or p.sp_size}")
     if eval_every > 0 and d.source == "hf" and not d.eval_path:
