@@ -9,12 +9,12 @@ def check(ev, *, seq_length: int = 0, pieces: int = 1, name_or_path=None, resume
         raise ConfigError("eval.steps", ev.steps, "must be at least 1", "set eval.steps=1")
     if ev.every < 0:
         raise ConfigError("eval.every", ev.every, "must be 0 or more (0: never)", "set eval.every=0")
-    if ev.only and not name_or_path:
-        raise ConfigError("model.name_or_path", name_or_path, "eval.only=true evaluates a trained model and there is "
-                          "none", "set model.name_or_path=<a model directory, a run's model/ export or a LoRA adapter>")
     if ev.only and resume:
         raise ConfigError("checkpoint.resume", resume, "eval.only=true loads no checkpoint",
                           "evaluate the run's export: model.name_or_path=<run dir>/model, checkpoint.resume=null")
+    if ev.only and not name_or_path:
+        raise ConfigError("model.name_or_path", name_or_path, "eval.only=true evaluates a trained model and there is "
+                          "none", "set model.name_or_path=<a model directory, a run's model/ export or a LoRA adapter>")
     if seq_length:
         check_buckets(ev.position_buckets, seq_length)
     if ev.passkey:
