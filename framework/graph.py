@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.checkpoint import run_settings
 from framework.data import held_out_data
-from framework.data.adapter import SPBatches
+from framework.data.config import token_ids_only
+from framework.data.adapter import SPBatches, shard_row
 from framework.engine import CausalLMWithLoss, deepspeed_config
 from framework.export import export_run
 from framework.log import get_logger
@@ -127,12 +128,14 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
     settings = run_settings(parallelism=cfg.parallelism, data=cfg.data, train=cfg.train, optim=cfg.optim,
                             tokenizer=tok_path, world=world)
     checkpointer = instantiate(cfg.checkpoint, run_dir=run_dir, settings=settings)
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = instantiate(cfg.optim, params, offload=cfg.engine.offload_optimizer or cfg.engine.offload_params,
-                            device_type=device_type)
-    scheduler = build_scheduler(optimizer, cfg=cfg.optim, max_steps=cfg.train.max_steps)
+    optimizer = scheduler = None  # eval.only: forward only, no optimizer state
+    if not cfg.eval.only:
+        params = [p for p in module.parameters() if p.requires_grad]
+        optimizer = instantiate(cfg.optim, params, offload=cfg.engine.offload_optimizer or cfg.engine.offload_params,
+                                device_type=device_type)
+        scheduler = build_scheduler(optimizer, cfg=cfg.optim, max_steps=cfg.train.max_steps)
     ds_engine = instantiate(cfg.engine, module, optimizer=optimizer, scheduler=scheduler, ds_cfg=ds_cfg, mpu=mpu)
-    start_step = checkpointer.load(ds_engine)  # every rank
+    start_step = 0 if cfg.eval.only else checkpointer.load(ds_engine)  # every rank
     startup["engine_s"] = since_start()
 
     # 4. data: per-rank loader (who reads what: StepSampler) + the SP adapter
@@ -148,14 +151,19 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
     batches = SPBatches(loader(cfg.data, cfg.train.seed, micro_done), sp_group=sp_group, sp_rank=sp_rank,
                         sp_size=sp_size, device=device, skip=micro_done % sp_size, cp_size=cp_size)
     eval_batches = None
-    if cfg.eval.every:
+    if cfg.eval.every or cfg.eval.only:
         held_out = held_out_data(cfg.data)
 
         def eval_batches():  # synthetic rows are a function of (seed, index): seed + 1 gives rows never trained on
             return SPBatches(loader(held_out, cfg.train.seed + 1, 0), sp_group=sp_group, sp_rank=sp_rank,
                              sp_size=sp_size, device=device, cp_size=cp_size)
 
-    evaluator = instantiate(cfg.eval, batches=eval_batches)
+    evaluator = instantiate(cfg.eval, batches=eval_batches, run_dir=run_dir, seed=cfg.train.seed + 2,
+                            shard=lambda t: shard_row(t, seq_rank=sp_rank, sp_size=sp_size // cp_size,
+                                                      cp_size=cp_size).to(device),
+                            seq_length=max(list(cfg.data.lengths) or [cfg.data.seq_length]),
+                            pieces=sp_size * (2 if cp_size > 1 else 1), vocab_size=vocab, dp_rank=dp_rank,
+                            dp_size=dp_size, tokenizer_path=None if token_ids_only(cfg.data) else tok_path)
     tracker = None
     if rank == 0:
         tracker = instantiate(cfg.tracker, run_dir=run_dir, run_config=OmegaConf.to_container(cfg, resolve=True))
@@ -175,6 +183,8 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
 def run(parts: Parts, cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
     """The step loop, the tracker's last record, then the export. Returns the last step's metrics."""
     trainer, tracker = parts.trainer, parts.tracker
+    if cfg.eval.only:
+        return evaluate_only(parts, cfg)
     try:
         last = trainer.run()
     finally:
@@ -189,6 +199,24 @@ def run(parts: Parts, cfg: DictConfig, run_dir: str) -> Dict[str, Any]:
         export_run(parts.model, run_dir=run_dir, lora=cfg.model.lora.r > 0, merged=ckpt.export_merged,
                    tokenizer_path=parts.tokenizer_path, base_name_or_path=cfg.model.name_or_path)
     return last
+
+
+def evaluate_only(parts: Parts, cfg: DictConfig) -> Dict[str, Any]:
+    """eval.only: one evaluation of the model as loaded (step 0), written as a step record of metrics.jsonl and the
+    eval/ files; no training, no checkpoint, no export. All ranks must call this."""
+    from framework.train.trainer import memory_stats, reset_peaks
+
+    trainer, tracker = parts.trainer, parts.tracker
+    reset_peaks()
+    m = {"step": 0, "seq_length": cfg.data.seq_length, **trainer.evaluator.run(trainer.ds, step=0)}  # every rank
+    m.update(memory_stats(), device_name=trainer.device_name)
+    trainer.last, trainer.peak_mem_gib = m, m["peak_mem_gib"]
+    if trainer.rank == 0:
+        trainer.metrics.write(m)
+        trainer.metrics.close()
+        tracker.log(m)
+        tracker.finish(dict(m))
+    return {**m, "startup": parts.startup}
 
 
 def build_and_run(cfg: DictConfig, run_dir: str) -> Dict[str, Any]:

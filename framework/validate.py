@@ -11,6 +11,7 @@ from framework.attention import rules as attention_rules
 from framework.checkpoint import rules as checkpoint_rules
 from framework.checkpoint import run_settings
 from framework.data import rules as data_rules
+from framework.data.config import token_ids_only
 from framework.engine import rules as engine_rules
 from framework.eval import rules as eval_rules
 from framework.errors import ConfigError
@@ -73,16 +74,20 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     model_rules.check_features(m, config=config, device=device, attention=str(a.implementation),
                                environment=not planning)
     model_rules.check_lora(m.lora, config=config, super_offload=e.super_offload)
-    data_rules.check(d, parallelism=p, eval_every=cfg.eval.every)
+    data_rules.check(d, parallelism=p, eval_every=cfg.eval.every or int(cfg.eval.only))
     attention_rules.check_packed(a, text_config=text, device=device, packing=d.packing,
                                  micro_batch_size=t.micro_batch_size)
     attention_rules.check_ring(a, parallelism=p, text_config=text, packing=d.packing, model=m)
     data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
-                            micro_batch_size=t.micro_batch_size, seed=t.seed, eval_every=cfg.eval.every)
+                            micro_batch_size=t.micro_batch_size, seed=t.seed,
+                            eval_every=cfg.eval.every or int(cfg.eval.only))
     engine_rules.check(e, grad_clip=cfg.optim.grad_clip, device=device)
     train_rules.check(t, device=device)
     checkpoint_rules.check(c)
-    eval_rules.check(cfg.eval)
+    eval_rules.check(cfg.eval, seq_length=max(list(d.lengths) or [d.seq_length]),
+                     pieces=p.sp_size * (2 * p.cp_size if p.cp_size > 1 else 1), name_or_path=m.name_or_path,
+                     resume=c.resume, vocab_size=text.vocab_size,
+                     tokenizer_path=None if token_ids_only(d) else d.tokenizer or m.name_or_path)
     optim_rules.check(cfg.optim)
     resume_step, skipped = 0, []
     if run_dir is not None and not planning:

@@ -14,9 +14,9 @@ class DataConfig:
     seq_length: int = 1024
     """Tokens per row (global, before SP sharding)."""
     lengths: List[int] = field(default_factory=list)
-    """synthetic only: cycle through these row lengths instead of seq_length (needs sp_seq_length_is_variable)."""
+    """synthetic and long_range: cycle through these row lengths instead of seq_length (needs sp_seq_length_is_variable)."""
     num_samples: int = 1024
-    """synthetic only: rows in the dataset."""
+    """synthetic and long_range: rows in the dataset."""
     packing: bool = False
     """Concatenate documents into rows of seq_length; position_ids restart at each document."""
     shuffle: bool = True
@@ -55,3 +55,11 @@ def reads_corpus(d) -> bool:
     from hydra.utils import get_method
 
     return bool(getattr(get_method(d._target_), "reads_corpus", False))
+
+
+def token_ids_only(d) -> bool:
+    """Whether the option's rows are token ids with no text behind them (data=long_range): evaluation then builds
+    its passkey cases from token ids, not through the tokenizer. The builder says so (its `token_ids_only`)."""
+    from hydra.utils import get_method
+
+    return bool(getattr(get_method(d._target_), "token_ids_only", False))

@@ -31,6 +31,17 @@ def synthetic(*, cfg, vocab_size: int, seed: int, tokenizer_path: Optional[str] 
 
 
 @builds(DataConfig)
+def long_range(*, cfg, vocab_size: int, seed: int, tokenizer_path: Optional[str] = None, **loader):
+    """data=long_range: generated rows with long-range structure to learn (copies and passkeys,
+    framework.data.long_range), token ids only."""
+    from framework.data.long_range import LongRangeRows
+
+    rows = LongRangeRows(num_samples=cfg.num_samples, lengths=list(cfg.lengths) or [cfg.seq_length],
+                         vocab_size=vocab_size, seed=seed)
+    return build_dataloader(rows, cfg=cfg, seed=seed, **loader)
+
+
+@builds(DataConfig)
 def hf(*, cfg, vocab_size: int, seed: int, tokenizer_path: Optional[str], **loader):
     """data=hf: a corpus through HF datasets, tokenized (once, cached) by the model's or data.tokenizer's
     tokenizer."""
@@ -40,7 +51,9 @@ def hf(*, cfg, vocab_size: int, seed: int, tokenizer_path: Optional[str], **load
                             **loader)
 
 
-synthetic.reads_corpus, hf.reads_corpus = False, True  # framework.data.config.reads_corpus
+# what framework.data.config asks of an option's builder: does it read a corpus, are its rows token ids only
+synthetic.reads_corpus, long_range.reads_corpus, hf.reads_corpus = False, False, True
+synthetic.token_ids_only, long_range.token_ids_only, hf.token_ids_only = False, True, False
 
 
 def build_dataloader(dataset, *, cfg, dp_rank: int, dp_size: int, sp_rank: int, sp_size: int,

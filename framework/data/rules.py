@@ -3,6 +3,8 @@ from framework.data.config import reads_corpus
 from framework.data.loader import held_out_data
 from framework.errors import ConfigError
 
+"""Sources whose rows are generated (a pure function of the seed and the row index), `data.lengths` long."""
+
 
 def check(d, *, parallelism, eval_every: int):
     """Lengths against the SP layout, and what data=hf and evaluation need."""

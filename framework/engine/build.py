@@ -49,9 +49,18 @@ def merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
 
 @builds(EngineConfig)
 def build_engine(module, *, cfg, optimizer, scheduler, ds_cfg: Dict[str, Any], mpu):
-    """Wrap `module` (model + loss) in a DeepSpeed engine with the optimizer and LR schedule built for it."""
+    """Wrap `module` (model + loss) in a DeepSpeed engine with the optimizer and LR schedule built for it.
+    optimizer=None (eval.only): no optimizer and no optimizer state, forward only (ZeRO-3 still partitions the
+    weights)."""
     import deepspeed
 
+    if optimizer is None:
+        for p in module.parameters():
+            p.requires_grad_(False)
+        if ds_cfg["zero_optimization"]["stage"] in (1, 2):  # they partition optimizer state and gradients: none here
+            ds_cfg = merge(ds_cfg, {"zero_optimization": {"stage": 0}})  # DeepSpeed refuses them without an optimizer
+        engine, *_ = deepspeed.initialize(model=module, config=ds_cfg, mpu=mpu)
+        return engine
     engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=scheduler, config=ds_cfg,
                                       mpu=mpu)
     return engine

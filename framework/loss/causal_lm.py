@@ -79,6 +79,34 @@ class CausalLMLoss:
         loss_sum, count = self.local_sum(hidden, lm_head, shift_labels, head_is_tied)
         return aggregate(loss_sum, count, self.sp_group)
 
+    def with_per_token(self, hidden, lm_head, shift_labels):
+        """Evaluation (no gradient): the aggregated loss and global count as __call__ gives them, computed from this
+        rank's per-token losses, which come back too: (loss, count, ce [b, s_local] fp32, argmax [b, s_local]).
+        Tiled as the loss is (one tile's logits at a time when loss.tiled), so it costs no more memory than
+        training's loss. All ranks of the SP group must call this (the aggregation's all-gathers)."""
+        tiles = (self.tiled_shards or auto_tiles(shift_labels.numel(), lm_head.weight.shape[0])) if self.tiled else 1
+        ce, argmax = per_token(hidden, lm_head, shift_labels, tiles)
+        count = (shift_labels != IGNORE).sum()
+        loss, n = aggregate(ce.sum(), count, self.sp_group)
+        return loss, n, ce, argmax
+
+
+@torch.no_grad()
+def per_token(hidden, lm_head, shift_labels, tiles: int = 1):
+    """Each position's cross-entropy (fp32, 0 where the label is IGNORE) and the argmax of its logits, both
+    `[b, s_local]`, from `tiles` tiles along the sequence: one tile's `[b, s_local / tiles, vocab]` logits exist at a
+    time. No gradient (evaluation)."""
+    b, seqlen = shift_labels.shape
+    ce = torch.zeros(b, seqlen, dtype=torch.float32, device=hidden.device)
+    argmax = torch.zeros(b, seqlen, dtype=torch.long, device=hidden.device)
+    step = math.ceil(seqlen / max(1, min(tiles, seqlen)))
+    for lo in range(0, seqlen, step):
+        logits = lm_head(hidden[:, lo:lo + step]).float()
+        y = shift_labels[:, lo:lo + step]
+        ce[:, lo:lo + step] = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=IGNORE, reduction="none")
+        argmax[:, lo:lo + step] = logits.argmax(-1)
+    return ce, argmax
+
 
 def tiled_ce_sum(hidden, lm_head, shift_labels, shards: int, head_is_tied: bool = False):
     """CE sum over valid positions, computed tile by tile with DeepSpeed's `sequence_tiled_compute`: one tile's

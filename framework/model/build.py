@@ -1,6 +1,8 @@
 """Build the Hugging Face causal LM: from a local directory / hub id, or from architecture fields with random
 weights."""
 import contextlib
+import json
+import os
 from typing import Any, Dict, Optional
 
 import torch
@@ -18,12 +20,22 @@ def resolve_dtype(name: str, device_type: str) -> torch.dtype:
     return DTYPES[name]
 
 
+def adapter_base(name_or_path: str) -> Optional[str]:
+    """The base model of a PEFT (LoRA) adapter directory, None for anything else. transformers loads such a directory
+    as the base with the adapter on it (from_pretrained); its config is the base's."""
+    path = os.path.join(os.path.expanduser(name_or_path), "adapter_config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("base_model_name_or_path")
+
+
 def hf_config(*, name_or_path: Optional[str], arch: Dict[str, Any]):
     """The transformers config the model is built from (no weights loaded)."""
     from transformers import AutoConfig
 
     if name_or_path:
-        return AutoConfig.from_pretrained(name_or_path)
+        return AutoConfig.from_pretrained(adapter_base(name_or_path) or name_or_path)
     fields = dict(arch)
     return AutoConfig.for_model(fields.pop("model_type"), **fields)
 

@@ -99,7 +99,8 @@ def figure(rows: List[Dict[str, Any]], *, command: Optional[str] = None, sweep: 
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    fig, axes = plt.subplots(3, 2, figsize=(13, 12))
+    evaluated = any(r.get("eval_loss_by_position") or r.get("passkey_by_length") for r in rows)
+    fig, axes = plt.subplots(4 if evaluated else 3, 2, figsize=(13, 16 if evaluated else 12))
     panels, legend_ax = axes.flat[:5], axes.flat[5]
     groups, shared = series(rows)
     # tab10 without its red, orange and grey: those mark the jobs that failed
@@ -170,9 +171,42 @@ def figure(rows: List[Dict[str, Any]], *, command: Optional[str] = None, sweep: 
     if why:
         legend_ax.text(0, 0, "\n".join(why[:8] + ([f"... {len(why) - 8} more"] if len(why) > 8 else [])),
                        transform=legend_ax.transAxes, va="bottom", fontsize=7, family="monospace")
+    if evaluated:
+        eval_panels(axes.flat[6], axes.flat[7], groups, colors)
     fig.suptitle(header(rows, command, sweep), fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def eval_panels(ax_pos, ax_key, groups, colors):
+    """Each job's last evaluation: its loss by position (one curve per job, the series' colour, darker for longer
+    rows) and its passkey accuracy against context length."""
+    styles = ["-", "--", "-.", ":"]
+    for i, (label, rs) in enumerate(groups.items()):
+        c = colors[i % len(colors)]
+        for j, r in enumerate(sorted(rs, key=lambda r: r["seq_length"] or 0)):
+            name = f"{textwrap.shorten(label, 30) + ' ' if label else ''}{fmt_tokens(r['seq_length'] or 0)}"
+            buckets = [b for b in r.get("eval_loss_by_position") or [] if b[2] is not None]
+            if buckets:
+                ax_pos.plot([(max(lo, 1) * hi) ** 0.5 for lo, hi, _, _ in buckets], [b[2] for b in buckets],
+                            styles[j % len(styles)], marker="o", ms=3, color=c, label=name, gid=f"eval_pos|{name}")
+            acc = r.get("passkey_by_length") or {}
+            if acc:
+                ax_key.plot([int(n) for n in acc], list(acc.values()), styles[j % len(styles)], marker="o", color=c,
+                            label=name, gid=f"eval_passkey|{name}")
+    ax_pos.set_title("final loss by position (held-out; position of the predicted token)", fontsize=10)
+    ax_pos.set_xscale("log", base=2)
+    ax_pos.set_xlabel("position in the document (bucket's geometric middle)", fontsize=8)
+    ax_key.set_title("final passkey accuracy against context length", fontsize=10)
+    ax_key.set_xscale("log", base=2)
+    ax_key.set_ylim(-0.05, 1.05)
+    ax_key.set_xlabel("context length (tokens)", fontsize=8)
+    for ax in (ax_pos, ax_key):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no job evaluated this", transform=ax.transAxes, ha="center", color="grey")
 
 
 def write_plot(rows: List[Dict[str, Any]], path: str, *, command: Optional[str] = None, sweep: Optional[str] = None):

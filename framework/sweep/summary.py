@@ -17,7 +17,7 @@ COLUMNS = ["job", "overrides", "status", "seq_length", "steps", "final_loss", "p
            "step_time_s", "error",
            # added later, so appended: readers of older summaries keep their columns
            "host_used_gib", "gpu_mem_total_gib", "host_ram_total_gib", "device_name",
-           "plan_gpu_peak_gib", "plan_host_ram_gib", "plan_step_time_s"]
+           "plan_gpu_peak_gib", "plan_host_ram_gib", "plan_step_time_s", "eval_loss", "eval_passkey_accuracy"]
 PLAN_KEYS = ("gpu_peak_gib", "host_ram_gib", "step_time_s")  # plan.json's predictions, drawn beside the measurements
 MAX_KEYS = ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct", "host_rss_gib", "host_used_gib")
 
@@ -91,7 +91,37 @@ def read_job(job_dir: str) -> Dict[str, Any]:
         seq = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == SEQ_KEY), None)
         row["seq_length"] = int(seq) if seq and seq.isdigit() else None
     row["job"], row["overrides"] = os.path.basename(job_dir), " ".join(overrides)
+    row.update(last_evaluation(job_dir))
     return row
+
+
+def last_evaluation(job_dir: str) -> Dict[str, Any]:
+    """The job's last evaluation, for the eval panels of summary.png: `eval_loss`, `eval_passkey_accuracy`,
+    `eval_loss_by_position` ([[lo, hi, loss, tokens], ...]) and `passkey_by_length` ({length: accuracy over its
+    cases}, from eval/passkey_step_N.jsonl); {} when it never evaluated."""
+    path = os.path.join(job_dir, "metrics.jsonl")
+    last = None
+    for line in open(path) if os.path.exists(path) else ():
+        try:
+            m = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "eval_loss" in m or "eval_passkey_accuracy" in m:
+            last = m
+    if last is None:
+        return {}
+    out = {k: last[k] for k in ("eval_loss", "eval_passkey_accuracy", "eval_loss_by_position") if k in last}
+    cases = os.path.join(job_dir, "eval", f"passkey_step_{last['step']}.jsonl")
+    if os.path.exists(cases):
+        by: Dict[int, List[bool]] = {}
+        for line in open(cases):
+            try:
+                c = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            by.setdefault(c["length"], []).append(bool(c["correct"]))
+        out["passkey_by_length"] = {n: sum(v) / len(v) for n, v in sorted(by.items())}
+    return out
 
 
 def read_plan(job_dir: str) -> Dict[str, Any]:

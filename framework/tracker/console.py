@@ -20,7 +20,10 @@ def fmt_duration(seconds: float) -> str:
 
 
 def fmt_step(m: Dict[str, Any], max_steps: Optional[int] = None, eta_s: Optional[float] = None) -> str:
-    """The rank-0 line for one optimizer step."""
+    """The rank-0 line for one optimizer step (or for eval.only's evaluation: its eval fields only)."""
+    if "loss" not in m:
+        return f"eval at step {m['step']}" + "".join(f" | {k} {m[k]:.4f}" for k in ("eval_loss", "eval_passkey_accuracy")
+                                                      if k in m)
     step = f"{m['step']:>5}" + (f"/{max_steps}" if max_steps else "")
     line = (f"step {step} | loss {m['loss']:.4f} | grad_norm {m['grad_norm']:.3f} | lr {m['lr']:.2e} | "
             f"seq {m['seq_length']} | {m['tokens_per_s_per_gpu']:,.0f} tok/s/gpu | {m['tflops_per_gpu']:.1f} TFLOP/s "
@@ -31,6 +34,8 @@ def fmt_step(m: Dict[str, Any], max_steps: Optional[int] = None, eta_s: Optional
                                                f"{m['optimizer_s']:.2f})" if "forward_s" in m else ""))
     if "eval_loss" in m:
         line += f" | eval_loss {m['eval_loss']:.4f}"
+    if "eval_passkey_accuracy" in m:
+        line += f" | passkey {m['eval_passkey_accuracy']:.2f}"
     if eta_s is not None:
         line += f" | eta {fmt_duration(eta_s)}"
     return line

@@ -9,6 +9,7 @@
 - The run id is kept in <run_dir>/wandb_run_id; a run started with checkpoint.resume continues that W&B run.
 - A missing or broken W&B never stops training: the first failure is reported once, W&B is off from then on.
 """
+import json
 import os
 import struct
 import sys
@@ -117,9 +118,38 @@ class WandbTracker:
         if self.off or self.run is None:
             return
         try:
-            self.run.log(dict(metrics), step=int(metrics["step"]), commit=True)
+            self.run.log(self.eval_charts(dict(metrics)), step=int(metrics["step"]), commit=True)
         except Exception as exc:  # noqa: BLE001
             self._fail("wandb.log", exc)
+
+    def eval_charts(self, m: Dict[str, Any]) -> Dict[str, Any]:
+        """The evaluation's lists as W&B charts: each position bucket's loss as its own scalar (a line over the
+        steps, `eval_loss_by_position/<lo>-<hi>`), this evaluation's loss-by-position curve (`eval/loss_by_position`),
+        and with passkey the step's cases as a table (`eval/passkey_cases`) and its heatmap (`eval/passkey_heatmap`,
+        the picture of eval/passkey_step_N.png)."""
+        import wandb
+
+        buckets = m.pop("eval_loss_by_position", None)
+        if buckets:
+            for lo, hi, loss, _ in buckets:
+                if loss is not None:
+                    m[f"eval_loss_by_position/{lo}-{hi}"] = loss
+            table = wandb.Table(columns=["position", "loss", "tokens"],
+                                data=[[(max(lo, 1) * hi) ** 0.5, loss, n] for lo, hi, loss, n in buckets
+                                      if loss is not None])
+            m["eval/loss_by_position"] = wandb.plot.line(table, "position", "loss",
+                                                         title=f"loss by position, step {m['step']}")
+        cases = os.path.join(self.run_dir, "eval", f"passkey_step_{m['step']}.jsonl")
+        if "eval_passkey_accuracy" in m and os.path.exists(cases):
+            with open(cases) as f:
+                rows = [json.loads(line) for line in f]
+            cols = ["length", "depth", "answer_start", "correct", "answer_logprob", "answer_ids", "predicted_ids"]
+            m["eval/passkey_cases"] = wandb.Table(columns=cols, data=[[r[c] if not isinstance(r[c], list) else
+                                                                       str(r[c]) for c in cols] for r in rows])
+            png = cases[:-len(".jsonl")] + ".png"
+            if os.path.exists(png):
+                m["eval/passkey_heatmap"] = wandb.Image(png)
+        return m
 
     def summary(self, extra: Dict[str, Any]) -> Dict[str, Any]:
         """What the runs table shows: last values, peaks (max) and throughput (mean past the warm-up step)."""

@@ -199,7 +199,7 @@ class Trainer:
         while self.step < self.max_steps:
             m = self.train_step()
             if self.evaluator.due(self.step):
-                m.update(self.evaluator.run(self.ds))  # every rank
+                m.update(self.evaluator.run(self.ds, step=self.step))  # every rank
             self.last = m
             if self.rank == 0:
                 self.metrics.write(m)

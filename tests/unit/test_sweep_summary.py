@@ -143,3 +143,26 @@ def test_summarize_command_refuses_a_directory_without_jobs(tmp_path, capsys):
     assert main(["summarize", str(tmp_path)]) == 2
     assert "holds no job directory" in capsys.readouterr().err
     assert not (tmp_path / "summary.csv").exists()
+
+
+def test_evaluated_jobs_get_panels_of_their_final_loss_by_position_and_passkey_accuracy(tmp_path):
+    for i, seq in enumerate((1024, 4096)):
+        buckets = [[0, 16, 5.0, 30], [16, seq, 3.0 + i, 900], [seq, 2 * seq, None, 0]]
+        d = job(tmp_path, f"{i}_data.seq_length={seq}", [f"data.seq_length={seq}"],
+                dict(status="ok", steps=2, seq_length=seq),
+                [step(seq, 1.0, step=1, eval_loss=9.0), step(seq, 1.0, step=2, eval_loss=4.0, eval_passkey_accuracy=0.5,
+                                                            eval_loss_by_position=buckets), step(seq, 1.0, step=3)])
+        (d / "eval").mkdir()
+        (d / "eval" / "passkey_step_2.jsonl").write_text("".join(
+            json.dumps({"length": n, "depth": dp, "correct": n == seq // 8 or dp == 0.1}) + "\n"
+            for n in (seq // 8, seq) for dp in (0.1, 0.9)))
+    rows = summarize(str(tmp_path))
+    assert [(r["eval_loss"], r["eval_passkey_accuracy"]) for r in rows] == [(4.0, 0.5), (4.0, 0.5)]
+    assert rows[1]["passkey_by_length"] == {512: 1.0, 4096: 0.5}
+    assert "eval_passkey_accuracy" in (tmp_path / "summary.csv").read_text().splitlines()[0]
+    fig = figure(rows)
+    assert lines(fig, "eval_passkey")["4K"][:2] == ([512, 4096], [1.0, 0.5])
+    xs, ys, _ = lines(fig, "eval_pos")["1K"]
+    assert ys == [5.0, 3.0] and xs == pytest.approx([4.0, 128.0])  # the empty bucket is not drawn
+    assert "final passkey accuracy against context length" in [ax.get_title() for ax in fig.axes]
+    assert len(figure([read_job(tmp_path / "0_data.seq_length=1024")]).axes) == 8

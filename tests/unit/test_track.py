@@ -190,3 +190,30 @@ def test_summary_reads_every_job_dir_including_one_without_a_result(tmp_path):
         table = list(csv.DictReader(f))
     assert list(table[0]) == COLUMNS and len(table) == 3
     assert open(tmp_path / "summary.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_wandb_shows_the_evaluation_as_a_line_chart_a_heatmap_and_a_table(tmp_path, monkeypatch):
+    from framework.eval import report
+
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
+    run_dir = tmp_path / "run"
+    (run_dir / "eval").mkdir(parents=True)
+    cases = [{"length": n, "depth": 0.5, "answer_start": n - 4, "answer_ids": [1, 2], "predicted_ids": [1, 2],
+              "correct": True, "answer_logprob": -0.5} for n in (32, 64)]
+    jsonl = run_dir / "eval" / "passkey_step_2.jsonl"
+    jsonl.write_text("".join(json.dumps(c) + "\n" for c in cases))
+    report.draw(str(run_dir), step=2, history=[], passkey_path=str(jsonl))
+    t = WandbTracker(cfg=OmegaConf.structured(TrackerConfig(kind="wandb", mode="offline")), run_dir=str(run_dir))
+    t.log_config({"train": {"max_steps": 2}, "checkpoint": {"resume": None}})
+    t.log(step_metrics(2, eval_loss=1.5, eval_loss_by_position=[[0, 4, 2.0, 6], [4, 8, 1.0, 8], [8, 16, None, 0]],
+                       eval_passkey_accuracy=1.0))
+    t.finish({})
+    (recs,) = records(str(run_dir))
+    keys = {i.key or "/".join(i.nested_key) for r in recs if r.WhichOneof("record_type") == "history"
+            for i in r.history.item}
+    # a chart, table or image is stored as its parts (eval/passkey_cases/nrows, ...; the line chart's table under
+    # eval/loss_by_position_table/)
+    for name in ("eval_loss_by_position/0-4", "eval_loss_by_position/4-8", "eval/loss_by_position_table/",
+                 "eval/passkey_cases/", "eval/passkey_heatmap/", "eval_passkey_accuracy"):
+        assert any(k.startswith(name) for k in keys), (name, sorted(keys))
+    assert "eval_loss_by_position/8-16" not in keys  # an empty bucket has no loss to draw
