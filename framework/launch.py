@@ -85,6 +85,7 @@ def start_forkserver(argv) -> bool:
         return False
     # fork-safe CUDA: torch.cuda.is_available() asks NVML instead of initializing the driver in the server
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    os.environ[OWN_LAUNCH_ENV] = "1"  # the server's children are our own workers (a sitecustomize may look)
     multiprocessing.set_forkserver_preload(["framework.preload"])
     forkserver.ensure_running()
     return True

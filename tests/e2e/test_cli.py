@@ -98,7 +98,7 @@ def sleep_forever():  # a worker's helper process, like DeepSpeed's CPU Adam pro
 if os.environ.get("FRAMEWORK_OWN_LAUNCH") == "1" and os.environ.get("PIDS_DIR"):  # the ranks (and their children)
     import torch
     import torch.distributed as dist
-    from framework import trainer
+    from framework.train import trainer
 
     train_step = trainer.Trainer.train_step
 
