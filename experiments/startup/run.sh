@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Start-up on one GPU: seconds from the command to the end of step 1, before (workers spawned, each importing torch,
+# transformers and DeepSpeed: FRAMEWORK_FORKSERVER=0) and after (workers forked from a server that imported them while
+# the command validated), for the 1B shape at 8K, the 8B shape with ZeRO-3 and LoRA at 8K, and a 4-length multirun.
+#   bash experiments/startup/run.sh [out_dir]          (from the repository root; about 6 minutes on one H200)
+set -u
+OUT=${1:-outputs/startup/$(date +%Y-%m-%d_%H%M%S)}
+mkdir -p "$OUT"
+one() {  # one <name> <env> <overrides...>
+  local name=$1 env=$2; shift 2
+  echo "== $name ($env): $*"
+  env $env timeout 300 python -m framework "$@" hydra.run.dir="$OUT/$name" > "$OUT/$name.log" 2>&1
+  echo "   exit $?"
+}
+sweep() {  # sweep <name> <env> <overrides...>
+  local name=$1 env=$2; shift 2
+  echo "== $name ($env): $*"
+  env $env timeout 400 python -m framework -m "$@" hydra.sweep.dir="$OUT/$name" > "$OUT/$name.log" 2>&1
+  echo "   exit $?"
+}
+B1="+experiment=llama1b_1gpu data.seq_length=8192 train.max_steps=1"
+B8="+experiment=llama8b_1gpu_lora data.seq_length=8192 engine.zero_stage=3 train.max_steps=1"
+M="+experiment=llama1b_1gpu data.seq_length=8192,16384,32768,65536 train.max_steps=1"
+one warmup FRAMEWORK_FORKSERVER=1 $B1   # first touch of the disk cache and DeepSpeed's ops: not counted
+one 1b_before FRAMEWORK_FORKSERVER=0 $B1
+one 1b_after FRAMEWORK_FORKSERVER=1 $B1
+one 8b_lora_before FRAMEWORK_FORKSERVER=0 $B8
+one 8b_lora_after FRAMEWORK_FORKSERVER=1 $B8
+sweep multirun_before FRAMEWORK_FORKSERVER=0 $M
+sweep multirun_after FRAMEWORK_FORKSERVER=1 $M
+python - "$OUT" <<'PY'
+import glob, json, os, sys
+out = sys.argv[1]
+keys = ["validated_s", "worker_s", "model_s", "engine_s", "first_step_s"]
+print(f"\n{'run':<34} {'status':>7} " + " ".join(f"{k[:-2]:>10}" for k in keys) + f" {'job->step1':>10}")
+for res in sorted(glob.glob(os.path.join(out, "*", "result.json")) + glob.glob(os.path.join(out, "*", "*", "result.json"))):
+    r = json.load(open(res)); s = r.get("startup") or {}
+    t0 = s.get("job_started_s", 0.0)
+    name = os.path.relpath(os.path.dirname(res), out)[:34]
+    print(f"{name:<34} {r.get('status'):>7} " + " ".join(f"{s.get(k, float('nan')) - t0:>10.1f}" for k in keys)
+          + f" {s.get('first_step_s', float('nan')) - t0:>10.1f}")
+PY
