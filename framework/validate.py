@@ -34,6 +34,8 @@ class Validated:
     """The step of the checkpoint checkpoint.resume names (0: a fresh run)."""
     resume_skipped: tuple = ()
     """'step_N: why' for each newer checkpoint checkpoint.resume=latest skipped."""
+    corpus: Any = None
+    """data=hf: the training rows, tokenized (None otherwise): the start lines describe them."""
 
     @property
     def text_config(self):
@@ -74,8 +76,8 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     attention_rules.check_packed(a, text_config=text, device=device, packing=d.packing,
                                  micro_batch_size=t.micro_batch_size)
     attention_rules.check_ring(a, parallelism=p, text_config=text, packing=d.packing, model=m)
-    data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
-                            micro_batch_size=t.micro_batch_size, seed=t.seed, eval_every=cfg.eval.every)
+    corpus = data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
+                                     micro_batch_size=t.micro_batch_size, seed=t.seed, eval_every=cfg.eval.every)
     engine_rules.check(e, grad_clip=cfg.optim.grad_clip, device=device)
     train_rules.check(t, device=device)
     checkpoint_rules.check(c)
@@ -89,4 +91,4 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     plan = plan_rules.check(cfg, text_config=text, world=world, on_gpu=device_type(device) == "cuda",
                             planning=planning)
     return Validated(world=world, model_config=config, plan=plan, resume_step=resume_step,
-                     resume_skipped=tuple(skipped))
+                     resume_skipped=tuple(skipped), corpus=corpus)

@@ -4,6 +4,8 @@ import sys
 import time
 from typing import Any, Dict, Optional, TextIO
 
+from framework.tee import TTY_ENV
+
 
 def fmt_duration(seconds: float) -> str:
     s = int(round(seconds))
@@ -17,10 +19,12 @@ def fmt_duration(seconds: float) -> str:
 def fmt_step(m: Dict[str, Any], max_steps: Optional[int] = None, eta_s: Optional[float] = None) -> str:
     """The rank-0 line for one optimizer step."""
     step = f"{m['step']:>5}" + (f"/{max_steps}" if max_steps else "")
+    on_gpu = m.get("device_name") != "cpu"  # on CPU: no GPU memory, and no peak to read TFLOP/s and MFU against
+    gpu = (f"{m['tokens_per_s_per_gpu']:,.0f} tok/s/gpu | {m['tflops_per_gpu']:.1f} TFLOP/s | mfu {100 * m['mfu']:.1f}% "
+           f"| mem {m['peak_mem_gib']:.2f} GiB ({m['peak_mem_pct']:.0f}%) " if on_gpu else
+           f"{m['tokens_per_s_per_gpu']:,.0f} tok/s/rank ")
     line = (f"step {step} | loss {m['loss']:.4f} | grad_norm {m['grad_norm']:.3f} | lr {m['lr']:.2e} | "
-            f"seq {m['seq_length']} | {m['tokens_per_s_per_gpu']:,.0f} tok/s/gpu | {m['tflops_per_gpu']:.1f} TFLOP/s "
-            f"| mfu {100 * m['mfu']:.1f}% | mem {m['peak_mem_gib']:.2f} GiB ({m['peak_mem_pct']:.0f}%) "
-            f"| host {m['host_rss_gib']:.1f} GiB" + (f", pinned peak {m['pinned_peak_gib']:.1f} GiB, in use "
+            f"seq {m['seq_length']} | " + gpu + f"| host {m['host_rss_gib']:.1f} GiB" + (f", pinned peak {m['pinned_peak_gib']:.1f} GiB, in use "
                                                     f"{m['host_used_gib']:.0f} GiB" if "host_used_gib" in m else "")
             + f" | {m['step_time_s']:.2f} s" + (f" (fwd {m['forward_s']:.2f} / bwd {m['backward_s']:.2f} / opt "
                                                f"{m['optimizer_s']:.2f})" if "forward_s" in m else ""))
@@ -73,6 +77,8 @@ class ConsoleTracker:
             self.tty = self.stream.isatty()
         except (AttributeError, ValueError):
             self.tty = False
+        if stream is None and os.environ.get(TTY_ENV) == "1":  # the command copies the output to train.log through
+            self.tty = True  # a pipe, and its own stdout is a terminal: the bar is still drawn there
         self.progress = Progress()
         self.bar_shown = False
 

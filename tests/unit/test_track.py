@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from framework.tracker import ConsoleTracker, Progress, TrackerConfig, build_tracker
+from framework.tracker.console import fmt_step
 from framework.tracker.wandb import RUN_ID_FILE, WandbTracker
 from helpers import complete_wandb_records
 
@@ -188,3 +189,11 @@ def test_summary_reads_every_job_dir_including_one_without_a_result(tmp_path):
         table = list(csv.DictReader(f))
     assert list(table[0]) == COLUMNS and len(table) == 3
     assert open(tmp_path / "summary.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_step_line_on_cpu_drops_the_gpu_memory_tflops_and_mfu_it_cannot_measure():
+    line = fmt_step(step_metrics(1, device_name="cpu"), 3)
+    assert "tok/s/rank" in line and "host" in line
+    for key in ("TFLOP/s", "mfu", "mem ", "GiB (", "/gpu"):
+        assert key not in line, line
+    assert "TFLOP/s" in fmt_step(step_metrics(1, device_name="NVIDIA H200"), 3)
