@@ -29,15 +29,19 @@ class Tee:
         self.saved = (os.dup(1), os.dup(2))
         self.tty = os.isatty(1)
         self.file = open(self.path, "ab", buffering=0)
-        read, write = os.pipe()
-        os.dup2(write, 1)
-        os.dup2(write, 2)
-        os.close(write)
+        self.seen, self.lock = set(), threading.Lock()
+        self.threads = []
+        for fd, out in ((1, self.saved[0]), (2, self.saved[1])):  # stdout to stdout, stderr to stderr
+            read, write = os.pipe()
+            os.dup2(write, fd)
+            os.close(write)
+            self.threads.append(threading.Thread(target=self.copy, args=(read, out), daemon=True, name=f"tee{fd}"))
         self.env = os.environ.get(TTY_ENV)
         if self.tty:
             os.environ[TTY_ENV] = "1"
-        self.thread = threading.Thread(target=self.copy, args=(read,), daemon=True, name="tee")
-        self.thread.start()
+        for t in self.threads:
+            t.start()
+        self.thread = self.threads[0]
         return self
 
     def __exit__(self, *exc):
@@ -51,8 +55,9 @@ class Tee:
         sys.stderr.flush()
         os.dup2(self.saved[0], 1)  # the pipe's last write end in this process closes here: the thread sees EOF once
         os.dup2(self.saved[1], 2)  # the workers (already gone) have closed theirs
-        self.thread.join(timeout=5)  # a process the job left behind may hold the pipe open: then the copy goes on
-        if not self.thread.is_alive():
+        for t in self.threads:
+            t.join(timeout=5)  # a process the job left behind may hold a pipe open: then that copy goes on
+        if not any(t.is_alive() for t in self.threads):
             for fd in self.saved:
                 os.close(fd)
             self.file.close()
@@ -62,9 +67,8 @@ class Tee:
         else:
             os.environ[TTY_ENV] = self.env
 
-    def copy(self, read: int):
-        seen, skip_source, pending, echoed = set(), False, b"", 0
-        out = self.saved[0]
+    def copy(self, read: int, out: int):
+        skip_source, pending, echoed = False, b"", 0
         with os.fdopen(read, "rb", buffering=0) as pipe:
             while True:
                 chunk = pipe.read(65536)
@@ -81,17 +85,21 @@ class Tee:
                     skip_source = False
                     if WARNING.match(shown):
                         key = TIMESTAMP.sub("", shown)
-                        if key in seen:
+                        with self.lock:
+                            repeated = key in self.seen
+                            self.seen.add(key)
+                        if repeated:
                             skip_source = True
                             continue
-                        seen.add(key)
                     write_all(out, raw[already:] + b"\n")
-                    self.file.write(shown.encode() + b"\n")
+                    with self.lock:
+                        self.file.write(shown.encode() + b"\n")
                 if pending[echoed:]:  # a line still open (the progress bar): on the terminal now, in the file later
                     write_all(out, pending[echoed:])
                     echoed = len(pending)
         if pending:
-            self.file.write(pending.decode("utf-8", "replace").rsplit("\r", 1)[-1].replace("\033[K", "").encode())
+            with self.lock:
+                self.file.write(pending.decode("utf-8", "replace").rsplit("\r", 1)[-1].replace("\033[K", "").encode())
 
 
 def write_all(fd: int, data: bytes):

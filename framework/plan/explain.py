@@ -42,8 +42,8 @@ def fix(plan) -> str:
         from framework.plan.memory import HOST_BUDGET
 
         need = int(f["host_ram_gib"] / HOST_BUDGET) + 1
-        steps = [f"plan for a node with more RAM (hardware.host_ram_gib={need})",
-                 "keep more checkpoints on the GPUs (model.offload_keep_layers)", "spread over more nodes"]
+        steps = [f"plan for a cluster whose nodes have more RAM (hardware.host_ram_gib={need})",
+                 "or fewer ranks per node (hardware.gpus_per_node)"]
     else:
         steps = ["raise parallelism.sp_size (more GPUs share each sequence)",
                  "turn on model.tiled_mlp / model.offload_activations / loss.tiled",
