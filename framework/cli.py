@@ -89,7 +89,8 @@ def app(cfg: DictConfig):
             write_json_atomic(os.path.join(run_dir, RESULT), rec)
         status = rec.get("status", "failed")
         config_error = rec.get("error", "").startswith("config error")
-        if config_error and hc.mode.name == "RUN" and not any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra):
+        chosen = any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra)  # the user's: kept, result.json in it
+        if config_error and hc.mode.name == "RUN" and not chosen:
             tee.close()
             discard(run_dir)  # a mistake leaves no run directory behind under outputs/ (the message says it all)
             run_dir = "(no run directory kept)"
@@ -157,7 +158,7 @@ def config_diff(cfg: DictConfig) -> list:
 
 
 LOG = "train.log"
-"""The console output of a run, kept in its run directory (Hydra's job log, named by hydra.job.name, is the same file)."""
+"""The console output of a run, kept in its run directory (Hydra's job log, named by hydra.job.name, is this file)."""
 
 
 def discard(run_dir: str):

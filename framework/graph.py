@@ -117,7 +117,7 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
     tok_path = cfg.data.tokenizer or cfg.model.name_or_path
     settings = run_settings(parallelism=cfg.parallelism, data=cfg.data, train=cfg.train, optim=cfg.optim,
                             tokenizer=tok_path, world=world)
-    checkpointer = instantiate(cfg.checkpoint, run_dir=run_dir, settings=settings, _convert_="all")  # plain JSON values
+    checkpointer = instantiate(cfg.checkpoint, run_dir=run_dir, settings=settings, _convert_="all")  # plain values
     ds_engine = call(cfg.engine, module, optim=cfg.optim, ds_cfg=ds_cfg, mpu=mpu, device_type=device_type,
                      max_steps=cfg.train.max_steps)
     start_step = checkpointer.load(ds_engine)  # every rank

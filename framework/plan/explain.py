@@ -20,8 +20,8 @@ def opening(plan, *, world: int, seq_length: int) -> str:
     f = plan.figures
     hw = hardware_words(plan, world=world, seq_length=seq_length)
     if f["fits"]:
-        return (f"This job fits: about {f['gpu_peak_gib']:.1f} GiB per GPU and {f['host_ram_gib']:.0f} GiB of host RAM, "
-                f"a step in about {f['step_time_s']:.1f} s, on {hw}.")
+        return (f"This job fits: about {f['gpu_peak_gib']:.1f} GiB per GPU and {f['host_ram_gib']:.0f} GiB of host "
+                f"RAM, a step in about {f['step_time_s']:.1f} s, on {hw}.")
     return (f"This job does not fit: it runs out of {WALLS.get(f['first_wall'], f['first_wall'])} first "
             f"({usage(plan)}), on {hw}.")
 

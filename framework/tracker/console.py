@@ -20,12 +20,13 @@ def fmt_step(m: Dict[str, Any], max_steps: Optional[int] = None, eta_s: Optional
     """The rank-0 line for one optimizer step."""
     step = f"{m['step']:>5}" + (f"/{max_steps}" if max_steps else "")
     on_gpu = m.get("device_name") != "cpu"  # on CPU: no GPU memory, and no peak to read TFLOP/s and MFU against
-    gpu = (f"{m['tokens_per_s_per_gpu']:,.0f} tok/s/gpu | {m['tflops_per_gpu']:.1f} TFLOP/s | mfu {100 * m['mfu']:.1f}% "
-           f"| mem {m['peak_mem_gib']:.2f} GiB ({m['peak_mem_pct']:.0f}%) " if on_gpu else
-           f"{m['tokens_per_s_per_gpu']:,.0f} tok/s/rank ")
-    line = (f"step {step} | loss {m['loss']:.4f} | grad_norm {m['grad_norm']:.3f} | lr {m['lr']:.2e} | "
-            f"seq {m['seq_length']} | " + gpu + f"| host {m['host_rss_gib']:.1f} GiB" + (f", pinned peak {m['pinned_peak_gib']:.1f} GiB, in use "
+    rate = f"{m['tokens_per_s_per_gpu']:,.0f} tok/s/{'gpu' if on_gpu else 'rank'}"
+    gpu = (f" | {m['tflops_per_gpu']:.1f} TFLOP/s | mfu {100 * m['mfu']:.1f}% | mem {m['peak_mem_gib']:.2f} GiB "
+           f"({m['peak_mem_pct']:.0f}%)" if on_gpu else "")
+    host = f" | host {m['host_rss_gib']:.1f} GiB" + (f", pinned peak {m['pinned_peak_gib']:.1f} GiB, in use "
                                                     f"{m['host_used_gib']:.0f} GiB" if "host_used_gib" in m else "")
+    line = (f"step {step} | loss {m['loss']:.4f} | grad_norm {m['grad_norm']:.3f} | lr {m['lr']:.2e} | "
+            f"seq {m['seq_length']} | {rate}{gpu}{host}"
             + f" | {m['step_time_s']:.2f} s" + (f" (fwd {m['forward_s']:.2f} / bwd {m['backward_s']:.2f} / opt "
                                                f"{m['optimizer_s']:.2f})" if "forward_s" in m else ""))
     if "eval_loss" in m:
