@@ -166,8 +166,8 @@ def keys_text() -> str:
 
 def help_part(part: str) -> str:
     """`${framework_help:<part>}` in conf/hydra/help/framework.yaml: experiments, groups or keys."""
-    from framework.cli import CONF_DIR
+    conf_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")  # framework/conf, as the CLI's
 
-    text = {"experiments": lambda: experiments_text(CONF_DIR), "groups": lambda: groups_text(CONF_DIR),
+    text = {"experiments": lambda: experiments_text(conf_dir), "groups": lambda: groups_text(conf_dir),
             "keys": keys_text}[part]()
     return text.replace("$", "$$")  # the page is a string.Template: $ is Hydra's

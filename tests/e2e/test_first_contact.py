@@ -122,7 +122,8 @@ def test_fine_tune_says_what_it_is_about_to_do(finetune):
 
 def test_train_log_holds_the_console_output_and_a_repeated_warning_once(finetune):
     run_dir, first, _, _ = finetune
-    log = open(run_dir / "train.log").read()
+    log, resumed = open(run_dir / "train.log").read().split("resume directory: ")  # the resume appended its own
+    assert "step     5/5 | loss " in resumed
     for step in (1, 2, 3):
         assert f"step     {step}/3 | loss " in log
     assert "corpus " in log and f"[ok] {run_dir}" in log
