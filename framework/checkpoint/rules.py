@@ -12,7 +12,7 @@ def check(c):
         raise ConfigError("checkpoint.every_minutes", c.every_minutes, "must be 0 (no saves by time) or more",
                           "set checkpoint.every_minutes=30, say, or 0")
     if c.resume not in (None, "latest") and not os.path.isdir(c.resume):
-        raise ConfigError("checkpoint.resume", c.resume, "no such run or checkpoint directory",
+        raise ConfigError("checkpoint.resume", c.resume, "no such checkpoint directory (nor run directory)",
                           "give a run directory, its checkpoints/ or checkpoints/step_N, or use "
                           "checkpoint.resume=latest")
 

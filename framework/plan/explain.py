@@ -78,6 +78,8 @@ def report(plan, *, world: int, seq_length: int) -> str:
         text.append("(longest data.seq_length 0: no length the search tried fits this hardware; see the fix below)")
     if not plan.figures["fits"]:
         text.append(f"fix: {fix(plan)}")
+    if plan.hardware.assumed:
+        text.append(f"note: {plan.hardware.assumed}")
     return "\n".join(text)
 
 

@@ -196,6 +196,8 @@ RULES = [
     ("timeout_below_1", ["engine.timeout_minutes=0"], None,
      "engine.timeout_minutes", "at least 1", "engine.timeout_minutes=1"),
     ("save_every_negative", ["checkpoint.every=-1"], None, "checkpoint.every", "0 or more", "checkpoint.every=0"),
+    ("save_every_minutes_negative", ["checkpoint.every_minutes=-1"], None, "checkpoint.every_minutes", "0 (no saves "
+     "by time) or more", "checkpoint.every_minutes=30"),
     ("eval_every_negative", ["eval.every=-1"], None, "eval.every", "0 or more", "eval.every=0"),
     ("keep_last_negative", ["checkpoint.keep_last=-1"], None, "checkpoint.keep_last", "0 or more", "checkpoint.keep_last=0"),
     ("seed_negative", ["train.seed=-1"], None, "train.seed", "0 or more", "train.seed=0"),
