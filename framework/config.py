@@ -81,3 +81,8 @@ def register():
     OmegaConf.register_new_resolver("required", required, replace=True)
     # ${pid:}, the launching process's id: conf/config.yaml's default run directory is unique per launch
     OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
+    # ${plan_subdir:${plan}}: plan=true's run directories sit under outputs/plans/, apart from the runs
+    OmegaConf.register_new_resolver("plan_subdir", lambda plan: "plans/" if plan else "", replace=True)
+    # ${framework_help:part}: a part of the --help page (conf/hydra/help/framework.yaml)
+    OmegaConf.register_new_resolver("framework_help", lambda part: __import__("framework.help").help.help_part(part),
+                                    replace=True)

@@ -124,15 +124,29 @@ def base_name(peft_name: str) -> Tuple[str, Optional[str]]:
     return name, owner
 
 
-def merge(w: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: float) -> torch.Tensor:
-    """W + scale x B @ A (peft's merge), computed in fp32, stored in W's dtype."""
-    return (w.float() + scale * (b.float() @ a.float())).to(w.dtype)
+def merge(w: torch.Tensor, a: torch.Tensor, b: torch.Tensor, config) -> torch.Tensor:
+    """One linear layer's weight with its adapter merged in by peft itself: the tensors put in peft's own LoRA layer
+    (`config`: the adapter's peft LoraConfig), whose merge() applies the scaling, rsLoRA, fan_in_fan_out and whatever
+    peft adds later as peft defines them. Computed in fp32 on the CPU, stored in W's dtype."""
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    with torch.device("meta"):
+        base = torch.nn.Linear(a.shape[1], b.shape[0], bias=False)
+    base.weight = torch.nn.Parameter(w.detach().float(), requires_grad=False)
+    layer = LoraLinear(base, ADAPTER, config=config, r=config.r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                       fan_in_fan_out=config.fan_in_fan_out, init_lora_weights=False, use_rslora=config.use_rslora)
+    with torch.no_grad():
+        layer.lora_A[ADAPTER].weight.copy_(a)
+        layer.lora_B[ADAPTER].weight.copy_(b)
+    layer.merge(safe_merge=True, adapter_names=[ADAPTER])  # safe_merge: a NaN/inf in the result is an error
+    return base.weight.detach().to(w.dtype)
 
 
 def merged_entries(model, *, write: bool) -> List[Entry]:
-    """A peft model's base weights with each adapter merged in, W + scaling x B @ A (computed in fp32, stored in W's
-    dtype), under the base model's own names: a plain HF model's weights."""
+    """A peft model's base weights with each adapter merged in by peft (`merge`), under the base model's own names:
+    a plain HF model's weights."""
     lora = _lora_modules(model)
+    config = model.peft_config[ADAPTER]
     out = []
     for n, p in model.named_parameters():
         if "lora_" in n:
@@ -140,8 +154,8 @@ def merged_entries(model, *, write: bool) -> List[Entry]:
         name, owner = base_name(n)
         if owner in lora:
             m = lora[owner]
-            a, b, scale = m.lora_A[ADAPTER].weight, m.lora_B[ADAPTER].weight, m.scaling[ADAPTER]
-            out.append((name, _nbytes(p), _gather([p, a, b], write, lambda w, a_, b_, s=scale: merge(w, a_, b_, s))))
+            a, b = m.lora_A[ADAPTER].weight, m.lora_B[ADAPTER].weight
+            out.append((name, _nbytes(p), _gather([p, a, b], write, lambda w, a_, b_: merge(w, a_, b_, config))))
         else:
             out.append((name, _nbytes(p), _gather([p], write)))
     base = model.get_base_model()
@@ -282,15 +296,17 @@ def export_checkpoint(checkpoint: str, out_dir: str, *, merged: Optional[bool] =
         pc.base_model_name_or_path = cfg.model.name_or_path
         pc.save_pretrained(tmp)
     else:
+        from framework.model.lora import peft_config
+
+        pc = peft_config(OmegaConf.create(dict(lora))) if is_lora else None
         entries = []
         for k in state:
             if "lora_" in k:
                 continue
             name, owner = base_name(k)
             if is_lora and owner:
-                scale = float(lora.get("alpha")) / int(lora.get("r"))
                 a, b = f"{owner}.lora_A.{ADAPTER}.weight", f"{owner}.lora_B.{ADAPTER}.weight"
-                entries.append((name, nbytes[k], lambda k=k, a=a, b=b, s=scale: merge(get(k)(), get(a)(), get(b)(), s)))
+                entries.append((name, nbytes[k], lambda k=k, a=a, b=b: merge(get(k)(), get(a)(), get(b)(), pc)))
             else:
                 entries.append((name, nbytes[k], get(k)))
         write_weights(tmp, entries, write=True)

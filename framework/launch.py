@@ -91,6 +91,21 @@ def start_forkserver(argv) -> bool:
     return True
 
 
+def adopt_stdio(launcher_pid: int):
+    """A worker forked from the forkserver holds the stdout and stderr the server started with; write where the
+    launcher's own stdout and stderr point now (the run's train.log copy, a pipe a test reads, a file the user
+    redirected to; appended, never over what is there)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for fd in (1, 2):
+        try:
+            now = os.open(f"/proc/{launcher_pid}/fd/{fd}", os.O_WRONLY | os.O_APPEND)
+        except OSError:  # not Linux, or the launcher's fd is closed: keep the server's
+            continue
+        os.dup2(now, fd)
+        os.close(now)
+
+
 def adopt_env(env: Dict[str, str]):
     """A worker forked from the forkserver holds the environment the server started with, plus what the elastic
     agent set for its rank (RANK, MASTER_ADDR, ...): take every other variable as the launcher has it now (set after
@@ -107,13 +122,16 @@ def adopt_env(env: Dict[str, str]):
             del os.environ[key]
 
 
-def worker(cfg_container: Dict[str, Any], run_dir: Optional[str], env: Optional[Dict[str, str]] = None):
+def worker(cfg_container: Dict[str, Any], run_dir: Optional[str], env: Optional[Dict[str, str]] = None,
+           launcher_pid: Optional[int] = None):
     """Entry point of every rank. Rank 0 writes result.json. Under our own launcher any rank's failure leaves a
     one-line reason in <run_dir>/.failed.rank<N> for the launcher (removed once it wrote result.json); under
     torchrun/SLURM rank 0 records its own failure and torchrun stops the others. `env`: the launcher's environment
-    (our own launcher passes it: see adopt_env)."""
+    (our own launcher passes it and its pid: see adopt_env, adopt_stdio)."""
     if env is not None:
         adopt_env(env)
+    if launcher_pid is not None and "framework.preload" in sys.modules:  # forked from the forkserver
+        adopt_stdio(launcher_pid)
     from omegaconf import OmegaConf
     import torch.distributed as dist
 
@@ -296,7 +314,7 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     error = signal = None
     try:
-        elastic_launch(lc, worker)(container, run_dir, dict(os.environ))
+        elastic_launch(lc, worker)(container, run_dir, dict(os.environ), os.getpid())
     except ChildFailedError as exc:
         error = exc
     except SignalException as exc:  # the launcher got SIGTERM, SIGINT or SIGHUP; torch's agent stopped the workers

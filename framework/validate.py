@@ -38,6 +38,8 @@ class Validated:
     """'step_N: why' for each newer checkpoint checkpoint.resume=latest skipped."""
     resolved: dict = None
     """What the resolve step (framework.resolve) put in place of each `auto`: {key: value}."""
+    corpus: Any = None
+    """data=hf: the training rows, tokenized (None otherwise): the start lines describe them."""
 
     @property
     def text_config(self):
@@ -78,9 +80,9 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     attention_rules.check_packed(a, text_config=text, device=device, packing=d.packing,
                                  micro_batch_size=t.micro_batch_size)
     attention_rules.check_ring(a, parallelism=p, text_config=text, packing=d.packing, model=m)
-    data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
-                            micro_batch_size=t.micro_batch_size, seed=t.seed,
-                            eval_every=cfg.eval.every or int(cfg.eval.only))
+    corpus = data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
+                                     micro_batch_size=t.micro_batch_size, seed=t.seed,
+                                     eval_every=cfg.eval.every or int(cfg.eval.only))
     engine_rules.check(e, grad_clip=cfg.optim.grad_clip, device=device)
     train_rules.check(t, device=device)
     checkpoint_rules.check(c)
@@ -99,4 +101,4 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     plan = plan_rules.check(cfg, unresolved=left_auto, text_config=text, world=world, on_gpu=device_type(device) == "cuda",
                             planning=planning)
     return Validated(world=world, model_config=config, plan=plan, resume_step=resume_step,
-                     resume_skipped=tuple(skipped), resolved=resolved)
+                     resume_skipped=tuple(skipped), resolved=resolved, corpus=corpus)

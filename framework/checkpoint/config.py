@@ -8,11 +8,15 @@ class CheckpointConfig:
     _target_: str = "framework.checkpoint.checkpointer.Checkpointer"
     every: int = 0
     """Save a checkpoint every N optimizer steps (and at the end); 0: never."""
+    every_minutes: float = 0.0
+    """Also save once this many minutes of wall clock have passed since the run started or last saved (whichever of
+    checkpoint.every and this comes first; at the end too); 0: no saves by time."""
     keep_last: int = 0
     """Complete checkpoints kept; older ones are deleted once a newer one is complete. 0: keep all."""
     resume: Optional[str] = None
     """null (a fresh run: the run directory must hold no earlier run), latest (the newest complete checkpoint of this
-    run directory; none is an error), a checkpoints/ folder (its newest complete one) or one checkpoints/step_N."""
+    run directory; none is an error), a run directory or its checkpoints/ folder (its newest complete one), or one
+    checkpoints/step_N. A path continues in the run directory it belongs to (hydra.run.dir follows it)."""
     resume_allow_changes: bool = False
     """Resume even though a setting the data order or LR schedule depends on (sp_size, seq_length, data, batch,
     seed, max_steps, schedule, ...) differs from the checkpoint's: rows may be skipped or repeated, the LR may jump."""

@@ -8,9 +8,13 @@ def check(c):
     for key in ("every", "keep_last"):
         if getattr(c, key) < 0:
             raise ConfigError(f"checkpoint.{key}", getattr(c, key), "must be 0 or more", f"set checkpoint.{key}=0")
+    if c.every_minutes < 0:
+        raise ConfigError("checkpoint.every_minutes", c.every_minutes, "must be 0 (no saves by time) or more",
+                          "set checkpoint.every_minutes=30, say, or 0")
     if c.resume not in (None, "latest") and not os.path.isdir(c.resume):
-        raise ConfigError("checkpoint.resume", c.resume, "no such checkpoint directory",
-                          "give a checkpoints/ directory or checkpoints/step_N, or use checkpoint.resume=latest")
+        raise ConfigError("checkpoint.resume", c.resume, "no such checkpoint directory (nor run directory)",
+                          "give a run directory, its checkpoints/ or checkpoints/step_N, or use "
+                          "checkpoint.resume=latest")
 
 
 def check_resume(c, *, run_dir: str, settings) -> tuple[int, list[str]]:
@@ -28,7 +32,7 @@ def check_resume(c, *, run_dir: str, settings) -> tuple[int, list[str]]:
         return 0, []
     if c.resume != "latest" and not c.trust_resume:
         path, own = os.path.realpath(c.resume), os.path.realpath(run_dir)
-        if not path.startswith(own + os.sep):
+        if path != own and not path.startswith(own + os.sep):
             raise ConfigError("checkpoint.resume", c.resume, f"is outside this run directory ({run_dir}), and DeepSpeed "
                               "loads checkpoints with torch.load(weights_only=False): a checkpoint someone else "
                               "wrote can run code in this job", "set checkpoint.trust_resume=true if you trust it (you "
@@ -43,7 +47,11 @@ def check_resume(c, *, run_dir: str, settings) -> tuple[int, list[str]]:
         raise ConfigError("checkpoint.resume", c.resume, f"is not a complete checkpoint{why}",
                           "give a checkpoints/step_N folder that holds manifest.json, or a checkpoints/ folder")
     manifest = read_manifest(step_dir)
-    changed = changed_settings(manifest.get("settings", {}), settings)
+    saved = manifest.get("settings", {})
+    changed = changed_settings(saved, settings)
+    if saved.get("optim.schedule") == settings.get("optim.schedule") == "constant":
+        # a constant LR does not depend on max_steps: a finished or stopped run may be extended
+        changed = [line for line in changed if not line.startswith("train.max_steps:")]
     if changed and not c.resume_allow_changes:
         raise ConfigError("checkpoint.resume", c.resume, f"{os.path.basename(step_dir)} was saved with other settings "
                           f"that decide the data order or the LR schedule ({'; '.join(changed)})",

@@ -111,6 +111,8 @@ def resolve(resume: Optional[str], run_dir: str) -> Tuple[Optional[str], List[st
     if resume == "latest":
         return newest_complete(os.path.join(run_dir, "checkpoints"))
     path = os.path.abspath(resume)
+    if os.path.isdir(os.path.join(path, "checkpoints")) and not os.path.exists(os.path.join(path, MANIFEST)):
+        path = os.path.join(path, "checkpoints")  # a run directory: its newest complete checkpoint
     if is_checkpoints_root(path):
         return newest_complete(path)
     why = incomplete_reason(path)

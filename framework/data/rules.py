@@ -45,7 +45,8 @@ def check(d, *, parallelism, eval_every: int):
 def check_corpus(d, *, parallelism, tokenizer_path, world: int, micro_batch_size: int, seed: int, eval_every: int):
     """Rules that need the data itself. data=hf: loads and tokenizes the corpus once (filling the tokenization cache
     the workers then read), so a missing path, a broken row, an empty corpus, a missing field or tokenizer, or
-    documents all too long stop the job here with one ConfigError."""
+    documents all too long stop the job here with one ConfigError. Returns the training rows (None: not data=hf, or
+    streamed)."""
     if not reads_corpus(d):
         return
     from framework.data.hf import build_hf_dataset
@@ -57,7 +58,7 @@ def check_corpus(d, *, parallelism, tokenizer_path, world: int, micro_batch_size
     dataset = build_hf_dataset(d, **tok)
     if d.streaming:
         next(iter(dataset.rows(0)), None)
-        return
+        return None
     p = parallelism
     need = world * micro_batch_size  # one micro-step of every DP replica for each SP rank
     if len(dataset) < need:
@@ -69,3 +70,4 @@ def check_corpus(d, *, parallelism, tokenizer_path, world: int, micro_batch_size
                           "parallelism.sp_seq_length_is_variable=false needs them all of one length",
                           "set data.pad_to_seq_length=true, data.packing=true or "
                           "parallelism.sp_seq_length_is_variable=true")
+    return dataset  # the start lines describe it (framework.data.stats)

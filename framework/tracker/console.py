@@ -5,9 +5,7 @@ import time
 from typing import Any, Dict, Optional, TextIO
 
 from framework.env import LOG_STDERR_ENV
-from framework.log import FILE_ONLY, get_logger
-
-log = get_logger(__name__)
+from framework.tee import TTY_ENV
 
 
 def fmt_duration(seconds: float) -> str:
@@ -25,11 +23,14 @@ def fmt_step(m: Dict[str, Any], max_steps: Optional[int] = None, eta_s: Optional
         return f"eval at step {m['step']}" + "".join(f" | {k} {m[k]:.4f}" for k in ("eval_loss", "eval_passkey_accuracy")
                                                       if k in m)
     step = f"{m['step']:>5}" + (f"/{max_steps}" if max_steps else "")
-    line = (f"step {step} | loss {m['loss']:.4f} | grad_norm {m['grad_norm']:.3f} | lr {m['lr']:.2e} | "
-            f"seq {m['seq_length']} | {m['tokens_per_s_per_gpu']:,.0f} tok/s/gpu | {m['tflops_per_gpu']:.1f} TFLOP/s "
-            f"| mfu {100 * m['mfu']:.1f}% | mem {m['peak_mem_gib']:.2f} GiB ({m['peak_mem_pct']:.0f}%) "
-            f"| host {m['host_rss_gib']:.1f} GiB" + (f", pinned peak {m['pinned_peak_gib']:.1f} GiB, in use "
+    on_gpu = m.get("device_name") != "cpu"  # on CPU: no GPU memory, and no peak to read TFLOP/s and MFU against
+    rate = f"{m['tokens_per_s_per_gpu']:,.0f} tok/s/{'gpu' if on_gpu else 'rank'}"
+    gpu = (f" | {m['tflops_per_gpu']:.1f} TFLOP/s | mfu {100 * m['mfu']:.1f}% | mem {m['peak_mem_gib']:.2f} GiB "
+           f"({m['peak_mem_pct']:.0f}%)" if on_gpu else "")
+    host = f" | host {m['host_rss_gib']:.1f} GiB" + (f", pinned peak {m['pinned_peak_gib']:.1f} GiB, in use "
                                                     f"{m['host_used_gib']:.0f} GiB" if "host_used_gib" in m else "")
+    line = (f"step {step} | loss {m['loss']:.4f} | grad_norm {m['grad_norm']:.3f} | lr {m['lr']:.2e} | "
+            f"seq {m['seq_length']} | {rate}{gpu}{host}"
             + f" | {m['step_time_s']:.2f} s" + (f" (fwd {m['forward_s']:.2f} / bwd {m['backward_s']:.2f} / opt "
                                                f"{m['optimizer_s']:.2f})" if "forward_s" in m else ""))
     if "eval_loss" in m:
@@ -83,6 +84,8 @@ class ConsoleTracker:
             self.tty = self.stream.isatty()
         except (AttributeError, ValueError):
             self.tty = False
+        if stream is None and os.environ.get(TTY_ENV) == "1":  # the command copies the output to train.log through
+            self.tty = True  # a pipe, and its own stdout is a terminal: the bar is still drawn there
         self.progress = Progress()
         self.bar_shown = False
 
@@ -93,7 +96,6 @@ class ConsoleTracker:
         self.progress.update(metrics["step"], metrics.get("step_time_s", 0.0))
         eta = self.progress.eta_s() if self.show_progress and not self.tty else None
         line = fmt_step(metrics, self.progress.max_steps, eta)
-        log.info(line, extra=FILE_ONLY)  # the job log's copy; the console gets the line (and bar) below
         if self.tty and self.show_progress:
             clear = "\r\033[K" if self.bar_shown else ""
             self.stream.write(f"{clear}{line}\n{self.progress.bar()}")

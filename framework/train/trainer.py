@@ -95,7 +95,7 @@ class Trainer:
         self.last: Dict[str, Any] = {}
         self.peak_mem_gib = 0.0
         self.grads_dumped = False
-        self.signalled, self.stop_now = None, False
+        self.signalled, self.stop_now, self.save_by_time = None, False, False
         if checkpointer.save_on_interrupt:
             signal.signal(signal.SIGTERM, self.on_sigterm)
         # SP partial gradients must be summed over the SP ranks. ZeRO-1/2 and ZeRO-3's all-reduce path divide by the DP
@@ -164,9 +164,11 @@ class Trainer:
             flops += self.flops_of_positions(batch["position_ids"])  # per document for packed rows
         dt = now() - t0
         self.step += 1
-        loss_x_n, n_valid, tokens, flops, stop = self.reduce([loss_x_n, n_valid, tokens, flops,
-                                                              float(self.signalled is not None)])  # every rank
+        loss_x_n, n_valid, tokens, flops, stop, late = self.reduce([loss_x_n, n_valid, tokens, flops,
+                                                                    float(self.signalled is not None),
+                                                                    float(self.checkpointer.time_due())])  # every rank
         self.stop_now = self.stop_now or stop > 0  # a rank got SIGTERM: all save at this step's end
+        self.save_by_time = late > 0  # checkpoint.every_minutes passed on some rank: all save at this step's end
         grad_norm = self.ds.get_global_grad_norm()
         mem = memory_stats()
         tflops = flops / dt / self.world / 1e12
@@ -204,7 +206,7 @@ class Trainer:
             if self.rank == 0:
                 self.metrics.write(m)
                 self.tracker.log(m)
-            if self.checkpointer.due(self.step, self.max_steps) or self.stop_now:
+            if self.checkpointer.due(self.step, self.max_steps) or self.save_by_time or self.stop_now:
                 self.checkpointer.save(self.ds, self.step)  # every rank
             if self.stop_now:
                 raise StopRequested(f"stopped by SIGTERM after step {self.step}, saved in checkpoints/step_{self.step}")

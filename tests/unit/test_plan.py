@@ -318,11 +318,11 @@ def test_plan_true_writes_plan_json_and_starts_no_worker(tmp_path):
 def test_plan_says_what_runs_out_first(tmp_path):
     """llama8b_2gpu_long (256K, 8 layers' checkpoints kept on the GPUs) planned for 2 x H100 on a 200 GiB host: the
     GPUs fit (about 62 GiB, 61.2 measured), the host does not (about 233 GiB, 233 measured on a 251 GiB host); with
-    plan=true it is only reported, and the longest
-    length that fits is shorter than 256K."""
+    plan=true it is only reported (the last line [no-fit], exit status 2), and the longest length that fits is
+    shorter than 256K."""
     run = run_cli(["plan=true", "hardware.host_ram_gib=200", "model.recompute_attention=false", *H100], str(tmp_path),
                   experiment="llama8b_2gpu_long", timeout=120)
-    assert run.returncode == 0, run.describe()
+    assert run.returncode == 2 and run.stdout.strip().splitlines()[-1].startswith("[no-fit] "), run.describe()
     rec = json.load(open(tmp_path / "plan.json"))
     assert rec["fits"] is False and rec["first_wall"] == "host_ram"
     assert rec["gpu_peak_gib"] == pytest.approx(61.2, rel=0.15) and rec["host_ram_gib"] == pytest.approx(233, rel=0.1)

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from framework.tracker import ConsoleTracker, Progress, TrackerConfig
 from framework.tracker.build import console as build_console
 from framework.tracker.build import wandb as build_wandb
+from framework.tracker.console import fmt_step
 from framework.tracker.wandb import RUN_ID_FILE, WandbTracker
 from helpers import complete_wandb_records
 
@@ -203,7 +204,7 @@ def test_wandb_shows_the_evaluation_as_a_line_chart_a_heatmap_and_a_table(tmp_pa
     jsonl = run_dir / "eval" / "passkey_step_2.jsonl"
     jsonl.write_text("".join(json.dumps(c) + "\n" for c in cases))
     report.draw(str(run_dir), step=2, history=[], passkey_path=str(jsonl))
-    t = WandbTracker(cfg=OmegaConf.structured(TrackerConfig(kind="wandb", mode="offline")), run_dir=str(run_dir))
+    t = WandbTracker(cfg=OmegaConf.structured(TrackerConfig(_target_="framework.tracker.build.wandb", mode="offline")), run_dir=str(run_dir))
     t.log_config({"train": {"max_steps": 2}, "checkpoint": {"resume": None}})
     t.log(step_metrics(2, eval_loss=1.5, eval_loss_by_position=[[0, 4, 2.0, 6], [4, 8, 1.0, 8], [8, 16, None, 0]],
                        eval_passkey_accuracy=1.0))
@@ -217,3 +218,11 @@ def test_wandb_shows_the_evaluation_as_a_line_chart_a_heatmap_and_a_table(tmp_pa
                  "eval/passkey_cases/", "eval/passkey_heatmap/", "eval_passkey_accuracy"):
         assert any(k.startswith(name) for k in keys), (name, sorted(keys))
     assert "eval_loss_by_position/8-16" not in keys  # an empty bucket has no loss to draw
+
+
+def test_step_line_on_cpu_drops_the_gpu_memory_tflops_and_mfu_it_cannot_measure():
+    line = fmt_step(step_metrics(1, device_name="cpu"), 3)
+    assert "tok/s/rank" in line and "host" in line
+    for key in ("TFLOP/s", "mfu", "mem ", "GiB (", "/gpu"):
+        assert key not in line, line
+    assert "TFLOP/s" in fmt_step(step_metrics(1, device_name="NVIDIA H200"), 3)

@@ -197,6 +197,8 @@ RULES = [
     ("timeout_below_1", ["engine.timeout_minutes=0"], None,
      "engine.timeout_minutes", "at least 1", "engine.timeout_minutes=1"),
     ("save_every_negative", ["checkpoint.every=-1"], None, "checkpoint.every", "0 or more", "checkpoint.every=0"),
+    ("save_every_minutes_negative", ["checkpoint.every_minutes=-1"], None, "checkpoint.every_minutes", "0 (no saves "
+     "by time) or more", "checkpoint.every_minutes=30"),
     ("eval_every_negative", ["eval.every=-1"], None, "eval.every", "0 or more", "eval.every=0"),
     ("eval_only_resuming", ["eval.only=true", "checkpoint.resume=latest"], None,
      "checkpoint.resume", "loads no checkpoint", "model.name_or_path=<run dir>/model"),
