@@ -5,6 +5,10 @@ import os
 from collections import defaultdict
 from typing import List, Optional
 
+from framework.log import get_logger
+
+log = get_logger(__name__)
+
 
 def heatmap_cells(rows: List[dict]):
     """(lengths, depths, accuracy [depth][length], mean answer log-prob [depth][length]) from passkey cases."""
@@ -79,4 +83,4 @@ def draw(run_dir: str, *, step: int, history, passkey_path: Optional[str] = None
             rows = [json.loads(line) for line in open(passkey_path)]
             draw_passkey(os.path.join(out, f"passkey_step_{step}.png"), rows, step)
     except Exception as exc:  # a missing font or backend must not stop training
-        print(f"eval: could not draw the pictures ({type(exc).__name__}: {exc})", flush=True)
+        log.warning(f"eval: could not draw the pictures ({type(exc).__name__}: {exc})")

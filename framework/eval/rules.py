@@ -1,6 +1,10 @@
 """eval's rules, checked before any worker starts."""
 from framework.errors import ConfigError
 
+from framework.log import get_logger
+
+log = get_logger(__name__)
+
 
 def check(ev, *, seq_length: int = 0, pieces: int = 1, name_or_path=None, resume=None, tokenizer_path=None,
           vocab_size: int = 0):
@@ -61,8 +65,8 @@ def check_passkey(ev, *, seq_length: int, pieces: int, tokenizer_path, vocab_siz
                           "data.seq_length")
     rounded = [(n, u) for n, u in lengths if n != u]
     if rounded:
-        print(f"note: eval.passkey_lengths rounded down to a multiple of the row's {pieces} shards: "
-              + ", ".join(f"{n} -> {u}" for n, u in rounded), flush=True)
+        log.warning(f"note: eval.passkey_lengths rounded down to a multiple of the row's {pieces} shards: "
+              + ", ".join(f"{n} -> {u}" for n, u in rounded))
     if vocab_size:
         import torch
 
