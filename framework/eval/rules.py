@@ -65,8 +65,8 @@ def check_passkey(ev, *, seq_length: int, pieces: int, tokenizer_path, vocab_siz
                           "data.seq_length")
     rounded = [(n, u) for n, u in lengths if n != u]
     if rounded:
-        log.warning(f"note: eval.passkey_lengths rounded down to a multiple of the row's {pieces} shards: "
-              + ", ".join(f"{n} -> {u}" for n, u in rounded))
+        log.info(f"note: eval.passkey_lengths rounded down to a multiple of the row's {pieces} shards: "
+            + ", ".join(f"{n} -> {u}" for n, u in rounded))
     if vocab_size:
         import torch
 
