@@ -1,6 +1,7 @@
 """Fixtures shared by the test suite: tiny models saved once per session, and a cache of CLI runs so that tests
 comparing against the same baseline do not launch it twice."""
 import os
+import pathlib
 
 import pytest
 
@@ -53,3 +54,18 @@ class RunCache:
 @pytest.fixture(scope="session")
 def cli_runs(tmp_path_factory):
     return RunCache(tmp_path_factory.mktemp("cli_runs"))
+
+
+CLI_FIXTURES = {"cli_runs", "sp1"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """`slow` marks every test that starts processes: all of tests/distributed and tests/e2e, and a unit test that
+    runs the CLI (it calls run_cli or uses a launched run). `python -m pytest -m "not slow"` is the inner loop."""
+    slow = pytest.mark.slow
+    for item in items:
+        parts = set(pathlib.Path(str(item.fspath)).parts)
+        code = getattr(getattr(item, "function", None), "__code__", None)
+        calls_cli = code is not None and "run_cli" in code.co_names
+        if {"distributed", "e2e"} & parts or calls_cli or CLI_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(slow)
