@@ -23,3 +23,5 @@ LOG_STDERR_ENV = "FRAMEWORK_LOG_STDERR"
 FORKSERVER_ENV = "FRAMEWORK_FORKSERVER"
 """"0": the CLI starts no forkserver and spawns its workers (each then imports torch, transformers and DeepSpeed
 itself); framework.launch.start_forkserver."""
+TTY_ENV = "FRAMEWORK_CONSOLE_TTY"
+"""Set to 1 for the workers while the command's own stdout is a terminal: the console tracker still draws its bar."""

@@ -87,8 +87,27 @@ def start_forkserver(argv) -> bool:
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     os.environ[OWN_LAUNCH_ENV] = "1"  # the server's children are our own workers (a sitecustomize may look)
     multiprocessing.set_forkserver_preload(["framework.preload"])
+    quiet_resource_tracker()
     forkserver.ensure_running()
     return True
+
+
+def quiet_resource_tracker():
+    """Start multiprocessing's resource tracker (the forkserver's children register their semaphores with it) with
+    its stderr on /dev/null: it still unlinks what a killed worker leaked, without a warning and a KeyError traceback
+    per object after the job's last line."""
+    from multiprocessing import resource_tracker
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        resource_tracker.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def adopt_stdio(launcher_pid: int):

@@ -4,14 +4,14 @@ The command's process points its stdout and stderr (file descriptors 1 and 2) at
 workers it starts inherit them, so their step lines, start-up lines, warnings and tracebacks pass through too. A
 thread copies what arrives to the terminal and, without the progress bar's redraws, to the file. A warning repeated
 word for word (every step, every rank: torch's `all_gather_into_tensor` deprecation, peft's gradient checkpointing
-one) is shown once. A leaf: it imports nothing of the project."""
+one) is shown once. It imports only framework.env."""
 import os
 import re
 import sys
 import threading
 
-TTY_ENV = "FRAMEWORK_CONSOLE_TTY"
-"""Set to 1 for the workers while the command's own stdout is a terminal: the console tracker still draws its bar."""
+from framework.env import TTY_ENV
+
 WARNING = re.compile(r"^(\S+:\d+: \w*Warning: |\[[\d\- :,]+\] \[WARNING\] |\S*[Ww]arning: |WARNING)")
 TIMESTAMP = re.compile(r"^\[[\d\- :,.]+\] ")
 

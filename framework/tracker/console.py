@@ -5,7 +5,7 @@ import time
 from typing import Any, Dict, Optional, TextIO
 
 from framework.env import LOG_STDERR_ENV
-from framework.tee import TTY_ENV
+from framework.env import TTY_ENV
 
 
 def fmt_duration(seconds: float) -> str:
