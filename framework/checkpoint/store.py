@@ -16,25 +16,50 @@ MANIFEST = "manifest.json"
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
+DATA_NOT_IN_TOKENS = ("num_proc", "num_workers", "cache_dir", "eval_path")
+"""data keys that change how fast or where the rows are made, never which tokens in which order (every other data key
+is recorded: a new one is refused on resume until it is listed here)."""
+SYNTHETIC_ONLY = ("num_samples", "lengths")
+HF_ONLY = ("path", "text_field", "tokenizer", "truncation", "pad_to_seq_length", "streaming", "split",
+           "chat_template", "add_eos", "shuffle_buffer")
+
+
 def run_settings(*, parallelism, data, train, optim, tokenizer: Optional[str], world: int) -> Dict[str, Any]:
-    """What the order of the rows and the LR schedule depend on, by config key (plain JSON values). A resume that
+    """What the order of the rows, the tokens of each batch and the LR schedule depend on, by config key (plain JSON
+    values): the mesh as built from the sizes and the world (dp_shard_size=-1 resolved), every data key but
+    DATA_NOT_IN_TOKENS (and the other source's keys), the step loop's batch and seed, the schedule. A resume that
     changes one of them silently skips or repeats data, or makes the LR jump."""
-    p, d = parallelism, data
-    hf = str(d.source) == "hf"
-    out = {"parallelism.sp_size": p.sp_size, "parallelism.dp_replicate_size": p.dp_replicate_size,
-           "parallelism.dp_shard_size": world // (p.dp_replicate_size * p.sp_size),  # -1 resolved
-           "data.source": str(d.source), "data.seq_length": d.seq_length, "data.packing": d.packing,
-           "data.shuffle": d.shuffle, "train.seed": train.seed, "train.micro_batch_size": train.micro_batch_size,
-           "train.gradient_accumulation_steps": train.gradient_accumulation_steps,
-           "train.max_steps": train.max_steps, "optim.schedule": str(optim.schedule), "optim.lr": optim.lr,
-           "optim.warmup_steps": optim.warmup_steps, "optim.min_lr_ratio": optim.min_lr_ratio}
-    if hf:
-        out.update({"data.path": d.path, "data.text_field": d.text_field, "data.tokenizer": tokenizer,
-                    "data.split": d.split, "data.truncation": d.truncation,
-                    "data.pad_to_seq_length": d.pad_to_seq_length, "data.streaming": d.streaming})
-    else:
-        out.update({"data.num_samples": d.num_samples, "data.lengths": list(d.lengths)})
+    from dataclasses import fields
+
+    from framework.data.config import DataConfig
+    from framework.parallelism.mesh import resolve_sizes
+
+    replicate, shard, cp, sp = resolve_sizes(parallelism, world)
+    out = {"parallelism.sp_size": sp, "parallelism.cp_size": cp, "parallelism.dp_replicate_size": replicate,
+           "parallelism.dp_shard_size": shard}
+    hf = str(data.source) == "hf"
+    skip = set(DATA_NOT_IN_TOKENS) | set(SYNTHETIC_ONLY if hf else HF_ONLY)
+    for f in fields(DataConfig):
+        if f.name.startswith("_") or f.name in skip:
+            continue
+        value = tokenizer if f.name == "tokenizer" else getattr(data, f.name)
+        out[f"data.{f.name}"] = plain(value)
+    out.update({"train.seed": train.seed, "train.micro_batch_size": train.micro_batch_size,
+                "train.gradient_accumulation_steps": train.gradient_accumulation_steps,
+                "train.max_steps": train.max_steps, "optim.schedule": str(optim.schedule), "optim.lr": optim.lr,
+                "optim.warmup_steps": optim.warmup_steps, "optim.min_lr_ratio": optim.min_lr_ratio})
     return out
+
+
+def plain(value):
+    """A config value as JSON keeps it (an enum as its string, a list config as a list)."""
+    from omegaconf import ListConfig
+
+    if isinstance(value, (ListConfig, list, tuple)):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)
 
 
 def changed_settings(saved: Dict[str, Any], now: Dict[str, Any]) -> List[str]:

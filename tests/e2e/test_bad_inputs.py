@@ -52,7 +52,7 @@ def saved_at_step_2(run_dir, **_):
     with open(os.path.join(step_dir, "mp_rank_00_model_states.pt"), "wb") as f:
         f.write(b"x" * 64)
     cfg = compose([])
-    write_manifest(step_dir, 2, run_settings(parallelism=cfg.parallelism, data=cfg.data, engine=cfg.engine,
+    write_manifest(step_dir, 2, run_settings(parallelism=cfg.parallelism, data=cfg.data, train=cfg.train,
                                              optim=cfg.optim, tokenizer=None, world=2))
 
 

@@ -133,6 +133,59 @@ def test_resume_refuses_a_changed_setting_by_name(override, key, change, tmp_pat
                     run_dir=str(tmp_path)).resume_step == 2
 
 
+def test_resume_refuses_a_changed_mesh_as_built(tmp_path):
+    """Ring attention over 2 ranks (sp 1, cp 2), resumed as 2 data-parallel ranks (cp 1, dp_shard 2): twice the tokens
+    per step. The mesh is recorded as built (cp_size, and dp_shard_size from the world, not world / (replicate x sp))."""
+    ring = BASE + ["parallelism.sp_size=1", "parallelism.cp_size=2", "data.seq_length=128"]
+    make_checkpoint(str(tmp_path), 2, ring)
+    assert validate(compose(ring + ["checkpoint.resume=latest"]), run_dir=str(tmp_path)).resume_step == 2
+    err = refused(ring + ["checkpoint.resume=latest", "parallelism.cp_size=1", "parallelism.dp_shard_size=2"],
+                  tmp_path)
+    assert "(parallelism.cp_size: 2 -> 1; parallelism.dp_shard_size: 1 -> 2)" in err.rule, err.rule
+
+
+HF = ["data=hf", "data.path=/corpus.jsonl", "data.packing=true"]
+HF_CHANGES = [("data.add_eos=false", "data.add_eos: True -> False"),
+              ("data.chat_template=tpl", "data.chat_template: None -> 'tpl'"),
+              ("data.shuffle_buffer=10", "data.shuffle_buffer: 10000 -> 10"),
+              ("data.streaming=true", "data.streaming: False -> True"),
+              ("data.text_field=body", "data.text_field: 'text' -> 'body'"),
+              ("data.split=other", "data.split: 'train' -> 'other'"),
+              ("data.truncation=false", "data.truncation: True -> False"),
+              ("data.pad_to_seq_length=true", "data.pad_to_seq_length: False -> True"),
+              ("data.path=/other.jsonl", "data.path: '/corpus.jsonl' -> '/other.jsonl'"),
+              ("data.tokenizer=/tok", "data.tokenizer: None -> '/tok'")]
+
+
+@pytest.mark.parametrize("override,change", HF_CHANGES, ids=[c[0].split("=")[0] for c in HF_CHANGES])
+def test_resume_refuses_a_changed_data_key_of_an_hf_corpus(override, change, tmp_path):
+    """data=hf: every key that changes the token stream is recorded and a change is refused by name (the corpus itself
+    is not needed: check_resume compares the settings)."""
+    from framework.checkpoint.rules import check_resume
+
+    step_dir = os.path.join(tmp_path, "checkpoints", "step_2")
+    os.makedirs(step_dir)
+    write_manifest(step_dir, 2, settings_of(HF))
+    c = compose(HF + ["checkpoint.resume=latest"]).checkpoint
+    assert check_resume(c, run_dir=str(tmp_path), settings=settings_of(HF)) == (2, [])
+    with pytest.raises(ConfigError) as info:
+        check_resume(c, run_dir=str(tmp_path), settings=settings_of(HF + [override]))
+    assert f"({change})" in info.value.rule, info.value.rule
+
+
+def test_every_data_key_is_recorded_unless_it_leaves_the_tokens_alone():
+    """A data key added later is recorded (refused on resume) unless it is listed as not changing the token stream."""
+    from dataclasses import fields
+
+    from framework.checkpoint.store import DATA_NOT_IN_TOKENS
+    from framework.data.config import DataConfig
+
+    recorded = set(settings_of(HF)) | set(settings_of([]))
+    for f in fields(DataConfig):
+        if not f.name.startswith("_"):
+            assert (f"data.{f.name}" in recorded) != (f.name in DATA_NOT_IN_TOKENS), f.name
+
+
 def test_a_resumed_run_cuts_metrics_and_newer_checkpoints_back_to_its_step(tmp_path):
     run = str(tmp_path)
     for step in (1, 2, 3):
