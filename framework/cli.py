@@ -67,7 +67,7 @@ def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
         from framework.plan.memory import describe
 
         print(describe(cfg, checked.world, checked.text_config), flush=True)
-    return launch(cfg, run_dir, checked.world)
+    return launch(cfg, run_dir, checked.world, resume_dir=checked.resume_dir)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

@@ -219,11 +219,14 @@ def collect_failure(run_dir: str) -> Optional[Dict[str, Any]]:
     return min(recs, key=lambda r: (r["status"] != "oom", r["time"]))  # an OOM anywhere explains the rest
 
 
-def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
-    """Run the job on `nproc` local worker processes and return its result record (also in result.json)."""
+def launch(cfg, run_dir: str, nproc: int, resume_dir: Optional[str] = None) -> Dict[str, Any]:
+    """Run the job on `nproc` local worker processes and return its result record (also in result.json).
+    `resume_dir`: the checkpoint validation checked (checksums included); the workers load that one."""
     from omegaconf import OmegaConf
 
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # plain values: workers need no schema
+    if resume_dir:
+        container["checkpoint"]["resume"] = resume_dir
     path = os.path.join(run_dir, RESULT)
     if already_launched():
         worker(container, run_dir)

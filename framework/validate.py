@@ -30,6 +30,9 @@ class Validated:
     model_config: Any
     plan: Any = None
     """framework.plan.planner.Plan of the job (None on CPU processes with nothing offloaded)."""
+    resume_dir: Optional[str] = None
+    """The checkpoint folder the run resumes from, as validation found it complete (None: a fresh run); the workers
+    load this one, not checkpoint.resume resolved again."""
     resume_step: int = 0
     """The step of the checkpoint checkpoint.resume names (0: a fresh run)."""
     resume_skipped: tuple = ()
@@ -81,12 +84,12 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     checkpoint_rules.check(c)
     eval_rules.check(cfg.eval)
     optim_rules.check(cfg.optim)
-    resume_step, skipped = 0, []
+    resume_dir, resume_step, skipped = None, 0, []
     if run_dir is not None and not planning:
         settings = run_settings(parallelism=p, data=d, train=t, optim=cfg.optim, tokenizer=d.tokenizer or
                                 m.name_or_path, world=world)
-        resume_step, skipped = checkpoint_rules.check_resume(c, run_dir=run_dir, settings=settings)
+        resume_dir, resume_step, skipped = checkpoint_rules.check_resume(c, run_dir=run_dir, settings=settings)
     plan = plan_rules.check(cfg, text_config=text, world=world, on_gpu=device_type(device) == "cuda",
                             planning=planning)
-    return Validated(world=world, model_config=config, plan=plan, resume_step=resume_step,
+    return Validated(world=world, model_config=config, plan=plan, resume_dir=resume_dir, resume_step=resume_step,
                      resume_skipped=tuple(skipped))

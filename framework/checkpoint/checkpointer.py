@@ -10,7 +10,12 @@ class Checkpointer:
 
     def __init__(self, *, run_dir: str, settings: Dict[str, Any], every: int = 0, keep_last: int = 0,
                  resume: Optional[str] = None, save_on_interrupt: bool = False, export: bool = True,
-                 export_merged: bool = False, resume_allow_changes: bool = False, trust_resume: bool = False):
+                 export_merged: bool = False, resume_allow_changes: bool = False, trust_resume: bool = False,
+                 verify_checksums: bool = True):
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(settings, DictConfig):  # hydra's instantiate turns a dict argument into a DictConfig
+            settings = OmegaConf.to_container(settings)  # the manifest is JSON
         self.run_dir, self.settings = run_dir, settings  # settings: what the token stream and LR depend on
         self.every, self.keep_last, self.resume = every, keep_last, resume
         self.save_on_interrupt, self.export, self.export_merged = save_on_interrupt, export, export_merged

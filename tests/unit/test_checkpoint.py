@@ -9,6 +9,7 @@ import os
 import pytest
 
 from framework.checkpoint import newest_complete, prune, resolve, run_settings, write_manifest
+from framework.checkpoint.store import checksum, listed_files
 from framework.errors import ConfigError
 from framework.rundir import RunLock, prepare
 from framework.validate import validate
@@ -27,7 +28,8 @@ def make_checkpoint(run_dir, step, overrides=(), files=(("model_states.pt", 100)
     for name, size in files:
         with open(os.path.join(step_dir, name), "wb") as f:
             f.write(b"x" * size)
-    write_manifest(step_dir, step, settings_of(list(overrides)))
+    write_manifest(step_dir, step, settings_of(list(overrides)),
+                   {rel: checksum(os.path.join(step_dir, rel)) for rel in listed_files(step_dir)})  # as a save does
     with open(os.path.join(run_dir, "checkpoints", "latest"), "w") as f:  # as DeepSpeed's rank 0 writes it
         f.write(f"step_{step}")
     return step_dir
@@ -52,6 +54,63 @@ def test_latest_skips_torn_unfinished_and_vanished_checkpoints_naming_why(tmp_pa
     # a checkpoints/ folder given as checkpoint.resume is read the same way; a torn step_N given by name is not taken
     assert resolve(os.path.join(run, "checkpoints"), run)[0] == found
     assert resolve(torn, run)[0] is None
+
+
+def flip_a_byte(path, at=10):
+    with open(path, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_latest_skips_a_checkpoint_whose_bytes_changed_unless_checksums_are_off(tmp_path):
+    """Bytes flipped inside a file (its size unchanged): resume=latest skips the checkpoint, naming the file;
+    checkpoint.verify_checksums=false (huge checkpoints) compares sizes only and takes it."""
+    run = str(tmp_path)
+    make_checkpoint(run, 1)
+    make_checkpoint(run, 2)
+    flip_a_byte(os.path.join(run, "checkpoints", "step_2", "optim_states.pt"))
+    found, skipped = resolve("latest", run, verify=True)
+    assert found == os.path.join(run, "checkpoints", "step_1")
+    assert skipped == ["step_2: optim_states.pt does not match its checksum (its bytes changed after the save)"]
+    checked = validate(compose(["checkpoint.resume=latest"]), run_dir=run)
+    assert (checked.resume_step, checked.resume_dir) == (1, found)
+    checked = validate(compose(["checkpoint.resume=latest", "checkpoint.verify_checksums=false"]), run_dir=run)
+    assert checked.resume_step == 2
+
+
+def test_a_manifest_naming_another_step_than_its_folder_is_skipped(tmp_path):
+    """A manifest edited to say step 3 on step_2: resume=latest does not trust it (the run would cut metrics.jsonl at
+    3 while DeepSpeed loads step 2)."""
+    run = str(tmp_path)
+    make_checkpoint(run, 1)
+    step_dir = make_checkpoint(run, 2)
+    manifest = json.load(open(os.path.join(step_dir, "manifest.json")))
+    manifest["step"] = 3
+    json.dump(manifest, open(os.path.join(step_dir, "manifest.json"), "w"))
+    found, skipped = resolve("latest", run)
+    assert found.endswith("step_1") and skipped == ["step_2: its manifest.json says step 3, its folder step 2"]
+
+
+def test_load_refuses_a_checkpoint_whose_own_step_is_not_its_manifests(tmp_path):
+    """DeepSpeed's client state (the checkpoint's own step) is checked against the manifest after the load."""
+    from framework.checkpoint import load_checkpoint
+
+    step_dir = make_checkpoint(str(tmp_path), 2)
+
+    class Engine:
+        global_rank = 0
+
+        def __init__(self, step):
+            self.step = step
+
+        def load_checkpoint(self, root, tag):
+            return None, {"step": self.step}
+
+    assert load_checkpoint(Engine(2), step_dir, str(tmp_path)) == 2
+    with pytest.raises(RuntimeError, match="client state says step 5, its manifest.json step 2"):
+        load_checkpoint(Engine(5), step_dir, str(tmp_path))
 
 
 def test_keep_last_deletes_older_checkpoints_torn_ones_included(tmp_path):
@@ -167,7 +226,7 @@ def test_resume_refuses_a_changed_data_key_of_an_hf_corpus(override, change, tmp
     os.makedirs(step_dir)
     write_manifest(step_dir, 2, settings_of(HF))
     c = compose(HF + ["checkpoint.resume=latest"]).checkpoint
-    assert check_resume(c, run_dir=str(tmp_path), settings=settings_of(HF)) == (2, [])
+    assert check_resume(c, run_dir=str(tmp_path), settings=settings_of(HF)) == (os.path.join(tmp_path, "checkpoints", "step_2"), 2, [])
     with pytest.raises(ConfigError) as info:
         check_resume(c, run_dir=str(tmp_path), settings=settings_of(HF + [override]))
     assert f"({change})" in info.value.rule, info.value.rule
