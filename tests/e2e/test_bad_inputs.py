@@ -28,6 +28,10 @@ def files(tmp_path_factory, tiny_llama_dir):
     from transformers import ByT5Tokenizer
 
     ByT5Tokenizer().save_pretrained(str(d / "byt5"))
+    (d / "empty_texts.jsonl").write_text('{"text": ""}\n' * 8)
+    (d / "empty.jsonl").write_text("")
+    os.symlink(d / "loop_b.jsonl", d / "loop_a.jsonl")
+    os.symlink(d / "loop_a.jsonl", d / "loop_b.jsonl")
     (d / "no_weights").mkdir()
     shutil.copy(os.path.join(tiny_llama_dir, "config.json"), d / "no_weights" / "config.json")
     (d / "notes").mkdir()
@@ -74,6 +78,13 @@ BAD = [
     ("not_utf8_jsonl", ["data=hf", "data.path={d}/latin1.jsonl", "data.tokenizer={d}/byt5", "data.seq_length=16"],
      None,
      "data.path=", "holds bytes that are not UTF-8 text", True),
+    ("only_empty_texts", ["data=hf", "data.path={d}/empty_texts.jsonl", "data.tokenizer={d}/byt5",
+                          "data.seq_length=16", "data.packing=true"], None,
+     "data.path=", "no row has a token to predict: all 8 documents are 1 token long", True),
+    ("empty_jsonl", ["data=hf", "data.path={d}/empty.jsonl", "data.tokenizer={d}/byt5", "data.seq_length=16"], None,
+     "data.path=", "empty.jsonl is empty (0 bytes)", True),
+    ("symlink_loop", ["data=hf", "data.path={d}/loop_a.jsonl", "data.tokenizer={d}/byt5", "data.seq_length=16"], None,
+     "data.path=", "is a loop of symbolic links", True),
     ("model_dir_without_weights", ["model.name_or_path={d}/no_weights"], None,
      "model.name_or_path=", "holds config.json but no weights", True),
     ("resume_not_a_checkpoint", ["checkpoint.resume={d}/notes", "checkpoint.trust_resume=true"], None,
