@@ -31,7 +31,7 @@ def run_job(cfg: DictConfig, run_dir: str) -> dict:
 def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
     """One job: validate, write config.yaml, launch the workers, return the result record."""
     from framework.launch import RESULT, launch, result_record, write_json_atomic
-    from framework.rundir import holds_run, prepare
+    from framework.rundir import finished, holds_run, prepare
     from framework.validate import validate
 
     try:
@@ -45,6 +45,11 @@ def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
         if lock.held and not holds_run(run_dir):  # another job's, or an earlier run's, result.json stays
             write_json_atomic(os.path.join(run_dir, RESULT), rec)
         return rec
+    done = finished(run_dir, checked.resume_step, cfg.train.max_steps)
+    if done is not None:  # resumed at its last step, and it ended well: its record stays as it is
+        print(f"nothing to do: {run_dir} finished train.max_steps={cfg.train.max_steps} steps already "
+              "(result.json, metrics.jsonl and model/ left as they are)", flush=True)
+        return done
     for line in prepare(run_dir, checked.resume_step, checked.resume_skipped):  # a resumed run: cut back to it
         print(line, flush=True)
     OmegaConf.save(cfg, os.path.join(run_dir, "config.yaml"), resolve=True)  # `auto` switches resolved by now

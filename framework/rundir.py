@@ -82,10 +82,11 @@ def prepare(run_dir: str, resume_step: int, skipped=()) -> List[str]:
     metrics.jsonl lines and this directory's checkpoints after it (they belong to the branch being replaced: the run
     writes them again). Returns what resume skipped and what this did, one line each."""
     done = [f"skipped checkpoint {line}" for line in skipped]
-    try:
-        os.remove(os.path.join(run_dir, "result.json"))
-    except FileNotFoundError:
-        pass
+    for name in ["result.json"] + [n for n in os.listdir(run_dir) if n.startswith(".failed.rank")]:
+        try:  # .failed.rank<N>: left by workers whose launcher was killed; this job's launcher would read them
+            os.remove(os.path.join(run_dir, name))
+        except FileNotFoundError:
+            pass
     path = os.path.join(run_dir, "metrics.jsonl")
     if os.path.exists(path):
         lines = open(path).read().splitlines()
@@ -99,6 +100,28 @@ def prepare(run_dir: str, resume_step: int, skipped=()) -> List[str]:
     for name in remove_newer(os.path.join(run_dir, "checkpoints"), resume_step):
         done.append(f"deleted checkpoint {name}, newer than the one resumed (the run writes it again)")
     return done
+
+
+def finished(run_dir: str, resume_step: int, max_steps: int):
+    """The result record of a run that already ended well at the step it would resume from (nothing to do), else
+    None."""
+    path = os.path.join(run_dir, "result.json")
+    if not resume_step or resume_step < max_steps or not os.path.exists(path):
+        return None
+    try:
+        rec = json.load(open(path))
+    except (OSError, ValueError):
+        return None
+    return rec if rec.get("status") == "ok" and rec.get("steps") == resume_step else None
+
+
+def last_metrics(run_dir: str):
+    """The last whole line of <run_dir>/metrics.jsonl (a line cut short by a kill is not a step), or None."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    lines = [line for line in open(path).read().splitlines() if step_of(line) is not None]
+    return json.loads(lines[-1]) if lines else None
 
 
 def step_of(line: str):

@@ -79,6 +79,21 @@ def test_resume_latest_skips_a_checkpoint_cut_short_and_one_whose_folder_vanishe
     assert not (run_dir / ".lock").exists()
 
 
+def test_resuming_a_finished_run_does_nothing_and_keeps_its_record(full, tmp_path, tiny_llama_dir):
+    """resume=latest at train.max_steps: nothing to do, rc 0; result.json, metrics.jsonl and model/ stay as they were
+    (the record used to become steps 0, final_loss null)."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(full.run_dir, run_dir)
+    before = {n: (run_dir / n).read_bytes() for n in ("result.json", "metrics.jsonl", "model/config.json")}
+    again = run_cli(base(tiny_llama_dir) + ["checkpoint.resume=latest"], str(run_dir))
+    assert again.returncode == 0, again.describe()
+    assert "nothing to do" in again.stdout and "train.max_steps=4" in again.stdout, again.stdout
+    assert {n: (run_dir / n).read_bytes() for n in before} == before
+    assert not (run_dir / ".lock").exists()
+
+
 def test_resumed_ring_run_continues_exactly(tmp_path, tiny_llama_dir):
     """Ring attention (cp_size=2, no Ulysses): the 2 ring ranks share each sequence and load batches in turns like SP
     ranks; resumed at step 3 (inside such a round), steps 3-4 are the uninterrupted run's."""

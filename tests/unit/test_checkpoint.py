@@ -252,7 +252,9 @@ def test_a_resumed_run_cuts_metrics_and_newer_checkpoints_back_to_its_step(tmp_p
     lines = [json.dumps({"step": s, "loss": 1.0 / s}) for s in (1, 2, 3)] + ['{"step": 4, "lo']  # cut short by a kill
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
     (tmp_path / "result.json").write_text('{"status": "ok"}')
+    (tmp_path / ".failed.rank1").write_text('{"rank": 1, "status": "failed", "error": "KeyboardInterrupt"}')
     done = prepare(run, 2)
+    assert not (tmp_path / ".failed.rank1").exists()  # a killed launcher's workers left it: not this job's failure
     assert (tmp_path / "metrics.jsonl").read_text() == "\n".join(lines[:2]) + "\n"
     assert not (tmp_path / "result.json").exists()
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["latest", "step_1", "step_2"]
