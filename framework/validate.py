@@ -49,7 +49,7 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from framework.config import REQUIRED
+    from framework.config import REQUIRED, check_known_keys
 
     try:
         OmegaConf.to_container(cfg, resolve=True)  # ${required:}, bad interpolations or env values of the wrong type
@@ -59,6 +59,7 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
             raise ConfigError(key, None, REQUIRED, f"add {key}=... to the command") from None
         raise ConfigError(key, getattr(exc, "value", None), " ".join(str(exc).split("\n")[0].split()),
                           "fix the value (or the PARALLELISM_CONFIG_* environment variable it comes from)") from None
+    check_known_keys(cfg)
     p, m, a, d, e = cfg.parallelism, cfg.model, cfg.attention, cfg.data, cfg.engine
     t, c = cfg.train, cfg.checkpoint
     planning = bool(cfg.get("plan", False))

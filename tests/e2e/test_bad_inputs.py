@@ -91,6 +91,8 @@ BAD = [
      "checkpoint.resume=", "is not a complete checkpoint (notes: no manifest.json", True),
     ("resume_outside_the_run_directory", ["checkpoint.resume={d}/notes"], None,
      "checkpoint.resume=", "is outside this run directory", True),
+    ("unknown_key_added_with_plus", ["+checkpoint.evry=1"], None, "checkpoint.evry=1",
+     "is not a key of the config", True),
     ("save_every_negative", ["checkpoint.every=-1"], None, "checkpoint.every=-1", "must be 0 or more", True),
     ("eval_every_negative", ["eval.every=-1"], None, "eval.every=-1", "must be 0 or more", True),
     ("lr_negative", ["optim.lr=-0.001"], None, "optim.lr=-0.001", "must be 0 or more", True),

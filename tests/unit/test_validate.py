@@ -285,6 +285,24 @@ def test_closed_choice_typo_fails_at_compose_time_naming_the_full_key(key, value
     assert f"full_key: {key}" in text and f"Invalid value '{value}'" in text and allowed in text, text
 
 
+UNKNOWN = [("+engine.foo=1", "engine.foo", "remove it (the keys here: zero_stage, "),
+           ("+engine.save_evry=1", "engine.save_evry", "did you mean checkpoint.every?"),
+           ("+checkpoint.evry=1", "checkpoint.evry", "did you mean checkpoint.every?"),
+           ("+model.lora.rank=8", "model.lora.rank", "remove it (the keys here: r, alpha"),
+           ("+train.max_step=8", "train.max_step", "did you mean train.max_steps?")]
+
+
+@pytest.mark.parametrize("override,key,fix", UNKNOWN, ids=[u[1] for u in UNKNOWN])
+def test_rejects_a_key_a_plus_override_added_naming_the_nearest(override, key, fix):
+    """Struct mode refuses a typo, but `+` adds the key anyway; validation refuses it (engine.deepspeed and
+    model.arch, free-form dicts, take any key)."""
+    with pytest.raises(ConfigError) as info:
+        validate(compose([override]))
+    assert info.value.key == key and "is not a key of the config" in info.value.rule and fix in info.value.fix, \
+        str(info.value)
+    assert validate(compose(["+engine.deepspeed.wall_clock_breakdown=false"])).world == 2
+
+
 def test_smoke_cpu_is_valid_and_runs_on_two_processes():
     assert validate(compose([])).world == 2
 
