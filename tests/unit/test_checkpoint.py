@@ -281,6 +281,47 @@ def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_ones(tmp_path):
     lock.release()
 
 
+def contend(run_dir, start, done, won):
+    """One of two processes released together: try the lock; hold it until both have tried."""
+    from framework.errors import ConfigError
+
+    start.wait()
+    try:
+        lock = RunLock(run_dir).acquire()
+        won.put(os.getpid())
+    except ConfigError:
+        lock = None
+    done.wait()
+    if lock:
+        lock.release()
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["fresh", "stale"])
+def test_run_lock_is_held_by_one_of_two_jobs_started_together(stale, tmp_path):
+    """Two processes released at the same moment, 60 times, into a fresh directory or one a dead job's lock file is
+    in: exactly one holds the lock each time (the check-then-act lock let both in 1/300 and 4/300 times)."""
+    import multiprocessing
+    import socket
+
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(60):
+        run_dir = tmp_path / str(trial)
+        run_dir.mkdir()
+        if stale:
+            (run_dir / ".lock").write_text(f"{socket.gethostname()} 999999999")  # no such pid
+        start, done, won = ctx.Barrier(2), ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=contend, args=(str(run_dir), start, done, won)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        winners = []
+        while not won.empty():
+            winners.append(won.get())
+        assert len(winners) == 1, (trial, winners)
+        assert not (run_dir / ".lock").exists()
+
+
 def test_default_run_directory_is_unique_per_launch():
     """Two launches in the same second used to share outputs/<date>/<time>: the default now ends with the pid."""
     from hydra import compose as hydra_compose, initialize_config_dir
