@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from framework.config import moved_key, register
 from framework.errors import ConfigError
-from framework.runtime import VALIDATED_ENV, since_start
+from framework.runtime import VALIDATED_ENV, device_type, since_start
 
 register()
 CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
@@ -37,6 +37,10 @@ def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
     try:
         lock.acquire()
         checked = validate(cfg, run_dir=run_dir)
+        if not cfg.get("plan", False) and device_type(cfg.train.device) == "cpu":  # DeepSpeed JIT-builds its CPU op
+            from framework.engine.jit import prepare_cpu_op
+
+            prepare_cpu_op(timeout_s=60 * cfg.engine.timeout_minutes, say=lambda line: print(line, flush=True))
         os.environ[VALIDATED_ENV] = f"{since_start():.2f}"  # inherited by the workers, for result.json's `startup`
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
