@@ -4,7 +4,6 @@ so, unless the run directory holds another run, whose result.json stays. One tab
 in validation (config.yaml, written before the workers start, is never written)."""
 import json
 import os
-import socket
 
 import pytest
 
@@ -61,10 +60,11 @@ def saved_at_step_2(run_dir, **_):
 
 
 def locked(run_dir, **_):
-    """Another job (this test's own process: alive) holds the run directory."""
+    """Another job (this test's own process) holds the run directory's lock (its flock, until this process ends)."""
+    from framework.rundir import RunLock
+
     os.makedirs(run_dir)
-    with open(os.path.join(run_dir, ".lock"), "w") as f:
-        f.write(f"{socket.gethostname()} {os.getpid()}")
+    RunLock(run_dir).acquire()
 
 
 # (id, overrides ({d}: the files fixture's folder), setup(run_dir) or None, key=value the message opens with,
@@ -97,6 +97,12 @@ BAD = [
     ("eval_every_negative", ["eval.every=-1"], None, "eval.every=-1", "must be 0 or more", True),
     ("lr_negative", ["optim.lr=-0.001"], None, "optim.lr=-0.001", "must be 0 or more", True),
     ("seed_negative", ["train.seed=-1"], None, "train.seed=-1", "must be 0 or more", True),
+    ("num_samples_cannot_feed_a_step", ["data.num_samples=1"], None, "data.num_samples=1", "cannot feed one step",
+     True),
+    ("lengths_with_nothing_to_predict", ["data.lengths=[0]", "parallelism.sp_seq_length_is_variable=true"], None,
+     "data.lengths=[0]", "no token to predict", True),
+    ("reduce_bucket_size_zero", ["engine.reduce_bucket_size=0"], None, "engine.reduce_bucket_size=0", "at least 1",
+     True),
     ("num_samples_zero", ["data.num_samples=0"], None, "data.num_samples=0", "at least one row", True),
     ("offload_ratio_out_of_range", ["engine.offload_ratio=1.5"], None, "engine.offload_ratio=1.5", "at most 1", True),
     ("eval_steps_zero", ["eval.every=1", "eval.steps=0"], None, "eval.steps=0", "at least 1",
