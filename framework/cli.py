@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from framework.env import JOB_STARTED_ENV, VALIDATED_ENV
 from framework.errors import ConfigError
 from framework.log import get_logger
-from framework.runtime import since_start
+from framework.runtime import device_type, since_start
 
 log = get_logger(__name__)
 CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
@@ -35,12 +35,16 @@ def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
     os.environ[JOB_STARTED_ENV] = f"{since_start():.2f}" if JOB_STARTED_ENV in os.environ else "0"
     from framework.files import write_json_atomic
     from framework.launch import RESULT, launch, result_record
-    from framework.rundir import holds_run, prepare
+    from framework.rundir import finished, holds_run, prepare
     from framework.validate import validate
 
     try:
         lock.acquire()
         checked = validate(cfg, run_dir=run_dir)
+        if not cfg.get("plan", False) and device_type(cfg.train.device) == "cpu":  # DeepSpeed JIT-builds its CPU op
+            from framework.engine.jit import prepare_cpu_op
+
+            prepare_cpu_op(timeout_s=60 * cfg.engine.timeout_minutes, say=log.info)
         os.environ[VALIDATED_ENV] = f"{since_start():.2f}"  # inherited by the workers, for result.json's `startup`
     except ConfigError as exc:
         log.error(f"config error: {exc}")
@@ -49,6 +53,11 @@ def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
         if lock.held and not holds_run(run_dir):  # another job's, or an earlier run's, result.json stays
             write_json_atomic(os.path.join(run_dir, RESULT), rec)
         return rec
+    done = finished(run_dir, checked.resume_step, cfg.train.max_steps)
+    if done is not None:  # resumed at its last step, and it ended well: its record stays as it is
+        log.info(f"nothing to do: {run_dir} finished train.max_steps={cfg.train.max_steps} steps already "
+                 "(result.json, metrics.jsonl and model/ left as they are)")
+        return done
     for line in prepare(run_dir, checked.resume_step, checked.resume_skipped):  # a resumed run: cut back to it
         log.info(line)
     for line in start_lines(cfg, run_dir, checked):
@@ -74,7 +83,7 @@ def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
         from framework.plan.memory import describe
 
         log.info(describe(cfg, checked.world, checked.text_config))
-    return launch(cfg, run_dir, checked.world)
+    return launch(cfg, run_dir, checked.world, resume_dir=checked.resume_dir)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

@@ -67,6 +67,71 @@ def moved_key(argv) -> Optional[tuple]:
     return None
 
 
+def schema_keys(schema=None, prefix: str = "") -> dict:
+    """Every key of the schema, dotted ('engine.zero_stage', 'model.lora.r'), mapped to its dataclass field's type
+    (a nested dataclass for a group or a sub-group)."""
+    import dataclasses
+    import typing
+
+    out = {}
+    hints = typing.get_type_hints(schema or Config)
+    for f in dataclasses.fields(schema or Config):
+        if f.name.startswith("_"):
+            continue
+        kind = hints[f.name]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind = args[0] if typing.get_origin(kind) is typing.Union and len(args) == 1 else kind
+        out[prefix + f.name] = kind
+        if dataclasses.is_dataclass(kind):
+            out.update(schema_keys(kind, f"{prefix}{f.name}."))
+    return out
+
+
+def nearest(key: str, leaves) -> Optional[str]:
+    """The valid key nearest to `key`: by its last part among its group's keys (moved ones included, named by their
+    new key), else among every group's."""
+    import difflib
+
+    group, _, last = key.rpartition(".")
+    for pool, cutoff in (([k for k in leaves if k.rpartition(".")[0] == group], 0.6), (leaves, 0.8)):
+        parts = {k.rpartition(".")[2]: k for k in pool}
+        match = difflib.get_close_matches(last, list(parts), n=1, cutoff=cutoff)
+        if match:
+            return MOVED.get(parts[match[0]], parts[match[0]])
+    return None
+
+
+def check_known_keys(cfg):
+    """Refuse a key the schema does not have. Struct mode stops a typo at compose time, but a `+` override adds the
+    key anyway (`+checkpoint.evry=1` would train without saving): named here with the nearest valid key."""
+    import dataclasses
+
+    from omegaconf import DictConfig
+
+    from framework.errors import ConfigError
+
+    known = schema_keys()
+    leaves = [k for k, kind in known.items() if not dataclasses.is_dataclass(kind)] + list(MOVED)
+
+    def walk(node, prefix):
+        for key in node.keys():
+            full = f"{prefix}{key}"
+            if full == "hydra" or str(key).startswith("_"):  # _target_ and the like: hydra's own
+                continue
+            if full not in known:
+                near = nearest(full, leaves)
+                group = [k for k in known if prefix and k.startswith(prefix) and "." not in k[len(prefix):]]
+                fix = f"did you mean {near}? Write {near}=..." if near else \
+                    f"remove it (the keys here: {', '.join(k[len(prefix):] for k in group)})" if group else \
+                    "remove it"
+                raise ConfigError(full, node._get_node(key)._value(), "is not a key of the config (a + override "
+                                  "added it; nothing reads it)", fix)
+            if dataclasses.is_dataclass(known[full]) and isinstance(node._get_node(key), DictConfig):
+                walk(node._get_node(key), f"{full}.")
+
+    walk(cfg, "")
+
+
 REQUIRED = "must be given: this config has no default for it"
 
 

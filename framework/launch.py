@@ -167,6 +167,10 @@ def worker(cfg_container: Dict[str, Any], run_dir: Optional[str], env: Optional[
             dist.broadcast_object_list(box, src=0)  # every rank
             run_dir, cfg = box[0], OmegaConf.create(box[1])
         last = build_and_run(cfg, run_dir)
+        if rank == 0 and "step" not in last:  # resumed at the last step: no step ran, the record is the metrics'
+            from framework.rundir import last_metrics
+
+            last = {**(last_metrics(run_dir) or {}), **last}
         if rank == 0:
             write_json_atomic(os.path.join(run_dir, RESULT), result_record("ok", last, cfg))
     except BaseException as exc:  # noqa: BLE001  (recorded; then the rank exits, so the launcher stops the others)
@@ -301,11 +305,14 @@ def start_method() -> str:
     return "forkserver" if running else "spawn"
 
 
-def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
-    """Run the job on `nproc` local worker processes and return its result record (also in result.json)."""
+def launch(cfg, run_dir: str, nproc: int, resume_dir: Optional[str] = None) -> Dict[str, Any]:
+    """Run the job on `nproc` local worker processes and return its result record (also in result.json).
+    `resume_dir`: the checkpoint validation checked (checksums included); the workers load that one."""
     from omegaconf import OmegaConf
 
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # plain values: workers need no schema
+    if resume_dir:
+        container["checkpoint"]["resume"] = resume_dir
     path = os.path.join(run_dir, RESULT)
     if already_launched():
         worker(container, run_dir)
@@ -352,14 +359,9 @@ def launch(cfg, run_dir: str, nproc: int) -> Dict[str, Any]:
         reason = "a worker was killed by SIGKILL (host out of memory?)" if status == "oom" else one_line(
             Exception(text))
         failure = {"status": status, "error": reason}
-    last = None
-    if os.path.exists(os.path.join(run_dir, "metrics.jsonl")):
-        from framework.rundir import step_of
+    from framework.rundir import last_metrics
 
-        lines = [line for line in open(os.path.join(run_dir, "metrics.jsonl")).read().splitlines()
-                 if step_of(line) is not None]  # a line cut short by the kill is not a step
-        last = json.loads(lines[-1]) if lines else None
-    rec = result_record(failure["status"], last, cfg, error=failure["error"])
+    rec = result_record(failure["status"], last_metrics(run_dir), cfg, error=failure["error"])
     write_json_atomic(path, rec)
     if signal is not None:
         raise Interrupted(run_dir, signal)

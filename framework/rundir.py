@@ -12,31 +12,42 @@ LOCK = ".lock"
 
 
 class RunLock:
-    """`<run_dir>/.lock`, created with O_EXCL, holding `host pid`. A lock left by a process that is gone (on this
-    host) is taken over; a live one refuses the second job with a ConfigError."""
+    """`<run_dir>/.lock`, held with flock(2) for the job's life and holding `host pid` (for the message). The kernel
+    drops the lock when its process dies, so a lock left by a dead job is free without anyone judging it stale, and
+    taking it is one atomic call: two jobs started together never both hold it. A held one refuses the second job
+    with a ConfigError."""
 
     def __init__(self, run_dir: str):
         self.path = os.path.join(run_dir, LOCK)
         self.mine = f"{socket.gethostname()} {os.getpid()}"
-        self.held = False
+        self.held, self.fd = False, None
 
     def acquire(self):
+        import fcntl
+
         from framework.errors import ConfigError
 
         for _ in range(3):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
                 owner = self.owner()
-                if owner is None or not self.alive(owner):
-                    self.remove()  # stale: its job died without releasing it
-                    continue
-                raise ConfigError("hydra.run.dir", os.path.dirname(self.path), f"another job (pid {owner[1]} on "
-                                  f"{owner[0]}) is running in this directory", "wait for it to end, or give this "
-                                  "job its own directory (hydra.run.dir=...)") from None
-            with os.fdopen(fd, "w") as f:
-                f.write(self.mine)
-            self.held = True
+                who = f"pid {owner[1]} on {owner[0]}" if owner else "its owner is still starting"
+                raise ConfigError("hydra.run.dir", os.path.dirname(self.path), f"another job ({who}) is running in "
+                                  "this directory", "wait for it to end, or give this job its own directory "
+                                  "(hydra.run.dir=...)") from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # its owner released it (removed the file) between our open and our flock: try again
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, self.mine.encode())
+            self.fd, self.held = fd, True
             return self
         raise ConfigError("hydra.run.dir", os.path.dirname(self.path), "its lock file keeps changing hands",
                           "give this job its own directory (hydra.run.dir=...)")
@@ -46,31 +57,16 @@ class RunLock:
             host, pid = open(self.path).read().split()
             return host, int(pid)
         except (OSError, ValueError):
-            return None  # unreadable or half-written: its writer died between create and write
-
-    @staticmethod
-    def alive(owner) -> bool:
-        host, pid = owner
-        if host != socket.gethostname():
-            return True  # cannot tell from here: another node's job on a shared filesystem
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def remove(self):
-        try:
-            os.remove(self.path)
-        except FileNotFoundError:
-            pass
+            return None  # empty: its owner took it a moment ago and has not written its name yet
 
     def release(self):
-        if self.held and self.owner() == (socket.gethostname(), os.getpid()):
-            self.remove()
-        self.held = False
+        if self.held:
+            try:
+                os.remove(self.path)  # still holding it: a job that opened the file before this finds it unlinked
+            except FileNotFoundError:
+                pass
+            os.close(self.fd)
+        self.held, self.fd = False, None
 
 
 def holds_run(run_dir: str) -> bool:
@@ -83,10 +79,11 @@ def prepare(run_dir: str, resume_step: int, skipped=()) -> List[str]:
     metrics.jsonl lines and this directory's checkpoints after it (they belong to the branch being replaced: the run
     writes them again). Returns what resume skipped and what this did, one line each."""
     done = [f"skipped checkpoint {line}" for line in skipped]
-    try:
-        os.remove(os.path.join(run_dir, "result.json"))
-    except FileNotFoundError:
-        pass
+    for name in ["result.json"] + [n for n in os.listdir(run_dir) if n.startswith(".failed.rank")]:
+        try:  # .failed.rank<N>: left by workers whose launcher was killed; this job's launcher would read them
+            os.remove(os.path.join(run_dir, name))
+        except FileNotFoundError:
+            pass
     path = os.path.join(run_dir, "metrics.jsonl")
     if os.path.exists(path):
         lines = open(path).read().splitlines()
@@ -98,6 +95,28 @@ def prepare(run_dir: str, resume_step: int, skipped=()) -> List[str]:
     for name in remove_newer(os.path.join(run_dir, "checkpoints"), resume_step):
         done.append(f"deleted checkpoint {name}, newer than the one resumed (the run writes it again)")
     return done
+
+
+def finished(run_dir: str, resume_step: int, max_steps: int):
+    """The result record of a run that already ended well at the step it would resume from (nothing to do), else
+    None."""
+    path = os.path.join(run_dir, "result.json")
+    if not resume_step or resume_step < max_steps or not os.path.exists(path):
+        return None
+    try:
+        rec = json.load(open(path))
+    except (OSError, ValueError):
+        return None
+    return rec if rec.get("status") == "ok" and rec.get("steps") == resume_step else None
+
+
+def last_metrics(run_dir: str):
+    """The last whole line of <run_dir>/metrics.jsonl (a line cut short by a kill is not a step), or None."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    lines = [line for line in open(path).read().splitlines() if step_of(line) is not None]
+    return json.loads(lines[-1]) if lines else None
 
 
 def step_of(line: str):

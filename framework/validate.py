@@ -32,6 +32,9 @@ class Validated:
     model_config: Any
     plan: Any = None
     """framework.plan.planner.Plan of the job (None on CPU processes with nothing offloaded)."""
+    resume_dir: Optional[str] = None
+    """The checkpoint folder the run resumes from, as validation found it complete (None: a fresh run); the workers
+    load this one, not checkpoint.resume resolved again."""
     resume_step: int = 0
     """The step of the checkpoint checkpoint.resume names (0: a fresh run)."""
     resume_skipped: tuple = ()
@@ -52,7 +55,7 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from framework.config import REQUIRED
+    from framework.config import REQUIRED, check_known_keys
 
     try:
         OmegaConf.to_container(cfg, resolve=True)  # ${required:}, bad interpolations or env values of the wrong type
@@ -62,6 +65,7 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
             raise ConfigError(key, None, REQUIRED, f"add {key}=... to the command") from None
         raise ConfigError(key, getattr(exc, "value", None), " ".join(str(exc).split("\n")[0].split()),
                           "fix the value (or the PARALLELISM_CONFIG_* environment variable it comes from)") from None
+    check_known_keys(cfg)
     p, m, a, d, e = cfg.parallelism, cfg.model, cfg.attention, cfg.data, cfg.engine
     t, c = cfg.train, cfg.checkpoint
     planning = bool(cfg.get("plan", False))
@@ -91,14 +95,14 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
                      resume=c.resume, vocab_size=text.vocab_size,
                      tokenizer_path=None if token_ids_only(d) else d.tokenizer or m.name_or_path)
     optim_rules.check(cfg.optim)
-    resume_step, skipped = 0, []
+    resume_dir, resume_step, skipped = None, 0, []
     if run_dir is not None and not planning:
         settings = run_settings(parallelism=p, data=d, train=t, optim=cfg.optim, tokenizer=d.tokenizer or
                                 m.name_or_path, world=world)
-        resume_step, skipped = checkpoint_rules.check_resume(c, run_dir=run_dir, settings=settings)
+        resume_dir, resume_step, skipped = checkpoint_rules.check_resume(c, run_dir=run_dir, settings=settings)
     left_auto = unresolved(cfg)
     resolved = resolve(cfg, text_config=text, world=world, on_gpu=device_type(device) == "cuda" or planning)
-    plan = plan_rules.check(cfg, unresolved=left_auto, text_config=text, world=world, on_gpu=device_type(device) == "cuda",
-                            planning=planning)
-    return Validated(world=world, model_config=config, plan=plan, resume_step=resume_step,
+    plan = plan_rules.check(cfg, unresolved=left_auto, text_config=text, world=world,
+                            on_gpu=device_type(device) == "cuda", planning=planning)
+    return Validated(world=world, model_config=config, plan=plan, resume_dir=resume_dir, resume_step=resume_step,
                      resume_skipped=tuple(skipped), resolved=resolved, corpus=corpus)

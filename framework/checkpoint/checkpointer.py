@@ -12,7 +12,7 @@ class Checkpointer:
     def __init__(self, *, run_dir: str, settings: Dict[str, Any], every: int = 0, every_minutes: float = 0.0,
                  keep_last: int = 0, resume: Optional[str] = None, save_on_interrupt: bool = False, export: bool = True,
                  export_merged: bool = False, resume_allow_changes: bool = False, trust_resume: bool = False,
-                 clock=time.monotonic):
+                 verify_checksums: bool = True, clock=time.monotonic):
         self.run_dir, self.settings = run_dir, settings  # settings: what the token stream and LR depend on
         self.every, self.every_minutes, self.keep_last, self.resume = every, every_minutes, keep_last, resume
         self.save_on_interrupt, self.export, self.export_merged = save_on_interrupt, export, export_merged

@@ -20,6 +20,10 @@ class CheckpointConfig:
     resume_allow_changes: bool = False
     """Resume even though a setting the data order or LR schedule depends on (sp_size, seq_length, data, batch,
     seed, max_steps, schedule, ...) differs from the checkpoint's: rows may be skipped or repeated, the LR may jump."""
+    verify_checksums: bool = True
+    """On resume, read every file of the checkpoint and compare it with the checksum its save recorded (a checkpoint
+    that differs is skipped, as a torn one is). Reading costs about a second per 3 GB of checkpoint: false skips it for
+    huge checkpoints (sizes are still compared)."""
     trust_resume: bool = False
     """Load a checkpoint.resume outside this run directory. DeepSpeed unpickles checkpoints (torch.load with
     weights_only=False): a file someone else wrote can run code in this job."""

@@ -1,5 +1,6 @@
 """checkpoint's rules: the checkpoint to resume, checked before any worker starts (framework.validate calls them)."""
 import os
+from typing import Optional
 
 from framework.errors import ConfigError
 
@@ -17,10 +18,11 @@ def check(c):
                           "checkpoint.resume=latest")
 
 
-def check_resume(c, *, run_dir: str, settings) -> tuple[int, list[str]]:
-    """The run directory against checkpoint.resume, and the checkpoint it names: complete, trusted, saved with the same
-    settings the data order and the LR schedule depend on. Returns the step the run resumes from (0: a fresh run) and
-    'step_N: why' for each newer checkpoint skipped."""
+def check_resume(c, *, run_dir: str, settings) -> tuple[Optional[str], int, list[str]]:
+    """The run directory against checkpoint.resume, and the checkpoint it names: complete (its checksums too, unless
+    checkpoint.verify_checksums=false), trusted, saved with the same settings the data order and the LR schedule
+    depend on. Returns the checkpoint folder and the step the run resumes from (None, 0: a fresh run) and 'step_N: why'
+    for each newer checkpoint skipped."""
     from framework.checkpoint.store import changed_settings, read_manifest, resolve
 
     if c.resume is None:
@@ -29,7 +31,7 @@ def check_resume(c, *, run_dir: str, settings) -> tuple[int, list[str]]:
             raise ConfigError("checkpoint.resume", None, f"a fresh run, but {run_dir} already holds a run "
                               f"({', '.join(used)})", "continue it with checkpoint.resume=latest, or start clean in "
                               "another directory (hydra.run.dir=...) or after deleting this one")
-        return 0, []
+        return None, 0, []
     if c.resume != "latest" and not c.trust_resume:
         path, own = os.path.realpath(c.resume), os.path.realpath(run_dir)
         if path != own and not path.startswith(own + os.sep):
@@ -37,7 +39,7 @@ def check_resume(c, *, run_dir: str, settings) -> tuple[int, list[str]]:
                               "loads checkpoints with torch.load(weights_only=False): a checkpoint someone else "
                               "wrote can run code in this job", "set checkpoint.trust_resume=true if you trust it (you "
                               "wrote it), or resume in its own run directory with checkpoint.resume=latest")
-    step_dir, skipped = resolve(c.resume, run_dir)
+    step_dir, skipped = resolve(c.resume, run_dir, verify=c.verify_checksums)
     why = f" ({'; '.join(skipped)})" if skipped else ""
     if step_dir is None and c.resume == "latest":
         raise ConfigError("checkpoint.resume", "latest", f"no complete checkpoint in {os.path.join(run_dir, 'checkpoints')}"
@@ -57,4 +59,4 @@ def check_resume(c, *, run_dir: str, settings) -> tuple[int, list[str]]:
                           f"that decide the data order or the LR schedule ({'; '.join(changed)})",
                           "put them back, or set checkpoint.resume_allow_changes=true to resume anyway (rows may be "
                           "skipped or repeated, the LR may jump)")
-    return int(manifest["step"]), skipped
+    return step_dir, int(manifest["step"]), skipped

@@ -48,6 +48,22 @@ def _is_local(path: str) -> bool:
             or os.path.splitext(path)[1] in FORMATS or path.count("/") > 1)
 
 
+def why_missing(path: str) -> str:
+    """Why a local path names no file: a loop of symbolic links, a link to nothing, no permission, or nothing."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a loop of symbolic links (following them never reaches a file)"
+        if exc.errno == errno.EACCES:
+            return "cannot be reached: permission denied"
+        if os.path.islink(path):
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+    return "no such file or directory"
+
+
 def resolve_files(path: str):
     """(builder, files) for a local path: builder is a datasets packaged builder, or "disk" for save_to_disk."""
     full = os.path.expanduser(path)
@@ -67,8 +83,11 @@ def resolve_files(path: str):
     elif os.path.isfile(full):
         files = [full]
     else:
-        raise ConfigError("data.path", path, "no such file or directory", "give an existing file, glob, directory "
+        raise ConfigError("data.path", path, why_missing(full), "give an existing file, glob, directory "
                           "or a hub id (owner/name)")
+    empty = [f for f in files if os.path.getsize(f) == 0]
+    if empty:
+        raise ConfigError("data.path", path, f"{empty[0]} is empty (0 bytes)", "give a corpus file that holds rows")
     kinds = {FORMATS.get(os.path.splitext(f)[1]) for f in files}
     if None in kinds:
         odd = next(f for f in files if os.path.splitext(f)[1] not in FORMATS)
@@ -153,7 +172,8 @@ def load_raw(cfg):
         except Exception as exc:  # noqa: BLE001  (datasets/pyarrow raise many kinds; find the row ourselves)
             bad = _first_bad_line(builder, files if builder != "disk" else [])
             if bad is None:
-                raise ConfigError("data.path", path, f"cannot be read ({' '.join(str(exc).split())[:200]})",
+                raise ConfigError("data.path", path, f"cannot be read ({type(exc).__name__}: "
+                                  f"{' '.join(str(exc).split())[:200]})",
                                   "check the files") from None
             f, line, why = bad
             where = f"{f}, line {line}" if line else f
@@ -428,6 +448,10 @@ def build_hf_dataset(cfg, *, tokenizer_path: Optional[str], seed: int = 0, token
     nonempty = lengths > 0
     if not nonempty.any():
         raise ConfigError("data.path", cfg.path, "every row tokenizes to nothing", "check data.text_field")
+    if lengths.max() < 2:  # a document's first token is predicted by nothing: one token is no target
+        raise ConfigError("data.path", cfg.path, f"no row has a token to predict: all {len(lengths)} documents are "
+                          f"{int(lengths.max())} token long (empty texts?)",
+                          "give documents of at least 2 tokens (the first token of each has nothing before it)")
     if "labels" in docs.column_names and not trainable(docs):
         raise ConfigError("data.path", cfg.path, f"no row has a token to train on (every label is {IGNORE})",
                           "give rows whose labels are not all -100, or leave labels out to train on every token")

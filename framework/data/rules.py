@@ -15,6 +15,9 @@ def check(d, *, parallelism, eval_every: int):
         raise ConfigError("data.num_samples", d.num_samples, "synthetic data needs at least one row",
                           "set data.num_samples=1024")
     lengths = list(d.lengths) or [d.seq_length]
+    if not reads_corpus(d) and min(lengths) < 2:
+        raise ConfigError("data.lengths", list(d.lengths), f"a row of {min(lengths)} tokens has no token to predict",
+                          "give lengths of at least 2 tokens, e.g. data.lengths=[256]")
     if not p.sp_seq_length_is_variable:
         fixed = p.sp_seq_length or d.seq_length
         pieces, what = p.sp_size, f"sp_size={p.sp_size}"
@@ -47,6 +50,10 @@ def check_corpus(d, *, parallelism, tokenizer_path, world: int, micro_batch_size
     the workers then read), so a missing path, a broken row, an empty corpus, a missing field or tokenizer, or
     documents all too long stop the job here with one ConfigError. Returns the training rows (None: not data=hf, or
     streamed)."""
+    if not reads_corpus(d) and d.num_samples < world * micro_batch_size:
+        raise ConfigError("data.num_samples", d.num_samples, f"cannot feed one step: every one of the {world} "
+                          f"processes reads its own rows of train.micro_batch_size={micro_batch_size} (the ranks "
+                          "sharing a sequence take turns)", f"set data.num_samples={world * micro_batch_size} or more")
     if not reads_corpus(d):
         return
     from framework.data.hf import build_hf_dataset

@@ -25,6 +25,9 @@ def check(e, *, grad_clip: float, device: str):
                           f"gradient clipping (optim.grad_clip={grad_clip}); with clipping DeepSpeed 0.19 "
                           "steps after backward, as plain optimizer offload does",
                           "set optim.grad_clip=0 to overlap, or engine.super_offload=false to keep clipping")
+    if e.reduce_bucket_size < 1:
+        raise ConfigError("engine.reduce_bucket_size", e.reduce_bucket_size, "is ZeRO's bucket of gradient elements: "
+                          "at least 1", "set engine.reduce_bucket_size=125000000 (the default)")
     if e.timeout_minutes < 1:
         raise ConfigError("engine.timeout_minutes", e.timeout_minutes, "must be at least 1",
                           "set engine.timeout_minutes=1")

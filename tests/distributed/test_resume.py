@@ -45,7 +45,7 @@ def test_resumed_run_continues_exactly(stop, full, tmp_path, tiny_llama_dir):
 
 def test_resume_latest_skips_a_checkpoint_cut_short_and_one_whose_folder_vanished(full, tmp_path, tiny_llama_dir):
     """A copy of the uninterrupted run's directory where step_4's folder vanished after DeepSpeed's `latest` named it
-    and step_3 was cut short (its optimizer states truncated, as a kill mid-save leaves them): resume=latest skips
+    and bytes inside step_3's optimizer states changed (its size kept, as a disk error leaves it): resume=latest skips
     both, saying why, resumes from step_2 and ends with the uninterrupted run's losses. With checkpoint.keep_last=2 only
     the two newest (rewritten, complete) checkpoints stay."""
     import shutil
@@ -58,14 +58,17 @@ def test_resume_latest_skips_a_checkpoint_cut_short_and_one_whose_folder_vanishe
     assert (ckpts / "latest").read_text().strip() == "step_4"
     shutil.rmtree(ckpts / "step_4")
     torn = max((ckpts / "step_3").rglob("*optim_states.pt"), key=lambda p: p.stat().st_size)
-    with open(torn, "r+b") as f:
-        f.truncate(torn.stat().st_size // 2)
+    with open(torn, "r+b") as f:  # bytes changed, the size kept: only the checksum tells
+        f.seek(torn.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(torn.stat().st_size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
     os.remove(run_dir / "result.json")  # as a crash leaves it
     resumed = assert_ok(run_cli(base(tiny_llama_dir) + ["checkpoint.resume=latest", "checkpoint.keep_last=2"], str(run_dir)),
                         steps=4)  # steps 1-2 kept, 3-4 cut and written again
     out = resumed.stdout + resumed.stderr
     assert "skipped checkpoint step_4: its folder is gone" in out, out
-    assert f"skipped checkpoint step_3: {torn.relative_to(ckpts / 'step_3')} has" in out, out
+    assert f"skipped checkpoint step_3: {torn.relative_to(ckpts / 'step_3')} does not match its checksum" in out, out
     assert "at step 2" in out
     assert [m["step"] for m in resumed.metrics] == [1, 2, 3, 4]
     for a, b in zip(resumed.metrics, full.metrics, strict=True):
@@ -73,6 +76,21 @@ def test_resume_latest_skips_a_checkpoint_cut_short_and_one_whose_folder_vanishe
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-5)
     assert sorted(p.name for p in ckpts.iterdir() if p.is_dir()) == ["step_3", "step_4"]
     assert incomplete_reason(str(ckpts / "step_3")) is None and incomplete_reason(str(ckpts / "step_4")) is None
+    assert not (run_dir / ".lock").exists()
+
+
+def test_resuming_a_finished_run_does_nothing_and_keeps_its_record(full, tmp_path, tiny_llama_dir):
+    """resume=latest at train.max_steps: nothing to do, rc 0; result.json, metrics.jsonl and model/ stay as they were
+    (the record used to become steps 0, final_loss null)."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(full.run_dir, run_dir)
+    before = {n: (run_dir / n).read_bytes() for n in ("result.json", "metrics.jsonl", "model/config.json")}
+    again = run_cli(base(tiny_llama_dir) + ["checkpoint.resume=latest"], str(run_dir))
+    assert again.returncode == 0, again.describe()
+    assert "nothing to do" in again.stdout and "train.max_steps=4" in again.stdout, again.stdout
+    assert {n: (run_dir / n).read_bytes() for n in before} == before
     assert not (run_dir / ".lock").exists()
 
 

@@ -4,7 +4,6 @@ so, unless the run directory holds another run, whose result.json stays. One tab
 in validation (config.yaml, written before the workers start, is never written)."""
 import json
 import os
-import socket
 
 import pytest
 
@@ -28,6 +27,10 @@ def files(tmp_path_factory, tiny_llama_dir):
     from transformers import ByT5Tokenizer
 
     ByT5Tokenizer().save_pretrained(str(d / "byt5"))
+    (d / "empty_texts.jsonl").write_text('{"text": ""}\n' * 8)
+    (d / "empty.jsonl").write_text("")
+    os.symlink(d / "loop_b.jsonl", d / "loop_a.jsonl")
+    os.symlink(d / "loop_a.jsonl", d / "loop_b.jsonl")
     (d / "no_weights").mkdir()
     shutil.copy(os.path.join(tiny_llama_dir, "config.json"), d / "no_weights" / "config.json")
     (d / "notes").mkdir()
@@ -52,15 +55,16 @@ def saved_at_step_2(run_dir, **_):
     with open(os.path.join(step_dir, "mp_rank_00_model_states.pt"), "wb") as f:
         f.write(b"x" * 64)
     cfg = compose([])
-    write_manifest(step_dir, 2, run_settings(parallelism=cfg.parallelism, data=cfg.data, engine=cfg.engine,
+    write_manifest(step_dir, 2, run_settings(parallelism=cfg.parallelism, data=cfg.data, train=cfg.train,
                                              optim=cfg.optim, tokenizer=None, world=2))
 
 
 def locked(run_dir, **_):
-    """Another job (this test's own process: alive) holds the run directory."""
+    """Another job (this test's own process) holds the run directory's lock (its flock, until this process ends)."""
+    from framework.rundir import RunLock
+
     os.makedirs(run_dir)
-    with open(os.path.join(run_dir, ".lock"), "w") as f:
-        f.write(f"{socket.gethostname()} {os.getpid()}")
+    RunLock(run_dir).acquire()
 
 
 # (id, overrides ({d}: the files fixture's folder), setup(run_dir) or None, key=value the message opens with,
@@ -74,16 +78,31 @@ BAD = [
     ("not_utf8_jsonl", ["data=hf", "data.path={d}/latin1.jsonl", "data.tokenizer={d}/byt5", "data.seq_length=16"],
      None,
      "data.path=", "holds bytes that are not UTF-8 text", True),
+    ("only_empty_texts", ["data=hf", "data.path={d}/empty_texts.jsonl", "data.tokenizer={d}/byt5",
+                          "data.seq_length=16", "data.packing=true"], None,
+     "data.path=", "no row has a token to predict: all 8 documents are 1 token long", True),
+    ("empty_jsonl", ["data=hf", "data.path={d}/empty.jsonl", "data.tokenizer={d}/byt5", "data.seq_length=16"], None,
+     "data.path=", "empty.jsonl is empty (0 bytes)", True),
+    ("symlink_loop", ["data=hf", "data.path={d}/loop_a.jsonl", "data.tokenizer={d}/byt5", "data.seq_length=16"], None,
+     "data.path=", "is a loop of symbolic links", True),
     ("model_dir_without_weights", ["model.name_or_path={d}/no_weights"], None,
      "model.name_or_path=", "holds config.json but no weights", True),
     ("resume_not_a_checkpoint", ["checkpoint.resume={d}/notes", "checkpoint.trust_resume=true"], None,
      "checkpoint.resume=", "is not a complete checkpoint (notes: no manifest.json", True),
     ("resume_outside_the_run_directory", ["checkpoint.resume={d}/notes"], None,
      "checkpoint.resume=", "is outside this run directory", True),
+    ("unknown_key_added_with_plus", ["+checkpoint.evry=1"], None, "checkpoint.evry=1",
+     "is not a key of the config", True),
     ("save_every_negative", ["checkpoint.every=-1"], None, "checkpoint.every=-1", "must be 0 or more", True),
     ("eval_every_negative", ["eval.every=-1"], None, "eval.every=-1", "must be 0 or more", True),
     ("lr_negative", ["optim.lr=-0.001"], None, "optim.lr=-0.001", "must be 0 or more", True),
     ("seed_negative", ["train.seed=-1"], None, "train.seed=-1", "must be 0 or more", True),
+    ("num_samples_cannot_feed_a_step", ["data.num_samples=1"], None, "data.num_samples=1", "cannot feed one step",
+     True),
+    ("lengths_with_nothing_to_predict", ["data.lengths=[0]", "parallelism.sp_seq_length_is_variable=true"], None,
+     "data.lengths=[0]", "no token to predict", True),
+    ("reduce_bucket_size_zero", ["engine.reduce_bucket_size=0"], None, "engine.reduce_bucket_size=0", "at least 1",
+     True),
     ("num_samples_zero", ["data.num_samples=0"], None, "data.num_samples=0", "at least one row", True),
     ("offload_ratio_out_of_range", ["engine.offload_ratio=1.5"], None, "engine.offload_ratio=1.5", "at most 1", True),
     ("eval_steps_zero", ["eval.every=1", "eval.steps=0"], None, "eval.steps=0", "at least 1",

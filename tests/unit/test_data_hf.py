@@ -165,7 +165,7 @@ def test_bad_data_stops_with_one_message(tmp_path, tok, case):
         match = r"broken row in .*c.jsonl, line 3"
     elif case == "empty":
         path.write_text("")
-        match = r"holds no rows|cannot be read"
+        match = r"c.jsonl is empty \(0 bytes\)"
     elif case == "no_field":
         path.write_text(json.dumps({"body": "x", "title": "y"}) + "\n")
         match = r"data.text_field='text': no such field.*\['body', 'title'\]"

@@ -232,6 +232,10 @@ RULES = [
     ("model_dir_without_weights", [f"model.name_or_path={NO_WEIGHTS}"], lambda mp: config_only_model(NO_WEIGHTS),
      "model.name_or_path", "holds config.json but no weights", "model.name_or_path=null"),
     ("lr_negative", ["optim.lr=-1e-5"], None, "optim.lr", "0 or more", "optim.lr=1e-5"),
+    ("synthetic_length_with_nothing_to_predict", ["data.lengths=[0]", "parallelism.sp_seq_length_is_variable=true"],
+     None, "data.lengths", "a row of 0 tokens has no token to predict", "at least 2 tokens"),
+    ("reduce_bucket_size_zero", ["engine.reduce_bucket_size=0"], None, "engine.reduce_bucket_size", "at least 1",
+     "engine.reduce_bucket_size=125000000"),
     ("warmup_negative", ["optim.warmup_steps=-1"], None, "optim.warmup_steps", "0 or more", "optim.warmup_steps=0"),
     ("grad_clip_negative", ["optim.grad_clip=-1"], None, "optim.grad_clip", "0 or more", "optim.grad_clip=0"),
     ("weight_decay_negative", ["optim.weight_decay=-0.1"], None,
@@ -306,6 +310,24 @@ def test_closed_choice_typo_fails_at_compose_time_naming_the_full_key(key, value
         compose([f"{key}={value}"])
     text = f"{info.value} {info.value.__cause__}"
     assert f"full_key: {key}" in text and f"Invalid value '{value}'" in text and allowed in text, text
+
+
+UNKNOWN = [("+engine.foo=1", "engine.foo", "remove it (the keys here: zero_stage, "),
+           ("+engine.save_evry=1", "engine.save_evry", "did you mean checkpoint.every?"),
+           ("+checkpoint.evry=1", "checkpoint.evry", "did you mean checkpoint.every?"),
+           ("+model.lora.rank=8", "model.lora.rank", "remove it (the keys here: r, alpha"),
+           ("+train.max_step=8", "train.max_step", "did you mean train.max_steps?")]
+
+
+@pytest.mark.parametrize("override,key,fix", UNKNOWN, ids=[u[1] for u in UNKNOWN])
+def test_rejects_a_key_a_plus_override_added_naming_the_nearest(override, key, fix):
+    """Struct mode refuses a typo, but `+` adds the key anyway; validation refuses it (engine.deepspeed and
+    model.arch, free-form dicts, take any key)."""
+    with pytest.raises(ConfigError) as info:
+        validate(compose([override]))
+    assert info.value.key == key and "is not a key of the config" in info.value.rule and fix in info.value.fix, \
+        str(info.value)
+    assert validate(compose(["+engine.deepspeed.wall_clock_breakdown=false"])).world == 2
 
 
 def test_smoke_cpu_is_valid_and_runs_on_two_processes():
