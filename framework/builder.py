@@ -3,6 +3,7 @@
 group's fields as keywords, beside the runtime objects. `@builds(<Group>Config)` gathers those fields back into one
 typed config `cfg` for the builder, so a builder reads `cfg.seq_length` and its signature names only the runtime
 objects it needs. A leaf: it imports nothing of the project."""
+
 import dataclasses
 import functools
 

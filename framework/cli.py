@@ -1,4 +1,5 @@
 """The command line: compose (Hydra) → validate → launch. `python -m framework +experiment=smoke_cpu`."""
+
 import os
 import sys
 
@@ -55,8 +56,10 @@ def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
         return rec
     done = finished(run_dir, checked.resume_step, cfg.train.max_steps)
     if done is not None:  # resumed at its last step, and it ended well: its record stays as it is
-        log.info(f"nothing to do: {run_dir} finished train.max_steps={cfg.train.max_steps} steps already "
-                 "(result.json, metrics.jsonl and model/ left as they are)")
+        log.info(
+            f"nothing to do: {run_dir} finished train.max_steps={cfg.train.max_steps} steps already "
+            "(result.json, metrics.jsonl and model/ left as they are)"
+        )
         return done
     for line in prepare(run_dir, checked.resume_step, checked.resume_skipped):  # a resumed run: cut back to it
         log.info(line)
@@ -70,8 +73,17 @@ def run_locked(cfg: DictConfig, run_dir: str, lock) -> dict:
         log.info(report(checked.plan, world=checked.world, seq_length=cfg.data.seq_length))
         write(checked.plan, run_dir)
         f = checked.plan.figures
-        rec = result_record("ok", {"step": 0, "seq_length": cfg.data.seq_length, "peak_mem_gib": f["gpu_peak_gib"],
-                                   "tokens_per_s": f["tokens_per_s"], "step_time_s": f["step_time_s"]}, cfg)
+        rec = result_record(
+            "ok",
+            {
+                "step": 0,
+                "seq_length": cfg.data.seq_length,
+                "peak_mem_gib": f["gpu_peak_gib"],
+                "tokens_per_s": f["tokens_per_s"],
+                "step_time_s": f["step_time_s"],
+            },
+            cfg,
+        )
         write_json_atomic(os.path.join(run_dir, RESULT), rec)
         return {**rec, "verdict": verdict(checked.plan, run_dir), "fits": f["fits"]}  # the command's last line
     if checked.plan is not None and checked.plan.hardware.assumed is None:
@@ -130,10 +142,12 @@ def start_lines(cfg: DictConfig, run_dir: str, checked) -> list:
         from framework.data.stats import corpus_lines, corpus_stats
 
         p, t = cfg.parallelism, cfg.train
-        rows_per_step = t.micro_batch_size * t.gradient_accumulation_steps * max(
-            checked.world // (p.sp_size * p.cp_size), 1)
-        lines += corpus_lines(corpus_stats(checked.corpus), max_steps=t.max_steps, rows_per_step=rows_per_step,
-                              path=cfg.data.path)
+        rows_per_step = (
+            t.micro_batch_size * t.gradient_accumulation_steps * max(checked.world // (p.sp_size * p.cp_size), 1)
+        )
+        lines += corpus_lines(
+            corpus_stats(checked.corpus), max_steps=t.max_steps, rows_per_step=rows_per_step, path=cfg.data.path
+        )
     return lines
 
 
@@ -155,8 +169,11 @@ def config_diff(cfg: DictConfig) -> list:
                 out.update(flat(v, f"{prefix}{k}."))
             else:
                 try:
-                    out[f"{prefix}{k}"] = OmegaConf.to_container(OmegaConf.create({"v": v}), resolve=True)["v"] \
-                        if OmegaConf.is_list(v) else node[k]
+                    out[f"{prefix}{k}"] = (
+                        OmegaConf.to_container(OmegaConf.create({"v": v}), resolve=True)["v"]
+                        if OmegaConf.is_list(v)
+                        else node[k]
+                    )
                 except Exception:  # noqa: BLE001  (an unresolvable default: compared as written)
                     out[f"{prefix}{k}"] = str(v._value())
         return out
@@ -209,8 +226,10 @@ def main():
     register()
     moved = moved_key(sys.argv[1:])
     if moved:
-        log.error(f"config error: {moved[0]}: this key moved to {moved[1]} (the step loop, checkpoints and "
-                  f"evaluation have groups of their own: train, checkpoint, eval). Fix: write {moved[1]}=... instead")
+        log.error(
+            f"config error: {moved[0]}: this key moved to {moved[1]} (the step loop, checkpoints and "
+            f"evaluation have groups of their own: train, checkpoint, eval). Fix: write {moved[1]}=... instead"
+        )
         sys.exit(2)
     precheck(sys.argv)
     from framework.launch import start_forkserver
@@ -236,8 +255,23 @@ def main():
         sys.exit(exit_code())
 
 
-FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-name", "-cn", "--config-path", "-cp",
-                    "--config-dir", "-cd", "--shell-completion", "-sc", "--experimental-rerun"}
+FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "-i",
+    "--config-name",
+    "-cn",
+    "--config-path",
+    "-cp",
+    "--config-dir",
+    "-cd",
+    "--shell-completion",
+    "-sc",
+    "--experimental-rerun",
+}
 
 
 def overrides_of(argv) -> list:
@@ -266,8 +300,11 @@ def precheck(argv):
     if error:
         log.error(error)
         sys.exit(2)
-    if "--resolve" in argv and ({"--cfg", "-c"} & set(argv)) and not ({"-cn", "--config-name", "-cp", "--config-path",
-                                                                        "-cd", "--config-dir"} & set(argv)):
+    if (
+        "--resolve" in argv
+        and ({"--cfg", "-c"} & set(argv))
+        and not ({"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir"} & set(argv))
+    ):
         error = required_missing(overrides)
         if error:
             log.error(error)
@@ -307,8 +344,9 @@ def resume_run_dir(overrides) -> str:
         return ""
     path = os.path.abspath(value.rstrip("/"))
     for candidate in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
-        if os.path.exists(os.path.join(candidate, "config.yaml")) and os.path.isdir(os.path.join(candidate,
-                                                                                               "checkpoints")):
+        if os.path.exists(os.path.join(candidate, "config.yaml")) and os.path.isdir(
+            os.path.join(candidate, "checkpoints")
+        ):
             return candidate
     return ""
 

@@ -4,6 +4,7 @@
 Registered in Hydra's ConfigStore as `schema`; conf/config.yaml lists it first in its defaults, so every group file,
 experiment and override is merged onto typed fields: a typo or a wrong type fails at compose time with the full key.
 """
+
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -45,15 +46,29 @@ class Config:
     """What the plan predicts for (0: this machine's); framework/plan/config.py."""
 
 
-MOVED = {f"engine.{old}": new for old, new in {
-    "max_steps": "train.max_steps", "seed": "train.seed", "micro_batch_size": "train.micro_batch_size",
-    "gradient_accumulation_steps": "train.gradient_accumulation_steps", "device": "train.device",
-    "on_nonfinite": "train.on_nonfinite", "dump_grads": "train.dump_grads", "save_every": "checkpoint.every",
-    "keep_last": "checkpoint.keep_last", "resume": "checkpoint.resume",
-    "resume_allow_changes": "checkpoint.resume_allow_changes", "trust_resume": "checkpoint.trust_resume",
-    "save_on_interrupt": "checkpoint.save_on_interrupt", "export": "checkpoint.export",
-    "export_merged": "checkpoint.export_merged", "eval_every": "eval.every", "eval_steps": "eval.steps",
-    "peak_tflops_per_gpu": "hardware.peak_tflops"}.items()}
+MOVED = {
+    f"engine.{old}": new
+    for old, new in {
+        "max_steps": "train.max_steps",
+        "seed": "train.seed",
+        "micro_batch_size": "train.micro_batch_size",
+        "gradient_accumulation_steps": "train.gradient_accumulation_steps",
+        "device": "train.device",
+        "on_nonfinite": "train.on_nonfinite",
+        "dump_grads": "train.dump_grads",
+        "save_every": "checkpoint.every",
+        "keep_last": "checkpoint.keep_last",
+        "resume": "checkpoint.resume",
+        "resume_allow_changes": "checkpoint.resume_allow_changes",
+        "trust_resume": "checkpoint.trust_resume",
+        "save_on_interrupt": "checkpoint.save_on_interrupt",
+        "export": "checkpoint.export",
+        "export_merged": "checkpoint.export_merged",
+        "eval_every": "eval.every",
+        "eval_steps": "eval.steps",
+        "peak_tflops_per_gpu": "hardware.peak_tflops",
+    }.items()
+}
 """Keys that moved out of `engine` (2026-12-03: the step loop, checkpoints and evaluation got groups of their own);
 the command line names the new key when an old one is given."""
 
@@ -120,12 +135,20 @@ def check_known_keys(cfg):
                 continue
             if full not in known:
                 near = nearest(full, leaves)
-                group = [k for k in known if prefix and k.startswith(prefix) and "." not in k[len(prefix):]]
-                fix = f"did you mean {near}? Write {near}=..." if near else \
-                    f"remove it (the keys here: {', '.join(k[len(prefix):] for k in group)})" if group else \
-                    "remove it"
-                raise ConfigError(full, node._get_node(key)._value(), "is not a key of the config (a + override "
-                                  "added it; nothing reads it)", fix)
+                group = [k for k in known if prefix and k.startswith(prefix) and "." not in k[len(prefix) :]]
+                fix = (
+                    f"did you mean {near}? Write {near}=..."
+                    if near
+                    else f"remove it (the keys here: {', '.join(k[len(prefix) :] for k in group)})"
+                    if group
+                    else "remove it"
+                )
+                raise ConfigError(
+                    full,
+                    node._get_node(key)._value(),
+                    "is not a key of the config (a + override added it; nothing reads it)",
+                    fix,
+                )
             if dataclasses.is_dataclass(known[full]) and isinstance(node._get_node(key), DictConfig):
                 walk(node._get_node(key), f"{full}.")
 
@@ -149,5 +172,6 @@ def register():
     # ${plan_subdir:${plan}}: plan=true's run directories sit under outputs/plans/, apart from the runs
     OmegaConf.register_new_resolver("plan_subdir", lambda plan: "plans/" if plan else "", replace=True)
     # ${framework_help:part}: a part of the --help page (conf/hydra/help/framework.yaml)
-    OmegaConf.register_new_resolver("framework_help", lambda part: __import__("framework.help").help.help_part(part),
-                                    replace=True)
+    OmegaConf.register_new_resolver(
+        "framework_help", lambda part: __import__("framework.help").help.help_part(part), replace=True
+    )

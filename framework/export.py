@@ -10,6 +10,7 @@ Two ways in, one writer:
   DeepSpeed's fp32 master weights (lazily, one tensor at a time) and writes the same files, cast to the run's dtype.
 Either way the directory is written under a temporary name and renamed when complete: it exists whole or not at all.
 """
+
 import argparse
 import json
 import os
@@ -45,8 +46,9 @@ def shards(entries: List[Entry], max_bytes: int = MAX_SHARD_BYTES) -> List[List[
     return out if out[0] else []
 
 
-def write_weights(out_dir: str, entries: List[Entry], *, write: bool, stem: str = "model",
-                  max_bytes: int = MAX_SHARD_BYTES):
+def write_weights(
+    out_dir: str, entries: List[Entry], *, write: bool, stem: str = "model", max_bytes: int = MAX_SHARD_BYTES
+):
     """<stem>.safetensors, or <stem>-0000i-of-0000n.safetensors and <stem>.safetensors.index.json past max_bytes.
     Every rank calls this with the same entries; only the one with write=True writes (and holds one file's tensors at
     a time)."""
@@ -112,8 +114,11 @@ def model_entries(model, *, write: bool) -> List[Entry]:
 
 def adapter_entries(model, *, write: bool) -> List[Entry]:
     """A peft model's adapter weights under peft's file names (the adapter's name dropped: lora_A.weight)."""
-    return [(n.replace(f".{ADAPTER}.", "."), _nbytes(p), _gather([p], write)) for n, p in model.named_parameters()
-            if "lora_" in n]
+    return [
+        (n.replace(f".{ADAPTER}.", "."), _nbytes(p), _gather([p], write))
+        for n, p in model.named_parameters()
+        if "lora_" in n
+    ]
 
 
 def base_name(peft_name: str) -> Tuple[str, Optional[str]]:
@@ -133,8 +138,17 @@ def merge(w: torch.Tensor, a: torch.Tensor, b: torch.Tensor, config) -> torch.Te
     with torch.device("meta"):
         base = torch.nn.Linear(a.shape[1], b.shape[0], bias=False)
     base.weight = torch.nn.Parameter(w.detach().float(), requires_grad=False)
-    layer = LoraLinear(base, ADAPTER, config=config, r=config.r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-                       fan_in_fan_out=config.fan_in_fan_out, init_lora_weights=False, use_rslora=config.use_rslora)
+    layer = LoraLinear(
+        base,
+        ADAPTER,
+        config=config,
+        r=config.r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.0,
+        fan_in_fan_out=config.fan_in_fan_out,
+        init_lora_weights=False,
+        use_rslora=config.use_rslora,
+    )
     with torch.no_grad():
         layer.lora_A[ADAPTER].weight.copy_(a)
         layer.lora_B[ADAPTER].weight.copy_(b)
@@ -203,8 +217,9 @@ def publish(tmp: str, final: str):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export_run(model, *, run_dir: str, lora: bool, merged: bool, tokenizer_path: Optional[str],
-               base_name_or_path: Optional[str]) -> Optional[str]:
+def export_run(
+    model, *, run_dir: str, lora: bool, merged: bool, tokenizer_path: Optional[str], base_name_or_path: Optional[str]
+) -> Optional[str]:
     """Write <run_dir>/model/ from the model in training (`model`: the HF model, or the peft model with LoRA). All
     ranks must call this; rank 0 writes. Returns the directory on rank 0."""
     import torch.distributed as dist
@@ -225,11 +240,17 @@ def export_run(model, *, run_dir: str, lora: bool, merged: bool, tokenizer_path:
             config.base_model_name_or_path = base_name_or_path
             config.save_pretrained(tmp)
     else:
-        write_weights(tmp, merged_entries(model, write=write) if lora else model_entries(model, write=write),
-                      write=write)
+        write_weights(
+            tmp, merged_entries(model, write=write) if lora else model_entries(model, write=write), write=write
+        )
         if write:
-            write_config(tmp, base.config, dtype=dtype, architecture=type(base).__name__,
-                         generation=getattr(base, "generation_config", None))
+            write_config(
+                tmp,
+                base.config,
+                dtype=dtype,
+                architecture=type(base).__name__,
+                generation=getattr(base, "generation_config", None),
+            )
     if write:
         write_tokenizer(tmp, tokenizer_path)
         publish(tmp, final)
@@ -314,8 +335,9 @@ def export_checkpoint(checkpoint: str, out_dir: str, *, merged: Optional[bool] =
 
         with torch.device("meta"):
             arch = type(AutoModelForCausalLM.from_config(config)).__name__
-        write_config(tmp, config, dtype=dtype, architecture=arch, generation=generation_config(cfg.model.name_or_path,
-                                                                                                 config))
+        write_config(
+            tmp, config, dtype=dtype, architecture=arch, generation=generation_config(cfg.model.name_or_path, config)
+        )
     write_tokenizer(tmp, cfg.data.get("tokenizer") or cfg.model.name_or_path)
     publish(tmp, out_dir)
     return out_dir
@@ -337,19 +359,27 @@ def generation_config(name_or_path: Optional[str], config):
 
 
 def main(argv: Optional[List[str]] = None):
-    parser = argparse.ArgumentParser(prog="python -m framework.export", description=(
-        "Write a saved checkpoint's model as a Hugging Face directory (or a LoRA adapter), on the CPU."))
+    parser = argparse.ArgumentParser(
+        prog="python -m framework.export",
+        description=("Write a saved checkpoint's model as a Hugging Face directory (or a LoRA adapter), on the CPU."),
+    )
     parser.add_argument("checkpoint", help="<run dir>/checkpoints/step_N, or <run dir>/checkpoints for the newest")
     parser.add_argument("out_dir", help="the directory to write (replaced once the new one is complete)")
-    parser.add_argument("--merged", action="store_true", default=None,
-                        help="with LoRA: the base model with the adapter merged in (default: checkpoint.export_merged)")
+    parser.add_argument(
+        "--merged",
+        action="store_true",
+        default=None,
+        help="with LoRA: the base model with the adapter merged in (default: checkpoint.export_merged)",
+    )
     args = parser.parse_args(argv)
     from framework.checkpoint import incomplete_reason
 
     run_dir, ckpt_dir, tag = checkpoint_parts(args.checkpoint)
     if not os.path.isdir(os.path.join(ckpt_dir, tag)) or not os.path.exists(os.path.join(run_dir, "config.yaml")):
-        log.error(f"export: {args.checkpoint} is not a checkpoint of a run directory (expected <run dir>/checkpoints/"
-                  "step_N beside <run dir>/config.yaml)")
+        log.error(
+            f"export: {args.checkpoint} is not a checkpoint of a run directory (expected <run dir>/checkpoints/"
+            "step_N beside <run dir>/config.yaml)"
+        )
         sys.exit(2)
     why = incomplete_reason(os.path.join(ckpt_dir, tag))
     if why:

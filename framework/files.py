@@ -3,6 +3,7 @@
 A reader (resume, the sweep summary, a user's script, a crash) sees the old file or the complete new one, never a
 part: the text goes to a temporary file beside the target, which then replaces it by a rename (atomic within one
 filesystem). Directories (the exported model) are published the same way by framework.export."""
+
 import contextlib
 import json
 import os

@@ -3,6 +3,7 @@
 
 Both read the schema (framework/config.py) and the dataclasses' field docstrings, so they cannot drift from them.
 """
+
 import ast
 import dataclasses
 import difflib
@@ -13,12 +14,33 @@ from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
 
 MAIN_KEYS = (
-    "train.max_steps", "train.micro_batch_size", "train.gradient_accumulation_steps", "train.device",
-    "data.path", "data.seq_length", "data.packing", "model.name_or_path", "model.dtype", "model.lora.r",
-    "parallelism.sp_size", "parallelism.cp_size", "parallelism.dp_shard_size", "engine.zero_stage",
-    "engine.offload_optimizer", "optim.lr", "optim.schedule", "optim.warmup_steps", "checkpoint.every",
-    "checkpoint.every_minutes", "checkpoint.resume", "checkpoint.export_merged", "eval.every", "plan",
-    "hardware.gpu_mem_gib", "hardware.host_ram_gib")
+    "train.max_steps",
+    "train.micro_batch_size",
+    "train.gradient_accumulation_steps",
+    "train.device",
+    "data.path",
+    "data.seq_length",
+    "data.packing",
+    "model.name_or_path",
+    "model.dtype",
+    "model.lora.r",
+    "parallelism.sp_size",
+    "parallelism.cp_size",
+    "parallelism.dp_shard_size",
+    "engine.zero_stage",
+    "engine.offload_optimizer",
+    "optim.lr",
+    "optim.schedule",
+    "optim.warmup_steps",
+    "checkpoint.every",
+    "checkpoint.every_minutes",
+    "checkpoint.resume",
+    "checkpoint.export_merged",
+    "eval.every",
+    "plan",
+    "hardware.gpu_mem_gib",
+    "hardware.host_ram_gib",
+)
 """The keys `--help` lists (the public contract's most used); every other key is in `--cfg job` and in
 framework/<group>/config.py."""
 
@@ -32,8 +54,13 @@ def field_docs(cls) -> Dict[str, str]:
     body = tree.body[0].body
     docs = {}
     for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
-                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
             docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
 
@@ -55,8 +82,11 @@ def schema_fields() -> Dict[str, Tuple[object, str]]:
                 out[key] = (None, docs.get(f.name, ""))
                 walk(f.type, key + ".")
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            )
             out[key] = (getattr(default, "value", default), docs.get(f.name, ""))
 
     walk(Config, "")
@@ -113,11 +143,15 @@ def unknown_key(overrides: List[str], conf_dir: str) -> Optional[str]:
         if not near:  # a typo in the last part: compare it with its group's keys
             group, _, leaf = key.rpartition(".")
             siblings = [k for k in fields if k.rpartition(".")[0] == group]
-            near = [f"{group}.{m}" for m in difflib.get_close_matches(leaf, [s.rpartition(".")[2] for s in siblings],
-                                                                    n=1, cutoff=0.5)]
+            near = [
+                f"{group}.{m}"
+                for m in difflib.get_close_matches(leaf, [s.rpartition(".")[2] for s in siblings], n=1, cutoff=0.5)
+            ]
         hint = f"did you mean `{near[0]}`?" if near else "see `framework --help` for the keys"
-        return (f"config error: {key}: no such config key; {hint} (every key and its docstring: "
-                f"framework/<group>/config.py; `framework --cfg job` prints them all)")
+        return (
+            f"config error: {key}: no such config key; {hint} (every key and its docstring: "
+            f"framework/<group>/config.py; `framework --cfg job` prints them all)"
+        )
     return None
 
 
@@ -168,6 +202,9 @@ def help_part(part: str) -> str:
     """`${framework_help:<part>}` in conf/hydra/help/framework.yaml: experiments, groups or keys."""
     conf_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")  # framework/conf, as the CLI's
 
-    text = {"experiments": lambda: experiments_text(conf_dir), "groups": lambda: groups_text(conf_dir),
-            "keys": keys_text}[part]()
+    text = {
+        "experiments": lambda: experiments_text(conf_dir),
+        "groups": lambda: groups_text(conf_dir),
+        "keys": keys_text,
+    }[part]()
     return text.replace("$", "$$")  # the page is a string.Template: $ is Hydra's

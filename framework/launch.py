@@ -1,5 +1,6 @@
 """launch: one worker process per rank (torch's elastic launcher, as torchrun does it), or run as the rank that
 torchrun / SLURM already started. Writes result.json once, from rank 0 or from the launcher when a worker died."""
+
 import json
 import os
 import re
@@ -43,12 +44,22 @@ class Interrupted(BaseException):
 
 def result_record(status: str, last: Optional[Dict[str, Any]], cfg, error: Optional[str] = None) -> Dict[str, Any]:
     last = last or {}
-    rec = {"status": status, "steps": last.get("step", 0), "final_loss": last.get("loss"),
-           "seq_length": last.get("seq_length", cfg.data.seq_length), "peak_mem_gib": last.get("peak_mem_gib"),
-           "peak_reserved_gib": last.get("peak_reserved_gib"), "host_rss_gib": last.get("host_rss_gib"),
-           "tokens_per_s": last.get("tokens_per_s"), "tflops_per_gpu": last.get("tflops_per_gpu"),
-           "mfu": last.get("mfu"), "step_time_s": last.get("step_time_s"), "device_name": last.get("device_name"),
-           "gpu_mem_total_gib": last.get("gpu_mem_total_gib"), "host_ram_total_gib": last.get("host_ram_total_gib")}
+    rec = {
+        "status": status,
+        "steps": last.get("step", 0),
+        "final_loss": last.get("loss"),
+        "seq_length": last.get("seq_length", cfg.data.seq_length),
+        "peak_mem_gib": last.get("peak_mem_gib"),
+        "peak_reserved_gib": last.get("peak_reserved_gib"),
+        "host_rss_gib": last.get("host_rss_gib"),
+        "tokens_per_s": last.get("tokens_per_s"),
+        "tflops_per_gpu": last.get("tflops_per_gpu"),
+        "mfu": last.get("mfu"),
+        "step_time_s": last.get("step_time_s"),
+        "device_name": last.get("device_name"),
+        "gpu_mem_total_gib": last.get("gpu_mem_total_gib"),
+        "host_ram_total_gib": last.get("host_ram_total_gib"),
+    }
     if last.get("startup"):
         rec["startup"] = last["startup"]  # seconds from the command's start to each phase's end
     if error:
@@ -65,8 +76,11 @@ def init_distributed(device_type: str, timeout_minutes: int = 30):
     if device_type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     # engine.timeout_minutes: DeepSpeed's default is 10, which followers of torchrun/srun spent waiting for rank 0
-    deepspeed.init_distributed(dist_backend="nccl" if device_type == "cuda" else "gloo", verbose=False,
-                               timeout=timedelta(minutes=timeout_minutes))
+    deepspeed.init_distributed(
+        dist_backend="nccl" if device_type == "cuda" else "gloo",
+        verbose=False,
+        timeout=timedelta(minutes=timeout_minutes),
+    )
 
 
 NO_WORKERS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "plan=true")
@@ -80,8 +94,11 @@ def start_forkserver(argv) -> bool:
     import multiprocessing
     from multiprocessing import forkserver
 
-    if already_launched() or any(a in NO_WORKERS or a.startswith("--cfg") for a in argv) or \
-            os.environ.get(FORKSERVER_ENV) == "0":
+    if (
+        already_launched()
+        or any(a in NO_WORKERS or a.startswith("--cfg") for a in argv)
+        or os.environ.get(FORKSERVER_ENV) == "0"
+    ):
         return False
     # fork-safe CUDA: torch.cuda.is_available() asks NVML instead of initializing the driver in the server
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
@@ -141,8 +158,12 @@ def adopt_env(env: Dict[str, str]):
             del os.environ[key]
 
 
-def worker(cfg_container: Dict[str, Any], run_dir: Optional[str], env: Optional[Dict[str, str]] = None,
-           launcher_pid: Optional[int] = None):
+def worker(
+    cfg_container: Dict[str, Any],
+    run_dir: Optional[str],
+    env: Optional[Dict[str, str]] = None,
+    launcher_pid: Optional[int] = None,
+):
     """Entry point of every rank. Rank 0 writes result.json. Under our own launcher any rank's failure leaves a
     one-line reason in <run_dir>/.failed.rank<N> for the launcher (removed once it wrote result.json); under
     torchrun/SLURM rank 0 records its own failure and torchrun stops the others. `env`: the launcher's environment
@@ -214,15 +235,23 @@ def reap(job: str):
     group = os.getpgid(0)
     for proc in psutil.process_iter():
         try:
-            if proc.pid != os.getpid() and os.getpgid(proc.pid) == group and \
-                    proc.environ().get(JOB_ENV) == job:
+            if proc.pid != os.getpid() and os.getpgid(proc.pid) == group and proc.environ().get(JOB_ENV) == job:
                 proc.kill()
         except (psutil.Error, OSError):
             pass  # gone already, or not ours to read
 
 
-STORE_ARGS = ("host_name", "port", "world_size", "is_master", "timeout", "wait_for_workers", "multi_tenant",
-              "master_listen_fd", "use_libuv")
+STORE_ARGS = (
+    "host_name",
+    "port",
+    "world_size",
+    "is_master",
+    "timeout",
+    "wait_for_workers",
+    "multi_tenant",
+    "master_listen_fd",
+    "use_libuv",
+)
 
 
 def loopback_tcp_store():
@@ -327,9 +356,18 @@ def launch(cfg, run_dir: str, nproc: int, resume_dir: Optional[str] = None) -> D
 
     # one node: every socket of the job listens on loopback only (the stores here, the workers' MASTER_ADDR, gloo's
     # and NCCL's bootstrap sockets through the interface named below)
-    lc = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex[:8],
-                      rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
-                      monitor_interval=0.2, start_method=start_method(), local_addr="127.0.0.1")
+    lc = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=uuid.uuid4().hex[:8],
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{free_port()}",
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method=start_method(),
+        local_addr="127.0.0.1",
+    )
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
     stores = dist.TCPStore, c10d_rendezvous_backend.TCPStore
@@ -350,14 +388,18 @@ def launch(cfg, run_dir: str, nproc: int, resume_dir: Optional[str] = None) -> D
         reap(lc.run_id)
     failure = collect_failure(run_dir)
     if signal is not None:  # the workers that died of it wrote no reason of their own worth more than this
-        failure = {"status": "failed", "error": f"interrupted: stopped by {signal.name}"}  # ok, oom or failed: no fourth status
+        failure = {
+            "status": "failed",
+            "error": f"interrupted: stopped by {signal.name}",
+        }  # ok, oom or failed: no fourth status
     elif error is None and failure is None and os.path.exists(path):
         return json.load(open(path))
     if failure is None:  # killed from outside (host OOM killer: SIGKILL) before it could say why
         text = str(error) if error else "a worker exited without a result"
         status = "oom" if "Signal 9" in text or "SIGKILL" in text else "failed"
-        reason = "a worker was killed by SIGKILL (host out of memory?)" if status == "oom" else one_line(
-            Exception(text))
+        reason = (
+            "a worker was killed by SIGKILL (host out of memory?)" if status == "oom" else one_line(Exception(text))
+        )
         failure = {"status": status, "error": reason}
     from framework.rundir import last_metrics
 

@@ -5,6 +5,7 @@ plain message, on the streams a print used: INFO to stdout, WARNING and up to st
 workers it starts, they also go to the job's log file (Hydra's <run dir>/<job name>.log, beside Hydra's own lines).
 The "framework" logger does not propagate: Hydra's console handler on the root logger would print each line twice.
 A leaf module: it imports nothing else of the project but the environment names."""
+
 import contextlib
 import logging
 import os

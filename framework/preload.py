@@ -4,6 +4,7 @@ find torch, transformers' model code, DeepSpeed and the framework already import
 
 It runs before anything touches CUDA: torch.cuda.is_available() is answered by NVML in this process
 (PYTORCH_NVML_BASED_CUDA_CHECK=1, set by start_forkserver), so a forked worker may still initialize CUDA."""
+
 import os
 
 ENV = dict(os.environ)

@@ -6,6 +6,7 @@ have checked the config and before config.yaml is written; the workers and confi
 - model.offload_keep_layers = auto: the fewest layers whose checkpoints stay on the GPUs for the host RAM plan to fit
   the node -- framework.plan.memory.keep_layers.
 """
+
 from typing import Any, Dict
 
 from omegaconf import OmegaConf

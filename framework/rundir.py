@@ -1,5 +1,6 @@
 """The run directory: one job at a time (a lock file), and what a run finds there when it starts (a resumed run cuts
 metrics.jsonl and checkpoints back to its checkpoint's step; nobody inherits an earlier result.json)."""
+
 import json
 import os
 import socket
@@ -35,9 +36,12 @@ class RunLock:
                 os.close(fd)
                 owner = self.owner()
                 who = f"pid {owner[1]} on {owner[0]}" if owner else "its owner is still starting"
-                raise ConfigError("hydra.run.dir", os.path.dirname(self.path), f"another job ({who}) is running in "
-                                  "this directory", "wait for it to end, or give this job its own directory "
-                                  "(hydra.run.dir=...)") from None
+                raise ConfigError(
+                    "hydra.run.dir",
+                    os.path.dirname(self.path),
+                    f"another job ({who}) is running in this directory",
+                    "wait for it to end, or give this job its own directory (hydra.run.dir=...)",
+                ) from None
             try:
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -49,8 +53,12 @@ class RunLock:
             os.write(fd, self.mine.encode())
             self.fd, self.held = fd, True
             return self
-        raise ConfigError("hydra.run.dir", os.path.dirname(self.path), "its lock file keeps changing hands",
-                          "give this job its own directory (hydra.run.dir=...)")
+        raise ConfigError(
+            "hydra.run.dir",
+            os.path.dirname(self.path),
+            "its lock file keeps changing hands",
+            "give this job its own directory (hydra.run.dir=...)",
+        )
 
     def owner(self):
         try:

@@ -1,5 +1,6 @@
 """Runtime helpers every layer needs: where the job runs and on how many processes. A leaf: it imports nothing else
 of the project, so any module may import it."""
+
 import os
 
 from framework.env import START_ENV, VALIDATED_ENV  # noqa: F401  (re-exported: the names live in framework.env)

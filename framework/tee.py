@@ -5,6 +5,7 @@ workers it starts inherit them, so their step lines, start-up lines, warnings an
 thread copies what arrives to the terminal and, without the progress bar's redraws, to the file. A warning repeated
 word for word (every step, every rank: torch's `all_gather_into_tensor` deprecation, peft's gradient checkpointing
 one) is shown once. It imports only framework.env."""
+
 import os
 import re
 import sys
@@ -105,6 +106,6 @@ class Tee:
 def write_all(fd: int, data: bytes):
     while data:
         try:
-            data = data[os.write(fd, data):]
+            data = data[os.write(fd, data) :]
         except OSError:  # the terminal went away: the file still gets everything
             return

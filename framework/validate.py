@@ -1,9 +1,11 @@
 """The validation step: every group's cross-field rules, called in order in the launching process before any worker
-starts, with the resolve step (framework.resolve: every `auto` replaced by its value) before the plan's rules. The rules live next to the code they protect (framework/<group>/rules.py); this module only orders them and
-resolves the model's config once, for the rules and for what runs after them.
+starts, with the resolve step (framework.resolve: every `auto` replaced by its value) before the plan's rules. The rules
+live next to the code they protect (framework/<group>/rules.py); this module only orders them and resolves the model's
+config once, for the rules and for what runs after them.
 
 Each rule raises ConfigError(key, value, rule, fix); the CLI prints that one message (no traceback) and stops.
 """
+
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -63,8 +65,12 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
         key = getattr(exc, "full_key", "?")
         if REQUIRED in str(exc):
             raise ConfigError(key, None, REQUIRED, f"add {key}=... to the command") from None
-        raise ConfigError(key, getattr(exc, "value", None), " ".join(str(exc).split("\n")[0].split()),
-                          "fix the value (or the PARALLELISM_CONFIG_* environment variable it comes from)") from None
+        raise ConfigError(
+            key,
+            getattr(exc, "value", None),
+            " ".join(str(exc).split("\n")[0].split()),
+            "fix the value (or the PARALLELISM_CONFIG_* environment variable it comes from)",
+        ) from None
     check_known_keys(cfg)
     p, m, a, d, e = cfg.parallelism, cfg.model, cfg.attention, cfg.data, cfg.engine
     t, c = cfg.train, cfg.checkpoint
@@ -77,32 +83,60 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     parallelism_rules.check_heads(p, text_config=text)
     attention_rules.check(a, sp_size=p.sp_size, device=device)
     plan_rules.check_switches(m)
-    model_rules.check_features(m, config=config, device=device, attention=str(a.implementation),
-                               environment=not planning)
+    model_rules.check_features(
+        m, config=config, device=device, attention=str(a.implementation), environment=not planning
+    )
     model_rules.check_lora(m.lora, config=config, super_offload=e.super_offload)
     data_rules.check(d, parallelism=p, eval_every=cfg.eval.every or int(cfg.eval.only))
-    attention_rules.check_packed(a, text_config=text, device=device, packing=d.packing,
-                                 micro_batch_size=t.micro_batch_size)
+    attention_rules.check_packed(
+        a, text_config=text, device=device, packing=d.packing, micro_batch_size=t.micro_batch_size
+    )
     attention_rules.check_ring(a, parallelism=p, text_config=text, packing=d.packing, model=m)
-    corpus = data_rules.check_corpus(d, parallelism=p, tokenizer_path=m.name_or_path, world=world,
-                                     micro_batch_size=t.micro_batch_size, seed=t.seed,
-                                     eval_every=cfg.eval.every or int(cfg.eval.only))
+    corpus = data_rules.check_corpus(
+        d,
+        parallelism=p,
+        tokenizer_path=m.name_or_path,
+        world=world,
+        micro_batch_size=t.micro_batch_size,
+        seed=t.seed,
+        eval_every=cfg.eval.every or int(cfg.eval.only),
+    )
     engine_rules.check(e, grad_clip=cfg.optim.grad_clip, device=device)
     train_rules.check(t, device=device)
     checkpoint_rules.check(c)
-    eval_rules.check(cfg.eval, seq_length=max(list(d.lengths) or [d.seq_length]),
-                     pieces=p.sp_size * (2 * p.cp_size if p.cp_size > 1 else 1), name_or_path=m.name_or_path,
-                     resume=c.resume, vocab_size=text.vocab_size,
-                     tokenizer_path=None if token_ids_only(d) else d.tokenizer or m.name_or_path)
+    eval_rules.check(
+        cfg.eval,
+        seq_length=max(list(d.lengths) or [d.seq_length]),
+        pieces=p.sp_size * (2 * p.cp_size if p.cp_size > 1 else 1),
+        name_or_path=m.name_or_path,
+        resume=c.resume,
+        vocab_size=text.vocab_size,
+        tokenizer_path=None if token_ids_only(d) else d.tokenizer or m.name_or_path,
+    )
     optim_rules.check(cfg.optim)
     resume_dir, resume_step, skipped = None, 0, []
     if run_dir is not None and not planning:
-        settings = run_settings(parallelism=p, data=d, train=t, optim=cfg.optim, tokenizer=d.tokenizer or
-                                m.name_or_path, world=world)
+        settings = run_settings(
+            parallelism=p, data=d, train=t, optim=cfg.optim, tokenizer=d.tokenizer or m.name_or_path, world=world
+        )
         resume_dir, resume_step, skipped = checkpoint_rules.check_resume(c, run_dir=run_dir, settings=settings)
     left_auto = unresolved(cfg)
     resolved = resolve(cfg, text_config=text, world=world, on_gpu=device_type(device) == "cuda" or planning)
-    plan = plan_rules.check(cfg, unresolved=left_auto, text_config=text, world=world,
-                            on_gpu=device_type(device) == "cuda", planning=planning)
-    return Validated(world=world, model_config=config, plan=plan, resume_dir=resume_dir, resume_step=resume_step,
-                     resume_skipped=tuple(skipped), resolved=resolved, corpus=corpus)
+    plan = plan_rules.check(
+        cfg,
+        unresolved=left_auto,
+        text_config=text,
+        world=world,
+        on_gpu=device_type(device) == "cuda",
+        planning=planning,
+    )
+    return Validated(
+        world=world,
+        model_config=config,
+        plan=plan,
+        resume_dir=resume_dir,
+        resume_step=resume_step,
+        resume_skipped=tuple(skipped),
+        resolved=resolved,
+        corpus=corpus,
+    )

@@ -1,5 +1,6 @@
 """Fixtures shared by the test suite: tiny models saved once per session, and a cache of CLI runs so that tests
 comparing against the same baseline do not launch it twice."""
+
 import os
 import pathlib
 
@@ -16,8 +17,7 @@ def tiny_llama_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_llama_tied_dir(tmp_path_factory):
     """Tiny Llama whose LM head is its input embedding (tie_word_embeddings, as Llama-3.2-1B)."""
-    return helpers.save_tiny_model(str(tmp_path_factory.mktemp("tiny_llama_tied")), "llama",
-                                   tie_word_embeddings=True)
+    return helpers.save_tiny_model(str(tmp_path_factory.mktemp("tiny_llama_tied")), "llama", tie_word_embeddings=True)
 
 
 @pytest.fixture(scope="session")

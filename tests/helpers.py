@@ -2,6 +2,7 @@
 
 Imported as `helpers` (pytest puts tests/ on sys.path because tests/conftest.py lives there).
 """
+
 import json
 import os
 import subprocess
@@ -18,10 +19,26 @@ CONF_DIR = os.path.join(REPO, "conf")
 
 # conf/model/tiny_llama.yaml and conf/model/tiny_qwen3.yaml, as transformers config fields
 TINY = {
-    "llama": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, vocab_size=384, max_position_embeddings=65536, rope_theta=10000.0),
-    "qwen3": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, head_dim=16, vocab_size=384, max_position_embeddings=65536),
+    "llama": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=384,
+        max_position_embeddings=65536,
+        rope_theta=10000.0,
+    ),
+    "qwen3": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        vocab_size=384,
+        max_position_embeddings=65536,
+    ),
 }
 
 
@@ -39,10 +56,12 @@ def save_tiny_model(path: str, family: str = "llama", seed: int = 0, **fields) -
 
 def clean_env(**extra) -> Dict[str, str]:
     """The environment for a CLI subprocess: no inherited launcher or PARALLELISM_CONFIG_* variables."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PARALLELISM_CONFIG_") and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK",
-                                                                     "MASTER_ADDR", "MASTER_PORT",
-                                                                     OWN_LAUNCH_ENV, LOG_FILE_ENV)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PARALLELISM_CONFIG_")
+        and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", OWN_LAUNCH_ENV, LOG_FILE_ENV)
+    }
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("WANDB_MODE", "offline")
     env.update(extra)
@@ -52,6 +71,7 @@ def clean_env(**extra) -> Dict[str, str]:
 @dataclass
 class Run:
     """What one CLI job left behind."""
+
     run_dir: str
     returncode: int
     stdout: str
@@ -70,8 +90,14 @@ class Run:
         return f"rc={self.returncode} result={self.result}\n--- stderr tail ---\n{self.stderr[-3000:]}"
 
 
-def run_cli(overrides: List[str], run_dir: str, *, env: Optional[Dict[str, str]] = None, timeout: int = 240,
-            experiment: Optional[str] = "smoke_cpu") -> Run:
+def run_cli(
+    overrides: List[str],
+    run_dir: str,
+    *,
+    env: Optional[Dict[str, str]] = None,
+    timeout: int = 240,
+    experiment: Optional[str] = "smoke_cpu",
+) -> Run:
     """`python -m framework +experiment=<experiment> <overrides> hydra.run.dir=<run_dir>` in a subprocess."""
     cmd = [sys.executable, "-m", "framework"]
     if experiment:
@@ -92,7 +118,8 @@ def synthetic_row(index: int, *, seq_length: int, vocab_size: int, seed: int) ->
     from framework.data import SyntheticRows
 
     return SyntheticRows(num_samples=index + 1, lengths=[seq_length], vocab_size=vocab_size, seed=seed)[index][
-        "input_ids"]
+        "input_ids"
+    ]
 
 
 def reference_loss_and_grads(model_dir: str, rows: torch.Tensor):
@@ -104,8 +131,9 @@ def reference_loss_and_grads(model_dir: str, rows: torch.Tensor):
     model.train()
     logits = model(input_ids=rows).logits.float()
     targets = rows[:, 1:]
-    ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                           reduction="sum")
+    ce = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
+    )
     loss = ce / targets.numel()
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -114,7 +142,7 @@ def reference_loss_and_grads(model_dir: str, rows: torch.Tensor):
 
 def max_rel_diff(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> float:
     """Largest ||a - b|| / ||b|| over the parameters (both dicts must hold the same names)."""
-    assert sorted(a) == sorted(b), (sorted(set(a) ^ set(b)))
+    assert sorted(a) == sorted(b), sorted(set(a) ^ set(b))
     worst = 0.0
     for k in b:
         assert a[k].shape == b[k].shape, (k, a[k].shape, b[k].shape)
@@ -128,8 +156,13 @@ SEQ, VOCAB, SEED = 256, 384, 42
 
 
 def common_overrides(model_dir: str) -> List[str]:
-    return [f"model.name_or_path={model_dir}", "train.max_steps=3", f"data.seq_length={SEQ}", "data.shuffle=false",
-            "train.dump_grads=true"]
+    return [
+        f"model.name_or_path={model_dir}",
+        "train.max_steps=3",
+        f"data.seq_length={SEQ}",
+        "data.shuffle=false",
+        "train.dump_grads=true",
+    ]
 
 
 def rows(*indices: int) -> torch.Tensor:

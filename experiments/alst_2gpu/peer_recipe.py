@@ -1,10 +1,13 @@
 """The peer to beat: the reference recipe of HF Accelerate + DeepSpeed ALST/Ulysses SP, as its docs give it.
 
-Run (from the project root): torchrun --nproc_per_node N experiments/alst_2gpu/peer_recipe.py --arch 8b --seqlens 32768,65536 --zero 3 --offload
-Prints one JSON line per sequence length: step seconds, tokens/s, peak GiB; stops at the first OOM.
-Random-init weights (no hub here); the architecture alone decides speed and memory.
-"""
-import argparse, json, os, time
+Run (from the project root): torchrun --nproc_per_node N experiments/alst_2gpu/peer_recipe.py --arch 8b --seqlens
+32768,65536 --zero 3 --offload Prints one JSON line per sequence length: step seconds, tokens/s, peak GiB; stops at the
+first OOM. Random-init weights (no hub here); the architecture alone decides speed and memory."""
+
+import argparse
+import json
+import os
+import time
 
 import torch
 from accelerate import Accelerator
@@ -13,10 +16,22 @@ from accelerate.utils.dataclasses import DeepSpeedSequenceParallelConfig
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 ARCH = {
-    "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-               num_key_value_heads=8, vocab_size=128256),
-    "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-               num_key_value_heads=8, vocab_size=128256),
+    "8b": dict(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+    ),
+    "1b": dict(
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+    ),
 }
 
 p = argparse.ArgumentParser()
@@ -41,14 +56,18 @@ if a.offload:
 plugin = DeepSpeedPlugin(hf_ds_config=ds_cfg, zero3_init_flag=(a.zero == 3))
 pc = None
 if ws > 1:  # one GPU: no SP, the plain HF + DeepSpeed (+ Liger) baseline a 1-GPU user would run
-    pc = ParallelismConfig(sp_backend="deepspeed", sp_size=ws, dp_shard_size=1,
-                           sp_handler=DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True,
-                                                                      sp_attn_implementation="sdpa"))
+    pc = ParallelismConfig(
+        sp_backend="deepspeed",
+        sp_size=ws,
+        dp_shard_size=1,
+        sp_handler=DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True, sp_attn_implementation="sdpa"),
+    )
 acc = Accelerator(parallelism_config=pc, deepspeed_plugin=plugin)
 cfg = LlamaConfig(max_position_embeddings=4_194_304, rope_theta=500000.0, **ARCH[a.arch])
 t0 = time.time()
 if a.liger:
     from liger_kernel.transformers import apply_liger_kernel_to_llama
+
     apply_liger_kernel_to_llama()
 model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.bfloat16, attn_implementation="sdpa")
 model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -69,9 +88,12 @@ def collate(b):  # as in Accelerate's own ALST test: one sample, position_ids, l
 dl = torch.utils.data.DataLoader(samples, batch_size=1, collate_fn=collate)
 model, opt, dl = acc.prepare(model, opt, dl)
 acc.print(f"setup {time.time() - t0:.1f}s", flush=True)
-sp_group = acc.torch_device_mesh["sp"].get_group() if ws > 1 and getattr(acc, "torch_device_mesh", None) is not None else None
+sp_group = (
+    acc.torch_device_mesh["sp"].get_group() if ws > 1 and getattr(acc, "torch_device_mesh", None) is not None else None
+)
 if sp_group is None and ws > 1:
     from deepspeed.utils import groups
+
     sp_group = groups._get_sequence_parallel_group()
 unwrapped = acc.unwrap_model(model)
 
@@ -84,7 +106,9 @@ while True:
     except StopIteration:
         break
     seqlen = batch["input_ids"].shape[1] * ws
-    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); t = time.time()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    t = time.time()
     try:
         batch = {k: v.to(acc.device) for k, v in batch.items()}
         if "shift_labels" not in batch:  # no SP adapter on one GPU: shift the labels as HF's loss does
@@ -101,7 +125,8 @@ while True:
             goods = torch.distributed.nn.functional.all_gather(good, group=sp_group)
             loss = sum(losses[r] * goods[r] for r in range(ws) if goods[r] > 0) / max(sum(goods), 1)
         acc.backward(loss)
-        opt.step(); opt.zero_grad()
+        opt.step()
+        opt.zero_grad()
         torch.cuda.synchronize()
     except torch.OutOfMemoryError:
         acc.print(json.dumps({"seqlen": seqlen, "oom": True}), flush=True)
@@ -109,11 +134,35 @@ while True:
     dt = time.time() - t
     peak = torch.cuda.max_memory_allocated() / 2**30
     rows.setdefault(seqlen, []).append((dt, peak, float(loss)))
-    acc.print(json.dumps({"step": step, "seqlen": seqlen, "sec": round(dt, 3), "peak_gib": round(peak, 2),
-                          "loss": round(float(loss), 4)}), flush=True)
+    acc.print(
+        json.dumps(
+            {
+                "step": step,
+                "seqlen": seqlen,
+                "sec": round(dt, 3),
+                "peak_gib": round(peak, 2),
+                "loss": round(float(loss), 4),
+            }
+        ),
+        flush=True,
+    )
     step += 1
 for s, r in rows.items():
     best = min(x[0] for x in r)
-    acc.print(json.dumps({"summary": True, "arch": a.arch, "zero": a.zero, "offload": a.offload, "liger": a.liger, "gpus": ws,
-                          "seqlen": s, "best_sec": round(best, 3), "tok_per_s": round(s / best),
-                          "peak_gib": round(max(x[1] for x in r), 2)}), flush=True)
+    acc.print(
+        json.dumps(
+            {
+                "summary": True,
+                "arch": a.arch,
+                "zero": a.zero,
+                "offload": a.offload,
+                "liger": a.liger,
+                "gpus": ws,
+                "seqlen": s,
+                "best_sec": round(best, 3),
+                "tok_per_s": round(s / best),
+                "peak_gib": round(max(x[1] for x in r), 2),
+            }
+        ),
+        flush=True,
+    )

@@ -5,8 +5,9 @@
 Shapes: Llama-3.1-8B under Ulysses sp_size=2 (16 query heads, 4 KV heads per rank, head_dim 128) and Llama-3.2-1B
 on one GPU (32 query heads, 8 KV heads, head_dim 64). Variants: SDPA with enable_gqa=True (what transformers passes
 when there is no mask) or with the KV heads repeated first, each under the default dispatch and forced to cuDNN or
-flash. --packed: varlen_attn (what packed rows run) on one document and on 2K-token documents, beside SDPA. FLOPs: 3.5 x 2 s^2 h d (causal forward, backward 2.5x forward).
-"""
+flash. --packed: varlen_attn (what packed rows run) on one document and on 2K-token documents, beside SDPA. FLOPs: 3.5 x
+2 s^2 h d (causal forward, backward 2.5x forward)."""
+
 import sys
 import time
 

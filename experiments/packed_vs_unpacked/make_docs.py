@@ -4,6 +4,7 @@
 
 Document lengths are uniform in [min, max] (seeded), token ids uniform in [0, vocab).
 """
+
 import argparse
 import json
 import random

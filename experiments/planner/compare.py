@@ -1,5 +1,6 @@
 """Plan beside measurement for the runs of h200_1b.sh: `python experiments/planner/compare.py outputs/planner`.
 Prints one markdown row per run: planned and measured GPU peak (allocated), step time (the last step) and tokens/s."""
+
 import json
 import os
 import sys
@@ -15,5 +16,7 @@ for name in sorted(os.listdir(root)):
         print(f"| {name} | missing: {exc} | | | |")
         continue
     m = lambda k: res.get(k) or 0.0  # noqa: E731
-    print(f"| {name} | {plan['gpu_peak_gib']:.1f} / {m('peak_mem_gib'):.1f} | {plan['step_time_s']:.1f} / "
-          f"{m('step_time_s'):.1f} | {plan['tokens_per_s']:,.0f} / {m('tokens_per_s'):,.0f} | {res['status']} |")
+    print(
+        f"| {name} | {plan['gpu_peak_gib']:.1f} / {m('peak_mem_gib'):.1f} | {plan['step_time_s']:.1f} / "
+        f"{m('step_time_s'):.1f} | {plan['tokens_per_s']:,.0f} / {m('tokens_per_s'):,.0f} | {res['status']} |"
+    )

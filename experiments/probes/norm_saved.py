@@ -2,6 +2,7 @@
 autograd graph is the same on a GPU).
     python experiments/probes/norm_saved.py
 Each decoder layer has two such norms, and with activation checkpointing the layer under backward holds them."""
+
 import torch
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 

@@ -4,6 +4,7 @@ forward + backward of sum(h^2) over the last hidden states (no LM head). Modes:
   none: no offload;  deepspeed: DeepSpeed's CheckpointHiddenStatesOffload as shipped;  ours: framework's subclass.
 Prints one JSON line per mode: peak GPU GiB, and the offload engine's counters.
   python experiments/probes/offload.py 131072"""
+
 import json
 import sys
 
@@ -21,13 +22,24 @@ if not cuda:
         setattr(torch.cuda, name, lambda: None)
     torch.cuda.memory_allocated = torch.cuda.max_memory_allocated = lambda: 0
     torch.cuda.host_memory_stats = lambda: {}
-cfg = AutoConfig.for_model("llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                           num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
-                           max_position_embeddings=4194304, rope_theta=500000.0, tie_word_embeddings=True)
+cfg = AutoConfig.for_model(
+    "llama",
+    hidden_size=2048,
+    intermediate_size=8192,
+    num_hidden_layers=16,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    vocab_size=128256,
+    max_position_embeddings=4194304,
+    rope_theta=500000.0,
+    tie_word_embeddings=True,
+)
 torch.manual_seed(0)
 model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation="sdpa").to(dev)
-apply_features(model, cfg=OmegaConf.create({"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0,
-                                            "activation_checkpointing": True}))
+apply_features(
+    model,
+    cfg=OmegaConf.create({"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0, "activation_checkpointing": True}),
+)
 model.train()
 decoder = model.get_decoder()
 ids = torch.randint(0, cfg.vocab_size, (1, seq), device=dev)
@@ -36,6 +48,7 @@ print(json.dumps({"torch": torch.__version__, "seq": seq, "checkpoint_gib_per_la
 
 def contexts():
     from deepspeed.runtime.activation_checkpointing.offload_activations import CheckpointHiddenStatesOffload
+
     return {"none": None, "deepspeed": CheckpointHiddenStatesOffload, "ours": hidden_states_offload()}
 
 
@@ -61,9 +74,18 @@ for mode, cls in list(contexts().items()) * 2:  # twice: the second round is war
             ctx.__exit__(None, None, None)
     torch.cuda.synchronize()
     stats = vars(ctx.stats) if ctx else {}
-    print(json.dumps({"mode": mode, "peak_gib_above_weights": round((torch.cuda.max_memory_allocated() - base) / 2**30, 2),
-                      "forward_peak_gib": round(fwd_peak, 2), "held_after_forward_gib": round(after_fwd, 2),
-                      "host_pinned": torch.cuda.host_memory_stats().get("allocated_bytes.peak", 0) / 2**30,
-                      **{k: v for k, v in stats.items() if not k.endswith("bytes")},
-                      "offloaded_gib": round(stats.get("offloaded_bytes", 0) / 2**30, 2)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "peak_gib_above_weights": round((torch.cuda.max_memory_allocated() - base) / 2**30, 2),
+                "forward_peak_gib": round(fwd_peak, 2),
+                "held_after_forward_gib": round(after_fwd, 2),
+                "host_pinned": torch.cuda.host_memory_stats().get("allocated_bytes.peak", 0) / 2**30,
+                **{k: v for k, v in stats.items() if not k.endswith("bytes")},
+                "offloaded_gib": round(stats.get("offloaded_bytes", 0) / 2**30, 2),
+            }
+        ),
+        flush=True,
+    )
     del h, loss

@@ -3,6 +3,7 @@
 Rank 0 starts an all_reduce that rank 1 never joins, then calls destroy_process_group(), as launch.worker's
 `finally` did after an OOM; a watchdog thread reports how long it waited. Rank 1 sleeps, as a rank waiting in a
 collective of its own does."""
+
 import os
 import threading
 import time

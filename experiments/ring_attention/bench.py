@@ -13,6 +13,7 @@ the sum over the ranks. The ring runs twice: on flash (the kernel it called befo
 (cuDNN, flash where cuDNN refuses); beside one SDPA call forced to cuDNN and one forced to flash, over the same
 tokens. The error column is the ring's largest difference to the one cuDNN call's output (both bf16).
 """
+
 import argparse
 import time
 
@@ -41,8 +42,7 @@ def ring_forward_backward(ql, dl, kvs, rank, size, scale, kernel="auto"):
     auxes = []
     for src, qp, kp, causal in ring_steps(rank, size):
         k, v = kvs[src]
-        o, l, aux = block_forward(_part(ql, qp), _part(k, kp), _part(v, kp), causal=causal, scale=scale,
-                                  kernel=kernel)
+        o, l, aux = block_forward(_part(ql, qp), _part(k, kp), _part(v, kp), causal=causal, scale=scale, kernel=kernel)
         auxes.append(aux)
         if out is None:
             out, lse = o.float(), l.clone()
@@ -52,8 +52,17 @@ def ring_forward_backward(ql, dl, kvs, rank, size, scale, kernel="auto"):
     dq = torch.zeros_like(ql, dtype=torch.float32)
     for (src, qp, kp, causal), aux in zip(ring_steps(rank, size), auxes):
         k, v = kvs[src]
-        gq, gk, gv = block_backward(_part(dl, qp).contiguous(), _part(ql, qp), _part(k, kp), _part(v, kp),
-                                    _part(out, qp), _part(lse, qp).contiguous(), aux, causal=causal, scale=scale)
+        gq, gk, gv = block_backward(
+            _part(dl, qp).contiguous(),
+            _part(ql, qp),
+            _part(k, kp),
+            _part(v, kp),
+            _part(out, qp),
+            _part(lse, qp).contiguous(),
+            aux,
+            causal=causal,
+            scale=scale,
+        )
         _part(dq, qp).add_(gq.float())
         dkv = torch.zeros(2, *k.shape, dtype=torch.float32, device=k.device)  # the travelling K/V gradient
         _part(dkv[0], kp).add_(gk.float())
@@ -79,6 +88,7 @@ def sdpa_fwd_bwd(q, k, v, dout, backend):
             o = F.scaled_dot_product_attention(qq, kk, vv, is_causal=True, enable_gqa=True)
         o.backward(dout)
         return o.detach()
+
     return run
 
 
@@ -88,10 +98,10 @@ def ring_total(q, k, v, dout, cp, scale, kernel, reps):
     chunk = q.shape[2] // (2 * cp)
     for r in range(cp):
         a = ring_rank(q, k, v, dout, r, cp, scale)
-        t, (out, _) = timed(lambda: ring_forward_backward(*a, r, cp, scale, kernel), reps)
+        t, (out, _) = timed(lambda a=a, r=r: ring_forward_backward(*a, r, cp, scale, kernel), reps)
         total += t
         for i, c in enumerate(zigzag_chunks(r, cp)):
-            full[:, :, c * chunk:(c + 1) * chunk] = out[:, :, i * chunk:(i + 1) * chunk]
+            full[:, :, c * chunk : (c + 1) * chunk] = out[:, :, i * chunk : (i + 1) * chunk]
         del a, out
     return total, full
 
@@ -106,11 +116,15 @@ def main():
     ap.add_argument("--reps", type=int, default=2)
     args = ap.parse_args()
     dev, dt = "cuda", torch.bfloat16
-    print(f"card: {torch.cuda.get_device_name()}, torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, "
-          f"heads {args.heads}/{args.kv_heads}, head_dim {args.head_dim}, bf16, causal fwd+bwd")
-    print("| s per rank | cp | s | one cuDNN call ms | one flash call ms | ring on flash (before) ms | "
-          "ring on cuDNN (after) ms | after / cuDNN call | before / cuDNN call | after TFLOP/s | "
-          "max err after vs cuDNN call |")
+    print(
+        f"card: {torch.cuda.get_device_name()}, torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, "
+        f"heads {args.heads}/{args.kv_heads}, head_dim {args.head_dim}, bf16, causal fwd+bwd"
+    )
+    print(
+        "| s per rank | cp | s | one cuDNN call ms | one flash call ms | ring on flash (before) ms | "
+        "ring on cuDNN (after) ms | after / cuDNN call | before / cuDNN call | after TFLOP/s | "
+        "max err after vs cuDNN call |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for per_rank in args.per_rank:
         for cp in args.cp:
@@ -118,16 +132,19 @@ def main():
             torch.manual_seed(0)
             q, dout = (torch.randn(1, args.heads, s, args.head_dim, device=dev, dtype=dt) for _ in range(2))
             k, v = (torch.randn(1, args.kv_heads, s, args.head_dim, device=dev, dtype=dt) for _ in range(2))
-            scale = args.head_dim ** -0.5
+            scale = args.head_dim**-0.5
             t_cudnn, ref = timed(sdpa_fwd_bwd(q, k, v, dout, SDPBackend.CUDNN_ATTENTION), args.reps)
             t_flash, _ = timed(sdpa_fwd_bwd(q, k, v, dout, SDPBackend.FLASH_ATTENTION), args.reps)
             before, _ = ring_total(q, k, v, dout, cp, scale, "flash", args.reps)
             after, full = ring_total(q, k, v, dout, cp, scale, "auto", args.reps)
             err = (full.float() - ref.float()).abs().max().item()
             flops = 3.5 * 2 * s * s * args.heads * args.head_dim  # causal: half of 4 s^2 h d per pass, bwd 2.5x fwd
-            print(f"| {per_rank} | {cp} | {s} | {t_cudnn * 1e3:.0f} | {t_flash * 1e3:.0f} | {before * 1e3:.0f} | "
-                  f"{after * 1e3:.0f} | {after / t_cudnn:.2f} | {before / t_cudnn:.2f} | {flops / after / 1e12:.0f} | "
-                  f"{err:.1e} |", flush=True)
+            print(
+                f"| {per_rank} | {cp} | {s} | {t_cudnn * 1e3:.0f} | {t_flash * 1e3:.0f} | {before * 1e3:.0f} | "
+                f"{after * 1e3:.0f} | {after / t_cudnn:.2f} | {before / t_cudnn:.2f} | {flops / after / 1e12:.0f} | "
+                f"{err:.1e} |",
+                flush=True,
+            )
             del q, k, v, dout, ref, full
             torch.cuda.empty_cache()
 

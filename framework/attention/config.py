@@ -1,4 +1,5 @@
 """attention's config: the core kernel and whether packed documents are kept apart."""
+
 from dataclasses import dataclass
 
 from framework.choice import Choice

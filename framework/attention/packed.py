@@ -19,6 +19,7 @@ plain causal BlockMask) calls it as its core function. With sp_size == 1 the mod
 flash_attention_2/3 need nothing here: transformers already runs flash varlen from position_ids, but only for
 micro batch size 1 (`_is_packed_sequence`), which validation enforces for packed rows.
 """
+
 from typing import Callable, List, Optional
 
 import torch
@@ -61,9 +62,19 @@ def sdpa_per_document(query, key, value, starts: List[List[int]], *, scaling=Non
     rows = []
     for r in range(b):
         bounds = starts[r] + [s]
-        pieces = [F.scaled_dot_product_attention(query[r:r + 1, :, a:e], key[r:r + 1, :, a:e], value[r:r + 1, :, a:e],
-                                                 dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa)
-                  for a, e in zip(bounds, bounds[1:]) if e > a]
+        pieces = [
+            F.scaled_dot_product_attention(
+                query[r : r + 1, :, a:e],
+                key[r : r + 1, :, a:e],
+                value[r : r + 1, :, a:e],
+                dropout_p=dropout,
+                is_causal=True,
+                scale=scaling,
+                enable_gqa=gqa,
+            )
+            for a, e in zip(bounds, bounds[1:])
+            if e > a
+        ]
         rows.append(torch.cat(pieces, dim=2))
     return torch.cat(rows, dim=0).transpose(1, 2).contiguous()
 
@@ -129,8 +140,9 @@ def document_block_mask(position_ids: torch.Tensor, *, block: int = FLEX_BLOCK):
 
     kv_num, kv_idx = to_indices(partial)
     full_num, full_idx = to_indices(full)
-    return BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block, mask_mod=mask_mod,
-                                    seq_lengths=(s, s))
+    return BlockMask.from_kv_blocks(
+        kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(s, s)
+    )
 
 
 class _BlockMaskCache:
@@ -140,8 +152,12 @@ class _BlockMaskCache:
         self.pos, self.mask = None, None
 
     def get(self, position_ids):
-        if self.pos is None or self.pos.shape != position_ids.shape or self.pos.device != position_ids.device \
-                or not torch.equal(self.pos, position_ids):
+        if (
+            self.pos is None
+            or self.pos.shape != position_ids.shape
+            or self.pos.device != position_ids.device
+            or not torch.equal(self.pos, position_ids)
+        ):
             self.pos, self.mask = position_ids.clone(), document_block_mask(position_ids)
         return self.mask
 
@@ -163,8 +179,9 @@ def document_attention(impl: str, core: Callable) -> Callable:
         if position_ids is None:
             raise RuntimeError("document masking needs position_ids in every forward (the data adapter adds them)")
         if position_ids.shape[-1] != query.shape[2]:
-            raise RuntimeError(f"position_ids cover {position_ids.shape[-1]} positions but the attention sees "
-                               f"{query.shape[2]}")
+            raise RuntimeError(
+                f"position_ids cover {position_ids.shape[-1]} positions but the attention sees {query.shape[2]}"
+            )
         if impl == "flex_attention":  # the mask transformers/DeepSpeed built (if any) is replaced by ours
             pos = position_ids.expand(query.shape[0], -1) if position_ids.shape[0] == 1 else position_ids
             return core(module, query, key, value, cache.get(pos), *args, **kwargs)
@@ -176,8 +193,7 @@ def document_attention(impl: str, core: Callable) -> Callable:
             _announce("varlen_attn")
             return sdpa_varlen(query, key, value, starts, scaling=scaling), None
         _announce("one causal SDPA call per document")
-        return sdpa_per_document(query, key, value, starts, scaling=scaling,
-                                 dropout=kwargs.get("dropout") or 0.0), None
+        return sdpa_per_document(query, key, value, starts, scaling=scaling, dropout=kwargs.get("dropout") or 0.0), None
 
     attend.document_masking = True
     attend.core = core

@@ -33,6 +33,7 @@ buffers itself, whereas inside Ulysses the tensors are plain local tensors in th
 templated ring (`_templated_ring_attention`) is private and takes no GQA. The kernels here are torch's own
 (`torch.ops.aten` SDPA ops that return the log-sum-exp); this module only orders them and the exchanges.
 """
+
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -111,13 +112,17 @@ def block_forward(q, k, v, *, causal: bool, scale, kernel: str = "auto"):
         if key not in _CUDNN_REFUSED:
             try:  # as torch's own context parallelism rings it (compute_log_sumexp=True; lse `[b, h, sq, 1]`)
                 out, lse, cq, ck, mq, mk, seed, offset, _ = torch.ops.aten._scaled_dot_product_cudnn_attention(
-                    q.contiguous(), k.contiguous(), v.contiguous(), None, True, 0.0, causal, False, scale=scale)
+                    q.contiguous(), k.contiguous(), v.contiguous(), None, True, 0.0, causal, False, scale=scale
+                )
                 announce("cudnn")
                 return out, lse.view(lse.shape[:3]).float(), ("cudnn", (cq, ck, mq, mk, seed, offset))
             except RuntimeError as e:
                 _CUDNN_REFUSED.add(key)
-                announce("flash", f"cuDNN refused q {tuple(q.shape)} k {tuple(k.shape)} causal={causal}: "
-                                  f"{str(e).splitlines()[0][:120]}")
+                announce(
+                    "flash",
+                    f"cuDNN refused q {tuple(q.shape)} k {tuple(k.shape)} causal={causal}: "
+                    f"{str(e).splitlines()[0][:120]}",
+                )
         kernel = "flash"
     if kernel == "cpu":
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal, scale=scale)
@@ -125,7 +130,8 @@ def block_forward(q, k, v, *, causal: bool, scale, kernel: str = "auto"):
         return out, lse.float(), ("cpu", None)
     if kernel == "flash" and _flash_cuda(q):
         out, lse, cq, ck, mq, mk, seed, offset, _ = torch.ops.aten._scaled_dot_product_flash_attention(
-            q, k, v, 0.0, causal, False, scale=scale)
+            q, k, v, 0.0, causal, False, scale=scale
+        )
         announce("flash")
         return out, lse.float(), ("flash", (cq, ck, mq, mk, seed, offset))
     announce("math")
@@ -141,16 +147,32 @@ def block_backward(dout, q, k, v, out, lse, aux, *, causal: bool, scale):
     if kernel == "cudnn":  # the forward's extra outputs passed back, as torch's own context parallelism does
         cq, ck, mq, mk, seed, offset = extra
         dq, dk, dv = torch.ops.aten._scaled_dot_product_cudnn_attention_backward(
-            dout.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out.contiguous(),
-            lse.to(torch.float32).contiguous().unsqueeze(-1), seed, offset, None, cq, ck, mq, mk, 0.0, causal,
-            scale=scale)
+            dout.contiguous(),
+            q.contiguous(),
+            k.contiguous(),
+            v.contiguous(),
+            out.contiguous(),
+            lse.to(torch.float32).contiguous().unsqueeze(-1),
+            seed,
+            offset,
+            None,
+            cq,
+            ck,
+            mq,
+            mk,
+            0.0,
+            causal,
+            scale=scale,
+        )
     elif kernel == "cpu":
         dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-            dout, q, k, v, out, lse, 0.0, causal, scale=scale)
+            dout, q, k, v, out, lse, 0.0, causal, scale=scale
+        )
     elif kernel == "flash":
         cq, ck, mq, mk, seed, offset = extra
         dq, dk, dv = torch.ops.aten._scaled_dot_product_flash_attention_backward(
-            dout, q, k, v, out, lse.to(torch.float32), cq, ck, mq, mk, 0.0, causal, seed, offset, scale=scale)
+            dout, q, k, v, out, lse.to(torch.float32), cq, ck, mq, mk, 0.0, causal, seed, offset, scale=scale
+        )
     else:
         dq, dk, dv = _math_backward(dout, q, k, v, out, lse, causal=causal, scale=scale)
     return dq, _sum_kv(dk, kv_heads), _sum_kv(dv, kv_heads)
@@ -164,10 +186,12 @@ def announce(kernel: str, why: str = ""):
     if kernel in _ANNOUNCED:
         return
     _ANNOUNCED.add(kernel)
-    names = {"cudnn": "cuDNN (aten._scaled_dot_product_cudnn_attention)",
-             "flash": "flash (aten._scaled_dot_product_flash_attention)",
-             "cpu": "math on CPU (aten._scaled_dot_product_flash_attention_for_cpu)",
-             "math": "math ([sq, sk] scores in fp32)"}
+    names = {
+        "cudnn": "cuDNN (aten._scaled_dot_product_cudnn_attention)",
+        "flash": "flash (aten._scaled_dot_product_flash_attention)",
+        "cpu": "math on CPU (aten._scaled_dot_product_flash_attention_for_cpu)",
+        "math": "math ([sq, sk] scores in fp32)",
+    }
     log.info(f"ring attention: blocks run {names[kernel]}" + (f" ({why})" if why else ""))
 
 
@@ -261,7 +285,7 @@ def document_pairs(docs: List[int], rank: int, src: int, size: int, qp: str, kp:
         halves = [(a, 0), (b, 1)] if p == "all" else [(a, 0)] if p == "first" else [(b, 1)]
         runs = []
         for i, (slot, half) in enumerate(halves):
-            runs += _runs(docs[slot * chunk:(slot + 1) * chunk], slot, chunk * i)
+            runs += _runs(docs[slot * chunk : (slot + 1) * chunk], slot, chunk * i)
         return runs
 
     by_doc = {}
@@ -287,8 +311,10 @@ class _Plan:
             return None
         if docs is not self.docs:
             rows = docs.view(-1, docs.shape[-1]).tolist()
-            self.steps = [[document_pairs(row, rank, src, size, qp, kp) for row in rows]
-                          for src, qp, kp, _ in ring_steps(rank, size)]
+            self.steps = [
+                [document_pairs(row, rank, src, size, qp, kp) for row in rows]
+                for src, qp, kp, _ in ring_steps(rank, size)
+            ]
             self.docs = docs
         return self.steps
 
@@ -299,8 +325,9 @@ def _forward_docs(q, k, v, pairs, *, scale, kernel):
     lse = torch.full(q.shape[:3], float("-inf"), dtype=torch.float32, device=q.device)
     aux = []
     for qs, qe, ks, ke, causal in pairs:
-        o, l, a = block_forward(q[:, :, qs:qe], k[:, :, ks:ke], v[:, :, ks:ke], causal=causal, scale=scale,
-                                kernel=kernel)
+        o, l, a = block_forward(
+            q[:, :, qs:qe], k[:, :, ks:ke], v[:, :, ks:ke], causal=causal, scale=scale, kernel=kernel
+        )
         aux.append(a)
         _merge(out[:, :, qs:qe], lse[:, :, qs:qe], "all", o, l)
     return out, lse, aux
@@ -312,16 +339,19 @@ def step_forward(q, k, v, *, causal, scale, kernel, pairs):
     if pairs is None:
         o, l, aux = block_forward(q, k, v, causal=causal, scale=scale, kernel=kernel)
         return o.float(), l, aux
-    rows = [_forward_docs(q[r:r + 1], k[r:r + 1], v[r:r + 1], p, scale=scale, kernel=kernel)
-            for r, p in enumerate(pairs)]
+    rows = [
+        _forward_docs(q[r : r + 1], k[r : r + 1], v[r : r + 1], p, scale=scale, kernel=kernel)
+        for r, p in enumerate(pairs)
+    ]
     return torch.cat([o for o, _, _ in rows]), torch.cat([l for _, l, _ in rows]), [a for _, _, a in rows]
 
 
 def step_backward(dout, q, k, v, out, lse, aux, *, causal, scale, pairs):
     """Gradients (dq, dk, dv) of one ring step, given the final out and lse. dq fp32; dk/dv fp32."""
     if pairs is None:
-        return [g.float() for g in block_backward(dout, q, k, v, out, lse.contiguous(), aux, causal=causal,
-                                                   scale=scale)]
+        return [
+            g.float() for g in block_backward(dout, q, k, v, out, lse.contiguous(), aux, causal=causal, scale=scale)
+        ]
     dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     dk = torch.zeros(k.shape, dtype=torch.float32, device=k.device)
     dv = torch.zeros_like(dk)
@@ -329,8 +359,17 @@ def step_backward(dout, q, k, v, out, lse, aux, *, causal, scale, pairs):
         for (qs, qe, ks, ke, c), a in zip(row_pairs, row_aux):
             q_ = (r, slice(None), slice(qs, qe))
             k_ = (r, slice(None), slice(ks, ke))
-            gq, gk, gv = block_backward(dout[q_][None], q[q_][None], k[k_][None], v[k_][None], out[q_][None],
-                                        lse[q_][None].contiguous(), a, causal=c, scale=scale)
+            gq, gk, gv = block_backward(
+                dout[q_][None],
+                q[q_][None],
+                k[k_][None],
+                v[k_][None],
+                out[q_][None],
+                lse[q_][None].contiguous(),
+                a,
+                causal=c,
+                scale=scale,
+            )
             dq[q_] += gq[0].float()
             dk[k_] += gk[0].float()
             dv[k_] += gv[0].float()
@@ -344,8 +383,10 @@ def _shift(t: torch.Tensor, group):
     its threads): the transfer overlaps whatever the caller computes before `_wait`."""
     rank, size = dist.get_rank(group), dist.get_world_size(group)
     buf = torch.empty_like(t)
-    ops = [dist.P2POp(dist.isend, t, dist.get_global_rank(group, (rank + 1) % size), group),
-           dist.P2POp(dist.irecv, buf, dist.get_global_rank(group, (rank - 1) % size), group)]
+    ops = [
+        dist.P2POp(dist.isend, t, dist.get_global_rank(group, (rank + 1) % size), group),
+        dist.P2POp(dist.irecv, buf, dist.get_global_rank(group, (rank - 1) % size), group),
+    ]
     return buf, dist.batch_isend_irecv(ops)
 
 
@@ -384,8 +425,15 @@ class RingAttention(torch.autograd.Function):
         for i, (_, qp, kp, causal) in enumerate(ring_steps(rank, size)):
             last = i == size - 1
             pending = _shift(kv, group) if overlap and not last else None  # overlaps with this step's kernel
-            o, l, aux = step_forward(_part(q, qp), _part(kv[0], kp), _part(kv[1], kp), causal=causal, scale=scale,
-                                     kernel=kernel, pairs=None if plan is None else plan[i])
+            o, l, aux = step_forward(
+                _part(q, qp),
+                _part(kv[0], kp),
+                _part(kv[1], kp),
+                causal=causal,
+                scale=scale,
+                kernel=kernel,
+                pairs=None if plan is None else plan[i],
+            )
             ctx.aux.append(aux)
             if out is None:
                 out, lse = o, l.clone()
@@ -413,8 +461,18 @@ class RingAttention(torch.autograd.Function):
             last = i == size - 1
             kv_pending = _shift(kv, group) if overlap and not last else None
             q_, o_, l_, do_ = (_part(t, qp) for t in (q, out, lse, dout))
-            gq, gk, gv = step_backward(do_, q_, _part(kv[0], kp), _part(kv[1], kp), o_, l_, ctx.aux[i],
-                                       causal=causal, scale=scale, pairs=None if plan is None else plan[i])
+            gq, gk, gv = step_backward(
+                do_,
+                q_,
+                _part(kv[0], kp),
+                _part(kv[1], kp),
+                o_,
+                l_,
+                ctx.aux[i],
+                causal=causal,
+                scale=scale,
+                pairs=None if plan is None else plan[i],
+            )
             _part(dq, qp).add_(gq)
             # the gradient of the K/V held now: what the ranks before added, plus this rank's share
             dkv = torch.zeros_like(kv, dtype=torch.float32) if dkv_pending is None else _wait(dkv_pending)
@@ -431,8 +489,9 @@ class RingAttention(torch.autograd.Function):
         return dq.to(q.dtype), dkv[0].to(k.dtype), dkv[1].to(v.dtype), None, None, None, None, None
 
 
-def ring_attention(query, key, value, *, group, scale=None, overlap: bool = True, documents=None, plan=None,
-                   kernel: str = "auto"):
+def ring_attention(
+    query, key, value, *, group, scale=None, overlap: bool = True, documents=None, plan=None, kernel: str = "auto"
+):
     """Causal ring attention; shapes as RingAttention. With a group of one rank, the local causal attention.
     documents: `[b, s]` document ids of the packed rows in the per-document zigzag order (`document_permutation`;
     s = s_cp x cp_size, the whole row), or None for whole causal rows. plan: a `_Plan` to cache the documents' pairs
@@ -456,8 +515,10 @@ def ring_attention_function(group):
             raise RuntimeError("ring attention has no attention dropout; set the model's attention_dropout to 0")
         documents = kwargs.get("ring_document_ids")
         if documents is not None and documents.shape[-1] != query.shape[2] * dist.get_world_size(group):
-            raise RuntimeError(f"ring_document_ids cover {documents.shape[-1]} positions, but the ring's "
-                               f"{dist.get_world_size(group)} ranks hold {query.shape[2]} each")
+            raise RuntimeError(
+                f"ring_document_ids cover {documents.shape[-1]} positions, but the ring's "
+                f"{dist.get_world_size(group)} ranks hold {query.shape[2]} each"
+            )
         out = ring_attention(query, key, value, group=group, scale=scaling, documents=documents, plan=plan)
         return out.transpose(1, 2).contiguous(), None
 

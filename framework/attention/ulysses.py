@@ -1,5 +1,6 @@
 """The Ulysses SP wrapper around the core attention implementation (DeepSpeed's UlyssesSPAttentionHF); with
 cp_size > 1 the core is ring attention over the mesh's cp group (framework.attention.ring)."""
+
 import importlib.util
 
 import torch.distributed as dist
@@ -12,8 +13,9 @@ CP, SP = MeshAxis.CP.value, MeshAxis.SP.value
 
 
 @builds(AttentionConfig)
-def apply_sp_attention(model, *, cfg, mesh, micro_batch_size: int, seq_length_is_variable: bool,
-                       seq_length: int | None):
+def apply_sp_attention(
+    model, *, cfg, mesh, micro_batch_size: int, seq_length_is_variable: bool, seq_length: int | None
+):
     """Wrap the model's core attention in the Ulysses all-to-all for the mesh's SP group, and make the core the ring
     over the mesh's cp group when cp_size > 1.
 
@@ -39,8 +41,13 @@ def apply_sp_attention(model, *, cfg, mesh, micro_batch_size: int, seq_length_is
         if seq_length is not None:
             seq_length //= cp_mesh.size()  # Ulysses sees the s / cp tokens of this rank's ring chunks
         mpu = UlyssesSPAttentionHF.register_with_transformers(
-            model_name_or_path=model, core_attn_implementation=impl, sequence_parallel_size=sp_mesh.size(),
-            micro_batch_size=micro_batch_size, seq_length=seq_length, seq_length_is_variable=seq_length_is_variable)
+            model_name_or_path=model,
+            core_attn_implementation=impl,
+            sequence_parallel_size=sp_mesh.size(),
+            micro_batch_size=micro_batch_size,
+            seq_length=seq_length,
+            seq_length_is_variable=seq_length_is_variable,
+        )
         _check_same(sp_mesh.get_group(), mpu.get_sequence_parallel_group(), "SP")
     if cp_mesh.size() > 1:
         mpu = _sequence_mpu(cp_mesh.size() * sp_mesh.size())

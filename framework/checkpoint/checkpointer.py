@@ -1,4 +1,5 @@
 """The checkpoint group built (`_target_`): when the step loop saves, what it keeps, what a run resumes from."""
+
 import time
 from typing import Any, Dict, Optional
 
@@ -9,10 +10,23 @@ class Checkpointer:
     """Saves ZeRO checkpoints every `every` steps, every `every_minutes` of wall clock, and at the last step, keeps
     `keep_last`, and loads `resume`. Built by hydra.utils.instantiate(cfg.checkpoint, run_dir=..., settings=...)."""
 
-    def __init__(self, *, run_dir: str, settings: Dict[str, Any], every: int = 0, every_minutes: float = 0.0,
-                 keep_last: int = 0, resume: Optional[str] = None, save_on_interrupt: bool = False, export: bool = True,
-                 export_merged: bool = False, resume_allow_changes: bool = False, trust_resume: bool = False,
-                 verify_checksums: bool = True, clock=time.monotonic):
+    def __init__(
+        self,
+        *,
+        run_dir: str,
+        settings: Dict[str, Any],
+        every: int = 0,
+        every_minutes: float = 0.0,
+        keep_last: int = 0,
+        resume: Optional[str] = None,
+        save_on_interrupt: bool = False,
+        export: bool = True,
+        export_merged: bool = False,
+        resume_allow_changes: bool = False,
+        trust_resume: bool = False,
+        verify_checksums: bool = True,
+        clock=time.monotonic,
+    ):
         self.run_dir, self.settings = run_dir, settings  # settings: what the token stream and LR depend on
         self.every, self.every_minutes, self.keep_last, self.resume = every, every_minutes, keep_last, resume
         self.save_on_interrupt, self.export, self.export_merged = save_on_interrupt, export, export_merged

@@ -1,4 +1,5 @@
 """checkpoint's config: when to save, what to keep, what to resume from, and what to export at the end."""
+
 from dataclasses import dataclass
 from typing import Optional
 

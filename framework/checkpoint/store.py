@@ -8,6 +8,7 @@ and (checkpoint.verify_checksums, read on resume) its checksum; `checkpoint.resu
 and never reads DeepSpeed's own `latest` file (rank 0 writes that as soon as its own files are saved, before the other
 ranks finish).
 """
+
 import json
 import os
 import re
@@ -28,8 +29,18 @@ DATA_NOT_IN_TOKENS = ("num_proc", "num_workers", "cache_dir", "eval_path")
 """data keys that change how fast or where the rows are made, never which tokens in which order (every other data key
 is recorded: a new one is refused on resume until it is listed here)."""
 SYNTHETIC_ONLY = ("num_samples", "lengths")
-HF_ONLY = ("path", "text_field", "tokenizer", "truncation", "pad_to_seq_length", "streaming", "split",
-           "chat_template", "add_eos", "shuffle_buffer")
+HF_ONLY = (
+    "path",
+    "text_field",
+    "tokenizer",
+    "truncation",
+    "pad_to_seq_length",
+    "streaming",
+    "split",
+    "chat_template",
+    "add_eos",
+    "shuffle_buffer",
+)
 
 
 def run_settings(*, parallelism, data, train, optim, tokenizer: Optional[str], world: int) -> Dict[str, Any]:
@@ -43,8 +54,12 @@ def run_settings(*, parallelism, data, train, optim, tokenizer: Optional[str], w
     from framework.parallelism.mesh import resolve_sizes
 
     replicate, shard, cp, sp = resolve_sizes(parallelism, world)
-    out = {"parallelism.sp_size": sp, "parallelism.cp_size": cp, "parallelism.dp_replicate_size": replicate,
-           "parallelism.dp_shard_size": shard}
+    out = {
+        "parallelism.sp_size": sp,
+        "parallelism.cp_size": cp,
+        "parallelism.dp_replicate_size": replicate,
+        "parallelism.dp_shard_size": shard,
+    }
     from framework.data.config import reads_corpus
 
     hf = reads_corpus(data)
@@ -54,10 +69,18 @@ def run_settings(*, parallelism, data, train, optim, tokenizer: Optional[str], w
             continue
         value = tokenizer if f.name == "tokenizer" else getattr(data, f.name)
         out[f"data.{f.name}"] = plain(value)
-    out.update({"train.seed": train.seed, "train.micro_batch_size": train.micro_batch_size,
-                "train.gradient_accumulation_steps": train.gradient_accumulation_steps,
-                "train.max_steps": train.max_steps, "optim.schedule": str(optim.schedule), "optim.lr": optim.lr,
-                "optim.warmup_steps": optim.warmup_steps, "optim.min_lr_ratio": optim.min_lr_ratio})
+    out.update(
+        {
+            "train.seed": train.seed,
+            "train.micro_batch_size": train.micro_batch_size,
+            "train.gradient_accumulation_steps": train.gradient_accumulation_steps,
+            "train.max_steps": train.max_steps,
+            "optim.schedule": str(optim.schedule),
+            "optim.lr": optim.lr,
+            "optim.warmup_steps": optim.warmup_steps,
+            "optim.min_lr_ratio": optim.min_lr_ratio,
+        }
+    )
     return out
 
 
@@ -280,7 +303,9 @@ def load_checkpoint(ds_engine, resume: Optional[str], run_dir: str) -> int:
     step = int(client["step"])
     listed = int(read_manifest(step_dir)["step"])
     if step != listed:  # validation checked the manifest against the folder's name; this checks DeepSpeed's own
-        raise RuntimeError(f"{step_dir}: DeepSpeed's client state says step {step}, its {MANIFEST} step {listed}: "
-                           "the checkpoint was altered; resume from another one")
+        raise RuntimeError(
+            f"{step_dir}: DeepSpeed's client state says step {step}, its {MANIFEST} step {listed}: "
+            "the checkpoint was altered; resume from another one"
+        )
     log.info(f"resumed from {step_dir} at step {step}")
     return step

@@ -10,6 +10,7 @@ shard is `shard_row`'s: the zigzag chunks of its cp rank, then its sp rank's pie
 position_ids reset) is first put in the ring's per-document zigzag order (`ring_order`), and every rank gets the whole
 permuted row's document ids as `ring_document_ids` `[b, s]`, which the model hands to the ring attention.
 """
+
 import torch
 import torch.distributed as dist
 from deepspeed.runtime.sequence_parallel.ulysses_sp import UlyssesSPDataLoaderAdapter
@@ -33,7 +34,7 @@ def shard_row(t: torch.Tensor, *, seq_rank: int, sp_size: int, cp_size: int = 1)
         chunks = t.chunk(2 * cp_size, dim=1)
         t = torch.cat([chunks[c] for c in zigzag_chunks(cp_rank, cp_size)], dim=1)
     n = t.shape[1] // sp_size
-    return t[:, n * sp_rank:n * (sp_rank + 1)]
+    return t[:, n * sp_rank : n * (sp_rank + 1)]
 
 
 def ring_order(row, *, cp_size: int):
@@ -84,15 +85,24 @@ class UlyssesAdapter(UlyssesSPDataLoaderAdapter):
                 row[k] = t
             s, pieces = row["input_ids"].shape[1], self.sp_world_size * (2 if self.cp_size > 1 else 1)
             if s % pieces:
-                raise ValueError(f"a batch of {s} tokens does not split into {pieces} pieces (sp x cp ranks, "
-                                 "2 chunks per ring rank)")
+                raise ValueError(
+                    f"a batch of {s} tokens does not split into {pieces} pieces (sp x cp ranks, 2 chunks per ring rank)"
+                )
             add_shift_labels(row)
             if self.cp_size > 1:
                 ring_order(row, cp_size=self.cp_size)
             sp_size = self.sp_world_size // self.cp_size
-            self.micro_batches.append({k: (v if k == "ring_document_ids" else  # the whole row: the ring's plan
-                                           shard_row(v, seq_rank=self.sp_rank, sp_size=sp_size, cp_size=self.cp_size)
-                                           ).cpu() for k, v in row.items()})
+            self.micro_batches.append(
+                {
+                    k: (
+                        v
+                        if k == "ring_document_ids"
+                        # the whole row: the ring's plan
+                        else shard_row(v, seq_rank=self.sp_rank, sp_size=sp_size, cp_size=self.cp_size)
+                    ).cpu()
+                    for k, v in row.items()
+                }
+            )
 
 
 class SPBatches:
@@ -102,8 +112,9 @@ class SPBatches:
     def __init__(self, dataloader, *, sp_group, sp_rank: int, sp_size: int, device, skip: int = 0, cp_size: int = 1):
         self.dl, self.device = dataloader, device
         if sp_size > 1:
-            self.it = UlyssesAdapter(dataloader, sp_rank=sp_rank, sp_group=sp_group, sp_world_size=sp_size,
-                                     device=device, cp_size=cp_size)
+            self.it = UlyssesAdapter(
+                dataloader, sp_rank=sp_rank, sp_group=sp_group, sp_world_size=sp_size, device=device, cp_size=cp_size
+            )
         else:
             self.it = (add_shift_labels(b) for b in dataloader)
         for _ in range(skip):  # resume inside an SP round: the sampler restarted at the round's first step

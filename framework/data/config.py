@@ -1,7 +1,7 @@
 """data's config: where the rows come from, how long they are, and how they are packed and ordered."""
+
 from dataclasses import dataclass, field
 from typing import List, Optional
-
 
 
 @dataclass
@@ -14,7 +14,8 @@ class DataConfig:
     seq_length: int = 1024
     """Tokens per row (global, before SP sharding)."""
     lengths: List[int] = field(default_factory=list)
-    """synthetic and long_range: cycle through these row lengths instead of seq_length (needs sp_seq_length_is_variable)."""
+    """synthetic and long_range: cycle through these row lengths instead of seq_length (needs
+    sp_seq_length_is_variable)."""
     num_samples: int = 1024
     """synthetic and long_range: rows in the dataset."""
     packing: bool = False

@@ -13,6 +13,7 @@ document start (a document cut by a row boundary goes on in the next row, restar
 token of every document is labelled -100 so the previous document's last token never learns to predict it.
 Rows are cut from the token stream when read (a cumulative-length index, no second copy of the corpus).
 """
+
 import csv
 import glob
 import hashlib
@@ -27,8 +28,15 @@ import torch
 from framework.data.rows import IGNORE
 from framework.errors import ConfigError
 
-FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text", ".text": "text",
-           ".arrow": "arrow"}
+FORMATS = {
+    ".jsonl": "json",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".txt": "text",
+    ".text": "text",
+    ".arrow": "arrow",
+}
 CACHE_VERSION = 1
 """Bump when the tokenized layout changes, so old cache files are not reused."""
 DEFAULT_CACHE = os.path.join("~", ".cache", "framework", "tokenized")
@@ -44,8 +52,13 @@ class BadRow(Exception):
 
 # ------------------------------------------------------------------------------------------------------ loading
 def _is_local(path: str) -> bool:
-    return (path.startswith((".", "/", "~")) or os.path.exists(path) or any(c in path for c in "*?[")
-            or os.path.splitext(path)[1] in FORMATS or path.count("/") > 1)
+    return (
+        path.startswith((".", "/", "~"))
+        or os.path.exists(path)
+        or any(c in path for c in "*?[")
+        or os.path.splitext(path)[1] in FORMATS
+        or path.count("/") > 1
+    )
 
 
 def why_missing(path: str) -> str:
@@ -70,29 +83,42 @@ def resolve_files(path: str):
     if any(c in path for c in "*?["):
         files = sorted(f for f in glob.glob(full, recursive=True) if os.path.isfile(f))
         if not files:
-            raise ConfigError("data.path", path, "the glob matches no file",
-                              "check the pattern (** needs a / around it)")
+            raise ConfigError(
+                "data.path", path, "the glob matches no file", "check the pattern (** needs a / around it)"
+            )
     elif os.path.isdir(full):
         if os.path.exists(os.path.join(full, "state.json")) or os.path.exists(os.path.join(full, "dataset_dict.json")):
             return "disk", [full]
-        files = sorted(f for f in glob.glob(os.path.join(full, "**", "*"), recursive=True)
-                       if os.path.isfile(f) and os.path.splitext(f)[1] in FORMATS)
+        files = sorted(
+            f
+            for f in glob.glob(os.path.join(full, "**", "*"), recursive=True)
+            if os.path.isfile(f) and os.path.splitext(f)[1] in FORMATS
+        )
         if not files:
-            raise ConfigError("data.path", path, f"the directory holds no {'/'.join(sorted(FORMATS))} file",
-                              "point data.path at the corpus files")
+            raise ConfigError(
+                "data.path",
+                path,
+                f"the directory holds no {'/'.join(sorted(FORMATS))} file",
+                "point data.path at the corpus files",
+            )
     elif os.path.isfile(full):
         files = [full]
     else:
-        raise ConfigError("data.path", path, why_missing(full), "give an existing file, glob, directory "
-                          "or a hub id (owner/name)")
+        raise ConfigError(
+            "data.path", path, why_missing(full), "give an existing file, glob, directory or a hub id (owner/name)"
+        )
     empty = [f for f in files if os.path.getsize(f) == 0]
     if empty:
         raise ConfigError("data.path", path, f"{empty[0]} is empty (0 bytes)", "give a corpus file that holds rows")
     kinds = {FORMATS.get(os.path.splitext(f)[1]) for f in files}
     if None in kinds:
         odd = next(f for f in files if os.path.splitext(f)[1] not in FORMATS)
-        raise ConfigError("data.path", path, f"{odd}: unknown format (known: {', '.join(sorted(FORMATS))})",
-                          "rename the file with its format's extension")
+        raise ConfigError(
+            "data.path",
+            path,
+            f"{odd}: unknown format (known: {', '.join(sorted(FORMATS))})",
+            "rename the file with its format's extension",
+        )
     if len(kinds) > 1:
         raise ConfigError("data.path", path, f"mixes formats {sorted(kinds)}", "give files of one format")
     return kinds.pop(), files
@@ -109,7 +135,7 @@ def _first_bad_line(builder: str, files):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return f, raw[:exc.start].count(b"\n") + 1, "not UTF-8 text"
+            return f, raw[: exc.start].count(b"\n") + 1, "not UTF-8 text"
         if builder == "json":
             stripped = text.lstrip()
             if stripped.startswith("[") or (stripped.startswith("{") and f.endswith(".json")):
@@ -165,40 +191,56 @@ def load_raw(cfg):
                 if isinstance(ds, datasets.DatasetDict):
                     ds = ds[cfg.split]
                 return ds.to_iterable_dataset() if cfg.streaming else ds
-            return datasets.load_dataset(builder, data_files=files, split="train", cache_dir=cache_dir,
-                                         streaming=cfg.streaming)
+            return datasets.load_dataset(
+                builder, data_files=files, split="train", cache_dir=cache_dir, streaming=cfg.streaming
+            )
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001  (datasets/pyarrow raise many kinds; find the row ourselves)
             bad = _first_bad_line(builder, files if builder != "disk" else [])
             if bad is None:
-                raise ConfigError("data.path", path, f"cannot be read ({type(exc).__name__}: "
-                                  f"{' '.join(str(exc).split())[:200]})",
-                                  "check the files") from None
+                raise ConfigError(
+                    "data.path",
+                    path,
+                    f"cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})",
+                    "check the files",
+                ) from None
             f, line, why = bad
             where = f"{f}, line {line}" if line else f
             raise ConfigError("data.path", path, f"broken row in {where}: {why}", "fix or remove that row") from None
     try:
         return datasets.load_dataset(path, split=cfg.split, cache_dir=cache_dir, streaming=cfg.streaming)
     except Exception as exc:  # noqa: BLE001  (offline, unknown id, no such split)
-        raise ConfigError("data.path", path, "is neither a local file/directory nor a hub dataset that could be "
-                          f"loaded ({' '.join(str(exc).split())[:200]})",
-                          "give a local path, or check the hub id, data.split and the network") from None
+        raise ConfigError(
+            "data.path",
+            path,
+            "is neither a local file/directory nor a hub dataset that could be "
+            f"loaded ({' '.join(str(exc).split())[:200]})",
+            "give a local path, or check the hub id, data.split and the network",
+        ) from None
 
 
 # -------------------------------------------------------------------------------------------------- tokenizing
 def load_tokenizer(tokenizer_path: Optional[str], *, key: str):
     if not tokenizer_path:
-        raise ConfigError(key, tokenizer_path, "text and chat rows need a tokenizer, and there is no model directory "
-                          "to take it from", "set data.tokenizer=<tokenizer directory or hub id>")
+        raise ConfigError(
+            key,
+            tokenizer_path,
+            "text and chat rows need a tokenizer, and there is no model directory to take it from",
+            "set data.tokenizer=<tokenizer directory or hub id>",
+        )
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(os.path.expanduser(tokenizer_path))
     except Exception as exc:  # noqa: BLE001  (missing files, unknown id, offline)
         why = " ".join(str(exc).split())[:200]
-        raise ConfigError(key, tokenizer_path, f"no tokenizer can be loaded from it ({why})",
-                          "give a directory with tokenizer files or a hub id, e.g. data.tokenizer=/path/to/model")
+        raise ConfigError(
+            key,
+            tokenizer_path,
+            f"no tokenizer can be loaded from it ({why})",
+            "give a directory with tokenizer files or a hub id, e.g. data.tokenizer=/path/to/model",
+        )
 
 
 def row_kind(columns, text_field: str) -> str:
@@ -208,8 +250,12 @@ def row_kind(columns, text_field: str) -> str:
         return "text"
     if "messages" in columns:
         return "chat"
-    raise ConfigError("data.text_field", text_field, f"no such field in the rows; they hold {sorted(columns)}",
-                      "set data.text_field to the field with the text, or give rows with input_ids or messages")
+    raise ConfigError(
+        "data.text_field",
+        text_field,
+        f"no such field in the rows; they hold {sorted(columns)}",
+        "set data.text_field to the field with the text, or give rows with input_ids or messages",
+    )
 
 
 def encode_chat(tok, messages, template: Optional[str]):
@@ -218,6 +264,7 @@ def encode_chat(tok, messages, template: Optional[str]):
     Renders the conversation prefix by prefix (before each assistant turn with the generation prompt, then through
     it) and tokenizes the pieces in order, so the masked span is exactly the prompt whatever the template.
     """
+
     def render(msgs, gen):
         return tok.apply_chat_template(msgs, chat_template=template, tokenize=False, add_generation_prompt=gen)
 
@@ -231,15 +278,16 @@ def encode_chat(tok, messages, template: Optional[str]):
     for i, m in enumerate(messages):
         if m.get("role") != "assistant":
             continue
-        prompt, full = render(messages[:i], True), render(messages[:i + 1], False)
+        prompt, full = render(messages[:i], True), render(messages[: i + 1], False)
         if not (prompt.startswith(done) and full.startswith(prompt)):
-            raise ValueError("the chat template does not render the conversation prefix by prefix, so the prompt "
-                             "cannot be masked")
-        add(prompt[len(done):], False)
-        add(full[len(prompt):], True)
+            raise ValueError(
+                "the chat template does not render the conversation prefix by prefix, so the prompt cannot be masked"
+            )
+        add(prompt[len(done) :], False)
+        add(full[len(prompt) :], True)
         done = full
     whole = render(messages, False)
-    add(whole[len(done):] if whole.startswith(done) else "", False)
+    add(whole[len(done) :] if whole.startswith(done) else "", False)
     return ids, labels
 
 
@@ -291,8 +339,9 @@ def tokenizer_signature(tok) -> str:
     h = hashlib.sha256()
     h.update(type(tok).__name__.encode())
     h.update(json.dumps(sorted(tok.get_vocab().items()), ensure_ascii=False).encode())
-    h.update(json.dumps([tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.chat_template],
-                        default=str).encode())
+    h.update(
+        json.dumps([tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.chat_template], default=str).encode()
+    )
     return h.hexdigest()
 
 
@@ -308,26 +357,45 @@ def tokenize(raw, cfg, *, tokenizer_path: Optional[str], tokenizer=None, key: st
     if kind != "tokens":
         tok = tokenizer if tokenizer is not None else load_tokenizer(tokenizer_path, key=key)
         if kind == "chat" and not (cfg.chat_template or tok.chat_template):
-            raise ConfigError("data.chat_template", cfg.chat_template, "chat rows (messages) need a chat template "
-                              "and the tokenizer has none", "set data.chat_template to a Jinja template, or use a "
-                              "tokenizer that has one")
+            raise ConfigError(
+                "data.chat_template",
+                cfg.chat_template,
+                "chat rows (messages) need a chat template and the tokenizer has none",
+                "set data.chat_template to a Jinja template, or use a tokenizer that has one",
+            )
     fn = Tokenize(tok, kind=kind, text_field=cfg.text_field, add_eos=cfg.add_eos, chat_template=cfg.chat_template)
     keep = ["input_ids", "labels"] if kind == "tokens" else []
     drop = [c for c in columns if c not in keep]
     if cfg.streaming:
         return raw.map(fn, batched=True, with_indices=True, remove_columns=drop), kind
-    fingerprint = hashlib.sha256(json.dumps({
-        "source": raw._fingerprint, "kind": kind, "text_field": cfg.text_field, "add_eos": cfg.add_eos,
-        "chat_template": cfg.chat_template, "tokenizer": tokenizer_signature(tok) if tok is not None else None,
-        "version": CACHE_VERSION}).encode()).hexdigest()[:32]
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            {
+                "source": raw._fingerprint,
+                "kind": kind,
+                "text_field": cfg.text_field,
+                "add_eos": cfg.add_eos,
+                "chat_template": cfg.chat_template,
+                "tokenizer": tokenizer_signature(tok) if tok is not None else None,
+                "version": CACHE_VERSION,
+            }
+        ).encode()
+    ).hexdigest()[:32]
     cache_dir = os.path.expanduser(cfg.cache_dir or DEFAULT_CACHE)
     os.makedirs(cache_dir, exist_ok=True)
     before = set(os.listdir(cache_dir))
     try:
-        return raw.map(fn, batched=True, with_indices=True, remove_columns=drop, num_proc=cfg.num_proc if
-                       cfg.num_proc > 1 else None, new_fingerprint=fingerprint, load_from_cache_file=True,
-                       cache_file_name=os.path.join(cache_dir, f"tokenized-{fingerprint}.arrow"),
-                       desc="tokenizing"), kind
+        return raw.map(
+            fn,
+            batched=True,
+            with_indices=True,
+            remove_columns=drop,
+            num_proc=cfg.num_proc if cfg.num_proc > 1 else None,
+            new_fingerprint=fingerprint,
+            load_from_cache_file=True,
+            cache_file_name=os.path.join(cache_dir, f"tokenized-{fingerprint}.arrow"),
+            desc="tokenizing",
+        ), kind
     except BaseException as exc:
         for name in set(os.listdir(cache_dir)) - before:  # no half-written cache file survives a failed map
             if fingerprint not in name:
@@ -338,16 +406,24 @@ def tokenize(raw, cfg, *, tokenizer_path: Optional[str], tokenizer=None, key: st
                 pass
         bad = exc if isinstance(exc, BadRow) else getattr(exc, "__cause__", None) or getattr(exc, "__context__", None)
         if isinstance(bad, BadRow):
-            raise ConfigError("data.path", cfg.path, f"broken row {bad.index}{_line_of(cfg.path, bad.index)}: "
-                              f"{bad.why}", "fix or remove that row") from None
+            raise ConfigError(
+                "data.path",
+                cfg.path,
+                f"broken row {bad.index}{_line_of(cfg.path, bad.index)}: {bad.why}",
+                "fix or remove that row",
+            ) from None
         if isinstance(exc, UnicodeDecodeError) or isinstance(bad, UnicodeDecodeError):  # Arrow read the bytes as
             where = ""  # they are; decoding them for the tokenizer fails
             builder, files = resolve_files(cfg.path) if _is_local(cfg.path) else ("", [])
             found = _first_bad_line(builder, files) if builder != "disk" else None
             if found:
                 where = f" ({found[0]}, line {found[1]})"
-            raise ConfigError("data.path", cfg.path, f"holds bytes that are not UTF-8 text{where}",
-                              "re-encode it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+            raise ConfigError(
+                "data.path",
+                cfg.path,
+                f"holds bytes that are not UTF-8 text{where}",
+                "re-encode it as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+            ) from None
         raise
 
 
@@ -382,9 +458,9 @@ class DocumentRows(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         d = int(self.index[i])
-        table = self.docs[d:d + 1]
-        ids = torch.from_numpy(_flat(table, "input_ids")[:self.L])
-        labels = torch.from_numpy(_flat(table, "labels")[:self.L]) if self.has_labels else ids.clone()
+        table = self.docs[d : d + 1]
+        ids = torch.from_numpy(_flat(table, "input_ids")[: self.L])
+        labels = torch.from_numpy(_flat(table, "labels")[: self.L]) if self.has_labels else ids.clone()
         return {"input_ids": ids, "labels": labels, "position_ids": torch.arange(len(ids))}
 
 
@@ -409,16 +485,19 @@ class PackedRows(torch.utils.data.Dataset):
         a, b = i * self.L, min((i + 1) * self.L, self.total)
         first = int(np.searchsorted(self.ends, a, side="right"))  # the document holding token a
         last = int(np.searchsorted(self.ends, b - 1, side="right"))  # ... and token b - 1
-        table = self.docs[first:last + 1]
+        table = self.docs[first : last + 1]
         offset = int(self.ends[first] - self.lengths[first])  # stream index of the first document's first token
-        ids = _flat(table, "input_ids")[a - offset:b - offset]
-        labels = (_flat(table, "labels")[a - offset:b - offset] if self.has_labels else ids).copy()
-        starts = self.ends[first:last + 1] - self.lengths[first:last + 1]  # document starts in stream coordinates
+        ids = _flat(table, "input_ids")[a - offset : b - offset]
+        labels = (_flat(table, "labels")[a - offset : b - offset] if self.has_labels else ids).copy()
+        starts = self.ends[first : last + 1] - self.lengths[first : last + 1]  # document starts in stream coordinates
         starts = np.unique(np.concatenate([[a], starts[(starts > a) & (starts < b)]])) - a
         pos = np.arange(b - a) - np.repeat(starts, np.diff(np.append(starts, b - a)))
         labels[starts] = IGNORE
-        return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels),
-                "position_ids": torch.from_numpy(pos)}
+        return {
+            "input_ids": torch.from_numpy(ids),
+            "labels": torch.from_numpy(labels),
+            "position_ids": torch.from_numpy(pos),
+        }
 
 
 def trainable(docs) -> bool:
@@ -432,8 +511,9 @@ def trainable(docs) -> bool:
     return False
 
 
-def build_hf_dataset(cfg, *, tokenizer_path: Optional[str], seed: int = 0, tokenizer=None,
-                     tokenizer_key: str = "data.tokenizer"):
+def build_hf_dataset(
+    cfg, *, tokenizer_path: Optional[str], seed: int = 0, tokenizer=None, tokenizer_key: str = "data.tokenizer"
+):
     """The map-style dataset of training rows (see the module docstring); streaming returns an iterable one."""
     raw = load_raw(cfg)
     if cfg.streaming:
@@ -449,20 +529,34 @@ def build_hf_dataset(cfg, *, tokenizer_path: Optional[str], seed: int = 0, token
     if not nonempty.any():
         raise ConfigError("data.path", cfg.path, "every row tokenizes to nothing", "check data.text_field")
     if lengths.max() < 2:  # a document's first token is predicted by nothing: one token is no target
-        raise ConfigError("data.path", cfg.path, f"no row has a token to predict: all {len(lengths)} documents are "
-                          f"{int(lengths.max())} token long (empty texts?)",
-                          "give documents of at least 2 tokens (the first token of each has nothing before it)")
+        raise ConfigError(
+            "data.path",
+            cfg.path,
+            f"no row has a token to predict: all {len(lengths)} documents are "
+            f"{int(lengths.max())} token long (empty texts?)",
+            "give documents of at least 2 tokens (the first token of each has nothing before it)",
+        )
     if "labels" in docs.column_names and not trainable(docs):
-        raise ConfigError("data.path", cfg.path, f"no row has a token to train on (every label is {IGNORE})",
-                          "give rows whose labels are not all -100, or leave labels out to train on every token")
+        raise ConfigError(
+            "data.path",
+            cfg.path,
+            f"no row has a token to train on (every label is {IGNORE})",
+            "give rows whose labels are not all -100, or leave labels out to train on every token",
+        )
     if cfg.packing:
         return PackedRows(docs, lengths=lengths, seq_length=cfg.seq_length)
     fits = nonempty & ((lengths <= cfg.seq_length) | cfg.truncation)
     if not fits.any():
-        raise ConfigError("data.truncation", False, f"all {int(nonempty.sum())} documents are longer than "
-                          f"data.seq_length={cfg.seq_length} (the shortest has {int(lengths[nonempty].min())} tokens)",
-                          "set data.truncation=true, data.packing=true, or a larger data.seq_length")
+        raise ConfigError(
+            "data.truncation",
+            False,
+            f"all {int(nonempty.sum())} documents are longer than "
+            f"data.seq_length={cfg.seq_length} (the shortest has {int(lengths[nonempty].min())} tokens)",
+            "set data.truncation=true, data.packing=true, or a larger data.seq_length",
+        )
     if (fits != nonempty).any():
-        warnings.warn(f"data: {int((fits != nonempty).sum())} documents longer than data.seq_length="
-                      f"{cfg.seq_length} are left out (data.truncation=false)")
+        warnings.warn(
+            f"data: {int((fits != nonempty).sum())} documents longer than data.seq_length="
+            f"{cfg.seq_length} are left out (data.truncation=false)"
+        )
     return DocumentRows(docs, index=np.nonzero(fits)[0], seq_length=cfg.seq_length)

@@ -5,6 +5,7 @@ A passkey context of L tokens: filler, then at depth d the needle `KEY k1..kn`, 
 `QUERY` followed by the answer `k1..kn`. Filler tokens are drawn uniformly from [0, vocab - 12); the key's tokens
 from the 10 "digits" just above; KEY and QUERY are the last two ids.
 """
+
 import math
 from dataclasses import dataclass
 from typing import List

@@ -1,5 +1,6 @@
 """Training rows: the label that means "no loss", synthetic rows, and the collate function that stacks rows into
 `[b, s]` batches (input_ids, labels, position_ids)."""
+
 from typing import List, Optional
 
 import torch

@@ -1,4 +1,5 @@
 """data's cross-field rules, checked before any worker starts (framework.validate calls them in order)."""
+
 from framework.data.config import reads_corpus
 from framework.data.loader import held_out_data
 from framework.errors import ConfigError
@@ -12,37 +13,61 @@ def check(d, *, parallelism, eval_every: int):
     if d.seq_length < 1:
         raise ConfigError("data.seq_length", d.seq_length, "must be positive", "set data.seq_length=4096")
     if not reads_corpus(d) and d.num_samples < 1:
-        raise ConfigError("data.num_samples", d.num_samples, "synthetic data needs at least one row",
-                          "set data.num_samples=1024")
+        raise ConfigError(
+            "data.num_samples", d.num_samples, "synthetic data needs at least one row", "set data.num_samples=1024"
+        )
     lengths = list(d.lengths) or [d.seq_length]
     if not reads_corpus(d) and min(lengths) < 2:
-        raise ConfigError("data.lengths", list(d.lengths), f"a row of {min(lengths)} tokens has no token to predict",
-                          "give lengths of at least 2 tokens, e.g. data.lengths=[256]")
+        raise ConfigError(
+            "data.lengths",
+            list(d.lengths),
+            f"a row of {min(lengths)} tokens has no token to predict",
+            "give lengths of at least 2 tokens, e.g. data.lengths=[256]",
+        )
     if not p.sp_seq_length_is_variable:
         fixed = p.sp_seq_length or d.seq_length
         pieces, what = p.sp_size, f"sp_size={p.sp_size}"
         if p.cp_size > 1:  # each ring rank holds 2 chunks, each cut over the sp ranks
             pieces, what = 2 * p.cp_size * p.sp_size, f"2 x cp_size x sp_size = {2 * p.cp_size * p.sp_size}"
         if fixed % pieces:
-            raise ConfigError("parallelism.sp_seq_length" if p.sp_seq_length else "data.seq_length", fixed,
-                              f"must be divisible by {what} when sp_seq_length_is_variable=false",
-                              f"use a multiple of {pieces}, e.g. {fixed - fixed % pieces or pieces}")
+            raise ConfigError(
+                "parallelism.sp_seq_length" if p.sp_seq_length else "data.seq_length",
+                fixed,
+                f"must be divisible by {what} when sp_seq_length_is_variable=false",
+                f"use a multiple of {pieces}, e.g. {fixed - fixed % pieces or pieces}",
+            )
         if not reads_corpus(d) and any(x != fixed for x in lengths):
-            raise ConfigError("data.lengths", lengths, f"rows must all be {fixed} tokens when "
-                              "sp_seq_length_is_variable=false", "set parallelism.sp_seq_length_is_variable=true")
+            raise ConfigError(
+                "data.lengths",
+                lengths,
+                f"rows must all be {fixed} tokens when sp_seq_length_is_variable=false",
+                "set parallelism.sp_seq_length_is_variable=true",
+            )
     # rows of a set length (packed, padded to seq_length, synthetic) are cut into sp_size shards as they are
     fixed_rows = lengths if not reads_corpus(d) else [d.seq_length] if d.packing or d.pad_to_seq_length else []
     odd = [x for x in fixed_rows if x % p.sp_size]
     if odd:
         key = "data.lengths" if not reads_corpus(d) and list(d.lengths) else "data.seq_length"
-        raise ConfigError(key, odd[0], f"rows of {odd[0]} tokens do not split into sp_size={p.sp_size} sequence "
-                          "shards", f"use a multiple of {p.sp_size}, e.g. {odd[0] - odd[0] % p.sp_size or p.sp_size}")
+        raise ConfigError(
+            key,
+            odd[0],
+            f"rows of {odd[0]} tokens do not split into sp_size={p.sp_size} sequence shards",
+            f"use a multiple of {p.sp_size}, e.g. {odd[0] - odd[0] % p.sp_size or p.sp_size}",
+        )
     if eval_every > 0 and reads_corpus(d) and not d.eval_path:
-        raise ConfigError("data.eval_path", d.eval_path, "eval.every > 0 needs held-out rows for data=hf",
-                          "set data.eval_path=/path/to/heldout.jsonl, or eval.every=0")
+        raise ConfigError(
+            "data.eval_path",
+            d.eval_path,
+            "eval.every > 0 needs held-out rows for data=hf",
+            "set data.eval_path=/path/to/heldout.jsonl, or eval.every=0",
+        )
     if reads_corpus(d) and not d.path:
-        raise ConfigError("data.path", d.path, "data=hf needs a file, glob, directory or hub id",
-                          "set data.path=/path/to/corpus.jsonl")
+        raise ConfigError(
+            "data.path",
+            d.path,
+            "data=hf needs a file, glob, directory or hub id",
+            "set data.path=/path/to/corpus.jsonl",
+        )
 
 
 def check_corpus(d, *, parallelism, tokenizer_path, world: int, micro_batch_size: int, seed: int, eval_every: int):
@@ -51,15 +76,23 @@ def check_corpus(d, *, parallelism, tokenizer_path, world: int, micro_batch_size
     documents all too long stop the job here with one ConfigError. Returns the training rows (None: not data=hf, or
     streamed)."""
     if not reads_corpus(d) and d.num_samples < world * micro_batch_size:
-        raise ConfigError("data.num_samples", d.num_samples, f"cannot feed one step: every one of the {world} "
-                          f"processes reads its own rows of train.micro_batch_size={micro_batch_size} (the ranks "
-                          "sharing a sequence take turns)", f"set data.num_samples={world * micro_batch_size} or more")
+        raise ConfigError(
+            "data.num_samples",
+            d.num_samples,
+            f"cannot feed one step: every one of the {world} "
+            f"processes reads its own rows of train.micro_batch_size={micro_batch_size} (the ranks "
+            "sharing a sequence take turns)",
+            f"set data.num_samples={world * micro_batch_size} or more",
+        )
     if not reads_corpus(d):
         return
     from framework.data.hf import build_hf_dataset
 
-    tok = dict(tokenizer_path=d.tokenizer or tokenizer_path, seed=seed,
-               tokenizer_key="data.tokenizer" if d.tokenizer else "model.name_or_path")
+    tok = dict(
+        tokenizer_path=d.tokenizer or tokenizer_path,
+        seed=seed,
+        tokenizer_key="data.tokenizer" if d.tokenizer else "model.name_or_path",
+    )
     if eval_every and d.eval_path:  # the held-out rows, tokenized (and cached) here too
         build_hf_dataset(held_out_data(d), **tok)
     dataset = build_hf_dataset(d, **tok)
@@ -69,12 +102,19 @@ def check_corpus(d, *, parallelism, tokenizer_path, world: int, micro_batch_size
     p = parallelism
     need = world * micro_batch_size  # one micro-step of every DP replica for each SP rank
     if len(dataset) < need:
-        raise ConfigError("data.path", d.path, f"gives {len(dataset)} rows of data.seq_length={d.seq_length}, fewer "
-                          f"than one step needs ({need}: processes x micro_batch_size)",
-                          "add data, lower data.seq_length or train.micro_batch_size")
+        raise ConfigError(
+            "data.path",
+            d.path,
+            f"gives {len(dataset)} rows of data.seq_length={d.seq_length}, fewer "
+            f"than one step needs ({need}: processes x micro_batch_size)",
+            "add data, lower data.seq_length or train.micro_batch_size",
+        )
     if not d.packing and not d.pad_to_seq_length and p.sp_size * p.cp_size > 1 and not p.sp_seq_length_is_variable:
-        raise ConfigError("data.pad_to_seq_length", False, "unpacked rows vary in length, and "
-                          "parallelism.sp_seq_length_is_variable=false needs them all of one length",
-                          "set data.pad_to_seq_length=true, data.packing=true or "
-                          "parallelism.sp_seq_length_is_variable=true")
+        raise ConfigError(
+            "data.pad_to_seq_length",
+            False,
+            "unpacked rows vary in length, and "
+            "parallelism.sp_seq_length_is_variable=false needs them all of one length",
+            "set data.pad_to_seq_length=true, data.packing=true or parallelism.sp_seq_length_is_variable=true",
+        )
     return dataset  # the start lines describe it (framework.data.stats)

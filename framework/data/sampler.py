@@ -1,4 +1,5 @@
 """Which sample each rank reads at each step: deterministic, seeded, DP-sharded and SP-aware, resumable."""
+
 import torch
 
 
@@ -14,14 +15,27 @@ class StepSampler(torch.utils.data.Sampler):
     rounded down to a multiple of sp; the rest of an epoch is dropped; each epoch reshuffles with seed + epoch.
     """
 
-    def __init__(self, num_samples: int, *, dp_rank: int, dp_size: int, sp_rank: int, sp_size: int,
-                 micro_batch_size: int, seed: int, shuffle: bool, start_step: int = 0):
+    def __init__(
+        self,
+        num_samples: int,
+        *,
+        dp_rank: int,
+        dp_size: int,
+        sp_rank: int,
+        sp_size: int,
+        micro_batch_size: int,
+        seed: int,
+        shuffle: bool,
+        start_step: int = 0,
+    ):
         self.n, self.dp_rank, self.dp, self.sp_rank, self.sp = num_samples, dp_rank, dp_size, sp_rank, sp_size
         self.b, self.seed, self.shuffle, self.start_step = micro_batch_size, seed, shuffle, start_step
         self.steps_per_epoch = (num_samples // (dp_size * micro_batch_size)) // sp_size * sp_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"{num_samples} samples cannot feed one step of {dp_size} DP ranks x {sp_size} SP "
-                             f"ranks x micro batch {micro_batch_size}")
+            raise ValueError(
+                f"{num_samples} samples cannot feed one step of {dp_size} DP ranks x {sp_size} SP "
+                f"ranks x micro batch {micro_batch_size}"
+            )
 
     def order(self, epoch: int) -> list[int]:
         if not self.shuffle:
@@ -36,7 +50,7 @@ class StepSampler(torch.utils.data.Sampler):
             perm = self.order(epoch)
             for k in range(k0 + self.sp_rank, self.steps_per_epoch, self.sp):
                 first = (k * self.dp + self.dp_rank) * self.b
-                yield perm[first:first + self.b]
+                yield perm[first : first + self.b]
             step = (epoch + 1) * self.steps_per_epoch
 
     def __len__(self):

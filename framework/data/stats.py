@@ -1,5 +1,6 @@
 """What a data=hf corpus holds, said before training starts: documents, tokens, rows after packing, tokens with
 loss, and how many passes over it train.max_steps makes, with a warning when that looks like a mistake."""
+
 from typing import Dict, List
 
 IGNORE = -100
@@ -28,24 +29,35 @@ def corpus_stats(dataset) -> Dict[str, int]:
             loss_tokens += int(pc.sum(pc.not_equal(pc.list_flatten(chunk), IGNORE)).as_py() or 0)
             firsts = pc.list_flatten(pc.list_slice(chunk, 0, 1))
             loss_tokens -= int(pc.sum(pc.not_equal(firsts, IGNORE)).as_py() or 0)  # position 0: no token before it
-    return {"documents": documents, "tokens": tokens, "rows": len(dataset), "loss_tokens": max(loss_tokens, 0),
-            "seq_length": seq_length}
+    return {
+        "documents": documents,
+        "tokens": tokens,
+        "rows": len(dataset),
+        "loss_tokens": max(loss_tokens, 0),
+        "seq_length": seq_length,
+    }
 
 
 def corpus_lines(stats: Dict[str, int], *, max_steps: int, rows_per_step: int, path: str) -> List[str]:
     """The start lines about the corpus: its figures, the epochs max_steps means, and warnings."""
     s = stats
     epochs = max_steps * rows_per_step / max(s["rows"], 1)
-    lines = [f"corpus {path}: {s['documents']:,} documents, {s['tokens']:,} tokens -> {s['rows']:,} rows of "
-             f"{s['seq_length']:,} tokens, {s['loss_tokens']:,} tokens with loss",
-             f"train.max_steps={max_steps} x {rows_per_step} rows per step = {max_steps * rows_per_step:,} rows: "
-             f"{epochs:.2f} epochs"]
+    lines = [
+        f"corpus {path}: {s['documents']:,} documents, {s['tokens']:,} tokens -> {s['rows']:,} rows of "
+        f"{s['seq_length']:,} tokens, {s['loss_tokens']:,} tokens with loss",
+        f"train.max_steps={max_steps} x {rows_per_step} rows per step = {max_steps * rows_per_step:,} rows: "
+        f"{epochs:.2f} epochs",
+    ]
     if s["tokens"] < s["seq_length"]:
-        lines.append(f"warning: the whole corpus ({s['tokens']:,} tokens) is shorter than one row "
-                     f"(data.seq_length={s['seq_length']:,}): every step trains on the same few tokens; lower "
-                     "data.seq_length or add data")
+        lines.append(
+            f"warning: the whole corpus ({s['tokens']:,} tokens) is shorter than one row "
+            f"(data.seq_length={s['seq_length']:,}): every step trains on the same few tokens; lower "
+            "data.seq_length or add data"
+        )
     if epochs > MANY_EPOCHS:
-        lines.append(f"warning: train.max_steps={max_steps} goes over the corpus {epochs:.0f} times (the model will "
-                     f"likely memorize it); lower train.max_steps (one epoch is "
-                     f"{max(s['rows'] // max(rows_per_step, 1), 1)} steps) or add data")
+        lines.append(
+            f"warning: train.max_steps={max_steps} goes over the corpus {epochs:.0f} times (the model will "
+            f"likely memorize it); lower train.max_steps (one epoch is "
+            f"{max(s['rows'] // max(rows_per_step, 1), 1)} steps) or add data"
+        )
     return lines

@@ -7,6 +7,7 @@ k % sp == j (the SP adapter then processes the group's batches in turn). Every r
 its own rows, so no rank needs to know the stream's length. `data.shuffle` shuffles with a seeded buffer of
 `data.shuffle_buffer` documents (epoch e uses seed + e). Resuming skips the rows of the steps already done.
 """
+
 import itertools
 
 import numpy as np
@@ -22,8 +23,17 @@ class StreamRows(torch.utils.data.IterableDataset):
         self.docs, self.cfg = docs, cfg
         self.dp_rank, self.dp, self.sp_rank, self.sp, self.b, self.seed, self.start_step = 0, 1, 0, 1, 1, 0, 0
 
-    def assign(self, *, dp_rank: int, dp_size: int, sp_rank: int, sp_size: int, micro_batch_size: int, seed: int,
-               start_step: int = 0):
+    def assign(
+        self,
+        *,
+        dp_rank: int,
+        dp_size: int,
+        sp_rank: int,
+        sp_size: int,
+        micro_batch_size: int,
+        seed: int,
+        start_step: int = 0,
+    ):
         self.dp_rank, self.dp, self.sp_rank, self.sp = dp_rank, dp_size, sp_rank, sp_size
         self.b, self.seed, self.start_step = micro_batch_size, seed, start_step - start_step % sp_size
         return self
@@ -79,5 +89,8 @@ class StreamRows(torch.utils.data.IterableDataset):
 
 
 def _row(ids, labels, pos):
-    return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels),
-            "position_ids": torch.from_numpy(pos)}
+    return {
+        "input_ids": torch.from_numpy(ids),
+        "labels": torch.from_numpy(labels),
+        "position_ids": torch.from_numpy(pos),
+    }

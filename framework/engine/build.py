@@ -1,5 +1,6 @@
 """The DeepSpeed engine: its config generated from engine.* (ZeRO stage, offload, buckets, the Ulysses all-to-all's
 dtype), and the engine built around the module (model + loss) with its optimizer and LR schedule."""
+
 from typing import Any, Dict
 
 import torch
@@ -8,13 +9,21 @@ from framework.builder import builds
 from framework.engine.config import EngineConfig
 
 
-def deepspeed_config(ecfg, *, grad_clip: float, dtype: torch.dtype, micro_batch_size: int,
-                     gradient_accumulation_steps: int) -> Dict[str, Any]:
-    zero: Dict[str, Any] = {"stage": ecfg.zero_stage, "overlap_comm": True, "contiguous_gradients": True,
-                            "reduce_bucket_size": ecfg.reduce_bucket_size}
+def deepspeed_config(
+    ecfg, *, grad_clip: float, dtype: torch.dtype, micro_batch_size: int, gradient_accumulation_steps: int
+) -> Dict[str, Any]:
+    zero: Dict[str, Any] = {
+        "stage": ecfg.zero_stage,
+        "overlap_comm": True,
+        "contiguous_gradients": True,
+        "reduce_bucket_size": ecfg.reduce_bucket_size,
+    }
     if ecfg.zero_stage == 3:
-        zero.update(stage3_prefetch_bucket_size=ecfg.reduce_bucket_size, stage3_param_persistence_threshold=1e5,
-                    stage3_gather_16bit_weights_on_model_save=False)
+        zero.update(
+            stage3_prefetch_bucket_size=ecfg.reduce_bucket_size,
+            stage3_param_persistence_threshold=1e5,
+            stage3_gather_16bit_weights_on_model_save=False,
+        )
     if ecfg.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
         if ecfg.zero_stage == 3 and ecfg.offload_ratio < 1.0:
@@ -23,7 +32,9 @@ def deepspeed_config(ecfg, *, grad_clip: float, dtype: torch.dtype, micro_batch_
             zero["offload_optimizer"]["super_offload"] = True
     if ecfg.offload_params:
         zero["offload_param"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
-    comm = {"auto": dtype, "bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[str(ecfg.sp_comm_dtype)]
+    comm = {"auto": dtype, "bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[
+        str(ecfg.sp_comm_dtype)
+    ]
     cfg = {
         "train_micro_batch_size_per_gpu": micro_batch_size,
         "gradient_accumulation_steps": gradient_accumulation_steps,
@@ -61,6 +72,5 @@ def build_engine(module, *, cfg, optimizer, scheduler, ds_cfg: Dict[str, Any], m
             ds_cfg = merge(ds_cfg, {"zero_optimization": {"stage": 0}})  # DeepSpeed refuses them without an optimizer
         engine, *_ = deepspeed.initialize(model=module, config=ds_cfg, mpu=mpu)
         return engine
-    engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=scheduler, config=ds_cfg,
-                                      mpu=mpu)
+    engine, *_ = deepspeed.initialize(model=module, optimizer=optimizer, lr_scheduler=scheduler, config=ds_cfg, mpu=mpu)
     return engine

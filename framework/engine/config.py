@@ -1,6 +1,7 @@
 """engine's config: the DeepSpeed ZeRO engine only (stage, offloads, SuperOffload, buckets, the Ulysses all-to-all's
 dtype, the collective timeout, raw DeepSpeed overrides). The step loop is `train`, checkpoints `checkpoint`,
 evaluation `eval`."""
+
 from dataclasses import dataclass, field
 from typing import Any, Dict
 

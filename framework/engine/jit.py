@@ -5,6 +5,7 @@ holding it (SIGKILL, or `timeout` during the first build) left every later run w
 environments sharing ~/.cache/torch_extensions rebuilt the op over each other. Here, before any worker starts: each
 Python environment gets its own extensions folder (unless the user set TORCH_EXTENSIONS_DIR), a lock nobody is building
 behind is removed, every wait is bounded and says what it waits for, and a first build says it is coming."""
+
 import hashlib
 import os
 import sys
@@ -23,8 +24,9 @@ def extensions_dir() -> str:
     unless the user set one: ~/.cache/framework/torch_extensions/<hash of sys.prefix>."""
     if not os.environ.get("TORCH_EXTENSIONS_DIR"):
         env = hashlib.sha1(os.path.realpath(sys.prefix).encode()).hexdigest()[:10]
-        os.environ["TORCH_EXTENSIONS_DIR"] = os.path.join(os.path.expanduser("~"), ".cache", "framework",
-                                                          "torch_extensions", env)
+        os.environ["TORCH_EXTENSIONS_DIR"] = os.path.join(
+            os.path.expanduser("~"), ".cache", "framework", "torch_extensions", env
+        )
     return os.environ["TORCH_EXTENSIONS_DIR"]
 
 
@@ -68,18 +70,25 @@ def wait_for_build_lock(folder: str, *, timeout_s: float, grace_s: float = GRACE
     while os.path.exists(lock):
         if stale(folder, grace_s):
             os.remove(lock)
-            say(f"removed {lock}: a build killed before it finished left it (nothing had changed there for "
-                f"{grace_s:.0f} s and no process was building)")
+            say(
+                f"removed {lock}: a build killed before it finished left it (nothing had changed there for "
+                f"{grace_s:.0f} s and no process was building)"
+            )
             return
         waited = time.monotonic() - start
         if waited > timeout_s:
-            raise ConfigError("TORCH_EXTENSIONS_DIR", os.path.dirname(os.path.dirname(folder)),
-                              f"the build lock {lock} has been held for {waited:.0f} s (another job is building "
-                              "DeepSpeed's shared-memory op, or a build that is stuck)",
-                              f"wait for that build to end, or delete {lock} if none is running")
+            raise ConfigError(
+                "TORCH_EXTENSIONS_DIR",
+                os.path.dirname(os.path.dirname(folder)),
+                f"the build lock {lock} has been held for {waited:.0f} s (another job is building "
+                "DeepSpeed's shared-memory op, or a build that is stuck)",
+                f"wait for that build to end, or delete {lock} if none is running",
+            )
         if not said:
-            say(f"waiting for {lock}: another process is building DeepSpeed's shared-memory op (at most "
-                f"{timeout_s:.0f} s; a lock nobody builds behind is removed after {grace_s:.0f} s)")
+            say(
+                f"waiting for {lock}: another process is building DeepSpeed's shared-memory op (at most "
+                f"{timeout_s:.0f} s; a lock nobody builds behind is removed after {grace_s:.0f} s)"
+            )
             said = True
         time.sleep(poll_s)
 
@@ -95,5 +104,4 @@ def prepare_cpu_op(*, timeout_s: float, say=print):
     if os.path.isdir(folder):
         wait_for_build_lock(folder, timeout_s=timeout_s, say=say)
     if not os.path.exists(os.path.join(folder, f"{OP}.so")):
-        say(f"building DeepSpeed's shared-memory op for CPU collectives in {folder} (once per environment, "
-            "about 45 s)")
+        say(f"building DeepSpeed's shared-memory op for CPU collectives in {folder} (once per environment, about 45 s)")

@@ -1,4 +1,5 @@
 """The module DeepSpeed runs: the causal LM plus the loss, so one engine forward returns the aggregated loss."""
+
 import torch
 
 
@@ -24,8 +25,9 @@ class CausalLMWithLoss(torch.nn.Module):
         if self.head_is_tied:  # the tiled loss defers the tied weight's gradient reduction to the embedding's backward
             embed.register_forward_hook(_release_grad_on_backward)
 
-    def forward(self, input_ids, position_ids, shift_labels, ring_document_ids=None, per_token: bool = False,
-                **_ignored):
+    def forward(
+        self, input_ids, position_ids, shift_labels, ring_document_ids=None, per_token: bool = False, **_ignored
+    ):
         """per_token (evaluation, no gradient): also each position's CE and argmax token, `[b, s_local]` each
         (CausalLMLoss.with_per_token). ring_document_ids: packed rows under ring attention
         (framework.data.adapter.ring_order); transformers passes the extra keyword down to the attention function."""
@@ -33,8 +35,9 @@ class CausalLMWithLoss(torch.nn.Module):
         out = self.model.get_decoder()(input_ids=input_ids, position_ids=position_ids, use_cache=False, **extra)
         if per_token:
             return self.loss.with_per_token(out.last_hidden_state, self.model.get_output_embeddings(), shift_labels)
-        return self.loss(out.last_hidden_state, self.model.get_output_embeddings(), shift_labels,
-                         head_is_tied=self.head_is_tied)
+        return self.loss(
+            out.last_hidden_state, self.model.get_output_embeddings(), shift_labels, head_is_tied=self.head_is_tied
+        )
 
 
 def _release_grad_on_backward(embedding, inputs, output):

@@ -1,5 +1,6 @@
 """eval's config: held-out evaluation inside the training loop (or alone, `only`), sharded like training, with the loss
 by position and passkey retrieval."""
+
 from dataclasses import dataclass, field
 from typing import Any, List
 

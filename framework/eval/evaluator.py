@@ -1,5 +1,6 @@
 """The eval group built (`_target_`): the held-out evaluation the step loop runs every `every` steps (or once, with
 `only`), with loss by position and passkey retrieval."""
+
 import json
 import math
 import os
@@ -32,19 +33,45 @@ class Evaluator:
     DP replicas; `seed` draws them.
     """
 
-    def __init__(self, *, batches=None, every: int = 0, steps: int = 2, only: bool = False,
-                 position_buckets="auto", passkey: bool = False, passkey_lengths="auto", passkey_depths=pk.DEPTHS,
-                 passkey_samples: int = 1, passkey_write_inputs: bool = False, shard: Optional[Callable] = None,
-                 seq_length: int = 0, pieces: int = 1, run_dir: Optional[str] = None,
-                 tokenizer_path: Optional[str] = None, vocab_size: int = 0, dp_rank: int = 0, dp_size: int = 1,
-                 seed: int = 0, **_ignored):
+    def __init__(
+        self,
+        *,
+        batches=None,
+        every: int = 0,
+        steps: int = 2,
+        only: bool = False,
+        position_buckets="auto",
+        passkey: bool = False,
+        passkey_lengths="auto",
+        passkey_depths=pk.DEPTHS,
+        passkey_samples: int = 1,
+        passkey_write_inputs: bool = False,
+        shard: Optional[Callable] = None,
+        seq_length: int = 0,
+        pieces: int = 1,
+        run_dir: Optional[str] = None,
+        tokenizer_path: Optional[str] = None,
+        vocab_size: int = 0,
+        dp_rank: int = 0,
+        dp_size: int = 1,
+        seed: int = 0,
+        **_ignored,
+    ):
         self.batches, self.every, self.steps, self.only = batches, every, steps, only
         self.edges = position_edges(position_buckets, seq_length) if seq_length else []
         self.passkey, self.shard, self.run_dir = passkey, shard, run_dir
-        self.passkey_spec = dict(lengths=passkey_lengths, depths=list(passkey_depths), samples=passkey_samples,
-                                 write_inputs=passkey_write_inputs)
-        self.seq_length, self.pieces, self.tokenizer_path, self.vocab_size = seq_length, pieces, tokenizer_path, \
-            vocab_size
+        self.passkey_spec = dict(
+            lengths=passkey_lengths,
+            depths=list(passkey_depths),
+            samples=passkey_samples,
+            write_inputs=passkey_write_inputs,
+        )
+        self.seq_length, self.pieces, self.tokenizer_path, self.vocab_size = (
+            seq_length,
+            pieces,
+            tokenizer_path,
+            vocab_size,
+        )
         self.dp_rank, self.dp_size, self.seed = dp_rank, dp_size, seed
         self.cases = None
         self.history = []  # (step, loss by position record), for the pictures
@@ -92,15 +119,14 @@ class Evaluator:
         t = total.tolist()
         out = {"eval_loss": t[0] / max(t[1], 1)}
         if k:
-            out["eval_loss_by_position"] = as_record(self.edges, t[2:2 + k], t[2 + k:])
+            out["eval_loss_by_position"] = as_record(self.edges, t[2 : 2 + k], t[2 + k :])
         return out
 
     def build_cases(self):
         spec = self.passkey_spec
         used = [u for _, u in pk.lengths(spec["lengths"], self.seq_length, self.pieces)]
         lay = pk.layout(self.tokenizer_path, self.vocab_size)
-        self.cases = pk.cases(lay, lengths_used=used, depths=spec["depths"], samples=spec["samples"],
-                              seed=self.seed)
+        self.cases = pk.cases(lay, lengths_used=used, depths=spec["depths"], samples=spec["samples"], seed=self.seed)
 
     def run_passkey(self, ds_engine, step: int) -> dict:
         """One forward per case, the case's row sharded like training; the DP replicas take every dp_size-th case.
@@ -115,10 +141,13 @@ class Evaluator:
             c = self.cases[min(i, n - 1)]  # past the end: repeat the last case, recording nothing
             L, first = len(c.input_ids), c.answer_start - 1  # the position predicting answer token 0
             shift = torch.full((1, L), IGNORE, dtype=torch.long)
-            shift[0, first:first + len(c.answer_ids)] = torch.tensor(c.answer_ids)
+            shift[0, first : first + len(c.answer_ids)] = torch.tensor(c.answer_ids)
             where = torch.arange(L)[None]
-            batch = {"input_ids": self.shard(c.input_ids[None]), "position_ids": self.shard(where),
-                     "shift_labels": self.shard(shift)}
+            batch = {
+                "input_ids": self.shard(c.input_ids[None]),
+                "position_ids": self.shard(where),
+                "shift_labels": self.shard(shift),
+            }
             _, _, ce, pred = ds_engine(**batch, per_token=True)  # every rank of the sequence group
             if i >= n:
                 continue
@@ -133,9 +162,17 @@ class Evaluator:
         for i, c in enumerate(self.cases):
             k = len(c.answer_ids)
             predicted = [int(x) for x in res[i, :k, 1].tolist()]
-            rows.append({"length": c.length, "depth": c.depth, "answer_start": c.answer_start,
-                         "answer_ids": c.answer_ids, "predicted_ids": predicted,
-                         "correct": predicted == c.answer_ids, "answer_logprob": float(res[i, :k, 0].sum())})
+            rows.append(
+                {
+                    "length": c.length,
+                    "depth": c.depth,
+                    "answer_start": c.answer_start,
+                    "answer_ids": c.answer_ids,
+                    "predicted_ids": predicted,
+                    "correct": predicted == c.answer_ids,
+                    "answer_logprob": float(res[i, :k, 0].sum()),
+                }
+            )
             if self.passkey_spec["write_inputs"]:
                 rows[-1]["input_ids"] = c.input_ids.tolist()
         out = {"eval_passkey_accuracy": sum(r["correct"] for r in rows) / len(rows)}

@@ -4,6 +4,7 @@ after it; scored teacher-forced (one forward, no generation) from the answer pos
 With a tokenizer the filler, needle and question are text; without one (or with data=long_range) they are token ids
 (framework.data.long_range.TokenLayout), the format the learnable corpus teaches.
 """
+
 import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -30,8 +31,11 @@ class Case:
 def lengths(spec, seq_length: int, pieces: int) -> List[tuple]:
     """(asked, used) per passkey length: eval.passkey_lengths (`auto`: seq_length x 1/8, 1/4, 1/2, 1), each rounded
     down to a multiple of `pieces` (the tokens of a row split over the sequence ranks: sp, or 2 x cp x sp)."""
-    asked = [seq_length // 8, seq_length // 4, seq_length // 2, seq_length] if spec is None or str(spec) == "auto" \
+    asked = (
+        [seq_length // 8, seq_length // 4, seq_length // 2, seq_length]
+        if spec is None or str(spec) == "auto"
         else [int(x) for x in spec]
+    )
     out = []
     for n in asked:
         used = max(pieces, n - n % pieces)
@@ -84,6 +88,7 @@ def cases(lay, *, lengths_used: Sequence[int], depths: Sequence[float], samples:
             for s in range(samples):
                 g = torch.Generator().manual_seed(seed * 1_000_003 + length * 1009 + round(depth * 1000) * 31 + s)
                 ids, start, answer = lay.context(length, float(depth), g)
-                out.append(Case(length=length, depth=float(depth), input_ids=ids, answer_start=start,
-                                answer_ids=list(answer)))
+                out.append(
+                    Case(length=length, depth=float(depth), input_ids=ids, answer_start=start, answer_ids=list(answer))
+                )
     return out

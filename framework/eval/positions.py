@@ -1,4 +1,5 @@
 """Loss by position: the buckets of the predicted token's position in its document, and the per-bucket sums."""
+
 from typing import List, Sequence
 
 import torch
@@ -39,5 +40,7 @@ def bucket_sums(ce: torch.Tensor, shift_labels: torch.Tensor, position_ids: torc
 
 def as_record(edges: Sequence[int], sums: Sequence[float], counts: Sequence[float]) -> list:
     """`[[lo, hi, loss, tokens], ...]` (loss null for a bucket without tokens)."""
-    return [[int(edges[i]), int(edges[i + 1]), sums[i] / counts[i] if counts[i] else None, int(counts[i])]
-            for i in range(len(edges) - 1)]
+    return [
+        [int(edges[i]), int(edges[i + 1]), sums[i] / counts[i] if counts[i] else None, int(counts[i])]
+        for i in range(len(edges) - 1)
+    ]

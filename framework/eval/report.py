@@ -1,5 +1,6 @@
 """Rank 0's pictures of the evaluations: eval/loss_by_position.png (one curve per evaluation, positions on a log
 scale) and eval/passkey_step_N.png (the length x depth heatmap of passkey accuracy). matplotlib, Agg backend."""
+
 import json
 import os
 from collections import defaultdict
@@ -19,8 +20,12 @@ def heatmap_cells(rows: List[dict]):
     lengths = sorted({k[0] for k in acc})
     depths = sorted({k[1] for k in acc})
     mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
-    return (lengths, depths, [[mean(acc[(n, d)]) for n in lengths] for d in depths],
-            [[mean(lp[(n, d)]) for n in lengths] for d in depths])
+    return (
+        lengths,
+        depths,
+        [[mean(acc[(n, d)]) for n in lengths] for d in depths],
+        [[mean(lp[(n, d)]) for n in lengths] for d in depths],
+    )
 
 
 def draw_loss_by_position(path: str, history):

@@ -6,6 +6,7 @@ rank's sum and count, and the loss is sum / count over the whole sequence, its g
 own sum only (DeepSpeed sums gradients over the SP ranks). A rank with no valid token contributes nothing (its sum
 is not even added, so a NaN there cannot leak).
 """
+
 import math
 
 import torch
@@ -66,8 +67,9 @@ class CausalLMLoss:
         count = (labels != IGNORE).sum()
         if not self.tiled:
             logits = lm_head(hidden).float()
-            return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels, ignore_index=IGNORE,
-                                   reduction="sum"), count
+            return F.cross_entropy(
+                logits.view(-1, logits.shape[-1]), labels, ignore_index=IGNORE, reduction="sum"
+            ), count
         if self.liger:
             from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
@@ -101,10 +103,10 @@ def per_token(hidden, lm_head, shift_labels, tiles: int = 1):
     argmax = torch.zeros(b, seqlen, dtype=torch.long, device=hidden.device)
     step = math.ceil(seqlen / max(1, min(tiles, seqlen)))
     for lo in range(0, seqlen, step):
-        logits = lm_head(hidden[:, lo:lo + step]).float()
-        y = shift_labels[:, lo:lo + step]
-        ce[:, lo:lo + step] = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=IGNORE, reduction="none")
-        argmax[:, lo:lo + step] = logits.argmax(-1)
+        logits = lm_head(hidden[:, lo : lo + step]).float()
+        y = shift_labels[:, lo : lo + step]
+        ce[:, lo : lo + step] = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=IGNORE, reduction="none")
+        argmax[:, lo : lo + step] = logits.argmax(-1)
     return ce, argmax
 
 
@@ -139,7 +141,14 @@ def tiled_ce_sum(hidden, lm_head, shift_labels, shards: int, head_is_tied: bool 
     if head_is_tied:
         for p in params:
             p.ds_grad_is_ready = False
-    return sequence_tiled_compute(loss_fn, seqlen, shards, kwargs_to_shard=dict(x=hidden, y=shift_labels),
-                                  kwargs_to_pass={}, grad_requiring_tensor_key="x",
-                                  compute_params=[] if head_is_tied else params, output_unshard_dimension=0,
-                                  output_reduction="sum")
+    return sequence_tiled_compute(
+        loss_fn,
+        seqlen,
+        shards,
+        kwargs_to_shard=dict(x=hidden, y=shift_labels),
+        kwargs_to_pass={},
+        grad_requiring_tensor_key="x",
+        compute_params=[] if head_is_tied else params,
+        output_unshard_dimension=0,
+        output_reduction="sum",
+    )

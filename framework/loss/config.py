@@ -1,4 +1,5 @@
 """loss's config: whether the logits and cross-entropy are computed tile by tile."""
+
 from dataclasses import dataclass
 
 

@@ -1,5 +1,6 @@
 """Build the Hugging Face causal LM: from a local directory / hub id, or from architecture fields with random
 weights."""
+
 import contextlib
 import json
 import os
@@ -83,13 +84,15 @@ def build_model(*, cfg, attn_implementation: str, device_type: str):
     device = torch.device("cuda", torch.cuda.current_device()) if device_type == "cuda" else torch.device("cpu")
     on_device = device_type == "cuda" and not is_deepspeed_zero3_enabled()
     if cfg.name_or_path:
-        model = AutoModelForCausalLM.from_pretrained(cfg.name_or_path, dtype=torch_dtype,
-                                                     attn_implementation=attn_implementation,
-                                                     device_map={"": device} if on_device else None)
+        model = AutoModelForCausalLM.from_pretrained(
+            cfg.name_or_path,
+            dtype=torch_dtype,
+            attn_implementation=attn_implementation,
+            device_map={"": device} if on_device else None,
+        )
     else:
         config = hf_config(name_or_path=None, arch=cfg.arch)
         with device if on_device else contextlib.nullcontext():
-            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype,
-                                                     attn_implementation=attn_implementation)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=attn_implementation)
     model.config.use_cache = False
     return model

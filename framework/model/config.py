@@ -1,4 +1,5 @@
 """model's config: which causal LM, its dtype, and the ALST memory features applied to it."""
+
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -36,9 +37,10 @@ class ModelConfig:
     activation_checkpointing: bool = False
     """Non-reentrant checkpointing of every decoder layer."""
     recompute_attention: Any = True
-    """true, false or auto (the plan picks the faster that fits). With activation_checkpointing: false keeps each layer's attention kernel output (and its softmax statistics)
-    so the backward does not run attention's forward again (selective checkpointing). Costs s x heads x head_dim x
-    2 B per layer on each GPU (s: the full sequence, heads: this rank's); saves about a fifth of attention's time."""
+    """true, false or auto (the plan picks the faster that fits). With activation_checkpointing: false keeps each
+    layer's attention kernel output (and its softmax statistics) so the backward does not run attention's forward again
+    (selective checkpointing). Costs s x heads x head_dim x 2 B per layer on each GPU (s: the full sequence, heads: this
+    rank's); saves about a fifth of attention's time."""
     keep_attention_layers: int = 0
     """With activation_checkpointing and recompute_attention=true: the last N decoder layers keep their attention
     kernel's output anyway, the others recompute it; for GPU memory that fits some layers' outputs but not all

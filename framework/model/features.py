@@ -1,5 +1,6 @@
 """The ALST memory features applied to a built HF model: Liger kernels, tiled MLP, activation checkpointing, and the
 context that offloads checkpointed hidden states to CPU."""
+
 import contextlib
 import functools
 import math
@@ -74,8 +75,12 @@ def apply_tiled_mlp(model, shards: int = 0):
         raise ValueError(f"model.tiled_mlp: found no decoder MLP in {type(model).__name__}")
 
 
-ATTENTION_KERNELS = ("_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention",
-                     "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention_for_cpu")
+ATTENTION_KERNELS = (
+    "_scaled_dot_product_cudnn_attention",
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_flash_attention_for_cpu",
+)
 """aten ops whose outputs model.recompute_attention=false keeps (with torch_attn._varlen_attn, packed rows)."""
 
 
@@ -181,8 +186,10 @@ def hidden_states_offload():
     engine never runs), so by the end of the backward every layer's checkpoint is back on the GPU together and the
     offload lowers no peak (experiments/NOTES.md has the measurement).
     """
-    from deepspeed.runtime.activation_checkpointing.offload_activations import (CheckpointHiddenStatesOffload,
-                                                                                _OffloadedTensorRef)
+    from deepspeed.runtime.activation_checkpointing.offload_activations import (
+        CheckpointHiddenStatesOffload,
+        _OffloadedTensorRef,
+    )
 
     class HiddenStatesOffload(CheckpointHiddenStatesOffload):
         def _unpack_tensor(self, maybe_ref):

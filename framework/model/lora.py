@@ -2,6 +2,7 @@
 reach the optimizer (framework.engine.build takes the parameters that require gradients), so a LoRA run carries no
 optimizer state, no fp32 master copy and no gradient for the base model: for an 8B model that is the 100+ GiB of CPU
 Adam state that is the host-RAM wall of full fine-tuning."""
+
 from framework.tracker.flops import head_dim, mlp_shape
 
 ALL_LINEAR = "all-linear"
@@ -16,8 +17,9 @@ def targets(cfg):
 def peft_config(cfg):
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets(cfg),
-                      task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets(cfg), task_type="CAUSAL_LM"
+    )
 
 
 def apply_lora(model, cfg):
@@ -35,15 +37,22 @@ def projection_shapes(text_config) -> dict:
     h, d = c.hidden_size, head_dim(c)
     q, kv = c.num_attention_heads * d, c.num_key_value_heads * d
     inter, mats = mlp_shape(c)
-    shapes = {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h), "up_proj": (h, inter),
-              "down_proj": (inter, h)}
+    shapes = {
+        "q_proj": (h, q),
+        "k_proj": (h, kv),
+        "v_proj": (h, kv),
+        "o_proj": (q, h),
+        "up_proj": (h, inter),
+        "down_proj": (inter, h),
+    }
     if mats == 3:
         shapes["gate_proj"] = (h, inter)
     return shapes
 
 
 def lora_params(text_config, cfg) -> int:
-    """(`cfg`: model.lora, or a dict of its keys) Trainable parameters of the adapters: r x (in + out) per targeted linear layer, over all decoder layers."""
+    """(`cfg`: model.lora, or a dict of its keys) Trainable parameters of the adapters: r x (in + out) per targeted
+    linear layer, over all decoder layers."""
     r = int(cfg.get("r", 0) or 0)
     if r <= 0:
         return 0

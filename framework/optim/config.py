@@ -1,4 +1,5 @@
 """optim's config: AdamW's hyperparameters, the LR schedule and gradient clipping."""
+
 from dataclasses import dataclass, field
 from typing import List
 

@@ -1,4 +1,5 @@
 """AdamW: DeepSpeed's CPU Adam when the optimizer is offloaded, torch's (fused on GPU) otherwise."""
+
 import torch
 from framework.builder import builds
 from framework.optim.config import OptimConfig

@@ -1,4 +1,5 @@
 """The LR schedule: linear warmup, then constant, linear or cosine decay to min_lr_ratio x lr at train.max_steps."""
+
 import math
 
 import torch
@@ -18,6 +19,13 @@ def lr_lambda(step: int, *, warmup_steps: int, schedule: str, min_lr_ratio: floa
 def build_scheduler(optimizer, *, cfg, max_steps: int):
     from functools import partial
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
-        lr_lambda, warmup_steps=cfg.warmup_steps, schedule=str(cfg.schedule), min_lr_ratio=cfg.min_lr_ratio,
-        max_steps=max_steps))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        partial(
+            lr_lambda,
+            warmup_steps=cfg.warmup_steps,
+            schedule=str(cfg.schedule),
+            min_lr_ratio=cfg.min_lr_ratio,
+            max_steps=max_steps,
+        ),
+    )

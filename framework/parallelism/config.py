@@ -1,4 +1,5 @@
 """parallelism's config: the parallel degrees and the names of the mesh axes."""
+
 from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
@@ -35,7 +36,8 @@ class ParallelismConfig:
     dp_replicate_size: int = 1
     """Data-parallel replicas (another data stream each; DeepSpeed ZeRO still shards over all ranks)."""
     sp_seq_length: Optional[int] = None
-    """Fixed global sequence length the SP attention expects when sp_seq_length_is_variable=false (null: data.seq_length)."""
+    """Fixed global sequence length the SP attention expects when sp_seq_length_is_variable=false (null:
+    data.seq_length)."""
     sp_seq_length_is_variable: bool = True
     """Whether the global sequence length may change between batches."""
     num_processes: int = -1

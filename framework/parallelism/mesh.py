@@ -1,4 +1,5 @@
 """The device mesh (dp_replicate, dp_shard, cp, sp) and the process groups taken from it."""
+
 import torch
 import torch.distributed as dist
 
@@ -20,7 +21,8 @@ def build_mesh(*, cfg, device_type: str):
     """Build the 4-D device mesh. All ranks must call this (it creates process groups)."""
     sizes = resolve_sizes(cfg, dist.get_world_size())
     return torch.distributed.device_mesh.init_device_mesh(
-        device_type, sizes, mesh_dim_names=tuple(a.value for a in MeshAxis))
+        device_type, sizes, mesh_dim_names=tuple(a.value for a in MeshAxis)
+    )
 
 
 def dp_rank_and_size(mesh) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 """plan's config: `plan=true` (at the root of the schema) predicts instead of training; `hardware.*` says what to
 predict for, so a user plans for a cluster from a laptop. Every field's 0 means: this machine's."""
+
 from dataclasses import dataclass
 
 

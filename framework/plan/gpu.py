@@ -7,6 +7,7 @@ tests/unit/test_plan_replay.py (peak within 10%, step time within 25%).
 Units: bytes and seconds; `Setup` holds what the prediction needs, flat, so a term can be checked by hand.
 Shapes: s the sequence, s_local = s / sp_size a rank's share, h hidden, I intermediate, kv = kv_heads x head_dim.
 """
+
 import math
 from dataclasses import dataclass
 from typing import Dict
@@ -63,10 +64,10 @@ class Setup:
     kv_heads: int
     head_dim: int
     vocab: int
-    params: int          # all parameters (matmuls + embedding table unless tied)
-    matmul_params: int   # those in a matmul per token (framework.tracker.flops.matmul_params)
-    mlp_params: int      # those in the decoder MLPs
-    trainable: int       # those with gradients and optimizer states (all, or LoRA's adapters)
+    params: int  # all parameters (matmuls + embedding table unless tied)
+    matmul_params: int  # those in a matmul per token (framework.tracker.flops.matmul_params)
+    mlp_params: int  # those in the decoder MLPs
+    trainable: int  # those with gradients and optimizer states (all, or LoRA's adapters)
     seq_length: int
     micro_batch_size: int = 1
     grad_accum: int = 1
@@ -150,9 +151,9 @@ def layer_phases(u: Setup) -> Dict[str, float]:
     - norm: transformers' RMSNorm backward holds three fp32 [s, h] temporaries (6h) with the attention's saved set,
       the norm's own and two gradients (Liger's works in place: never the peak);
     - attention: the attention's saved set (o_proj's input freed by then), the residual's and the kernel output's
-      gradients (2h; with SP the latter is the all-to-all's copy, the one before it freed), dq dk dv (h + 2kv), the kernel's fp32 dq accumulator (2h) and with GQA dk, dv for every q
-      head before their sum (2h; flash-attention's mha_bwd: dq_accum, dk_expanded, dv_expanded).
-    """
+      gradients (2h; with SP the latter is the all-to-all's copy, the one before it freed), dq dk dv (h + 2kv), the
+      kernel's fp32 dq accumulator (2h) and with GQA dk, dv for every q head before their sum (2h; flash-attention's
+      mha_bwd: dq_accum, dk_expanded, dv_expanded)."""
     h, I, kv, sp = u.hidden, u.intermediate, u.kv, u.sp_size > 1
     kept = u.activation_checkpointing and u.kept_attention_layers > 0  # the last layers keep, and run backward first
     norm = 0 if u.liger else 3 * h
@@ -224,8 +225,9 @@ def gpu_peak(u: Setup) -> Dict[str, float]:
     layers' starts) and a layer's backward."""
     parts = {k: v / GIB for k, v in {**model_states(u), **activations(u)}.items()}
     transient = ("logits", "layer_backward")
-    parts["total"] = sum(v for k, v in parts.items() if k not in transient) + \
-        max((parts.get(k, 0.0) for k in transient), default=0.0)
+    parts["total"] = sum(v for k, v in parts.items() if k not in transient) + max(
+        (parts.get(k, 0.0) for k in transient), default=0.0
+    )
     return parts
 
 
@@ -250,18 +252,17 @@ def step_time(u: Setup) -> Dict[str, float]:
     FLOPs per rank (framework/tracker/flops.py's counts; a rank runs s_local tokens of every matmul and 1/sp of the
     heads of attention): matmuls 2N per token forward, 4N backward (2N when the weight is frozen, LoRA), 2N more
     when checkpointing recomputes the forward and 2 x MLP parameters more when tiled MLP recomputes the MLP again.
-    Attention's kernel: 2 L h_q d s^2 / sp forward (causal), 2.5x that backward, once more forward for the layers
-    that recompute it. Rates: MATMUL_FRACTION of the peak, attention_rate for the kernel the run calls. Communication: the Ulysses
-    all-to-alls (q k v out, per pass) and ZeRO-3's gathers (forward, recompute, backward) and gradient reduction at
-    link bandwidth; the checkpoint copies at PCIe bandwidth, only where longer than the pass they overlap; the
-    optimizer from CPU_ADAM_S_PER_PARAM.
-    """
+    Attention's kernel: 2 L h_q d s^2 / sp forward (causal), 2.5x that backward, once more forward for the
+    layers that recompute it. Rates: MATMUL_FRACTION of the peak, attention_rate for the kernel the run calls.
+    Communication: the Ulysses all-to-alls (q k v out, per pass) and ZeRO-3's gathers (forward, recompute, backward) and
+    gradient reduction at link bandwidth; the checkpoint copies at PCIe bandwidth, only where longer than the pass they
+    overlap; the optimizer from CPU_ADAM_S_PER_PARAM."""
     b, g = u.micro_batch_size, u.grad_accum
     tokens = b * g * u.s_local
     N, Nt, Nm = u.matmul_params, min(u.trainable, u.matmul_params), u.mlp_params
     matmul = u.peak_tflops * 1e12 * MATMUL_FRACTION
     attn_rate = attention_rate(u.attention_kernel, u.head_dim, u.seq_length, u.peak_tflops)
-    attn_fwd = b * g * 2 * u.layers * u.heads * u.head_dim * u.seq_length ** 2 / u.sp_size
+    attn_fwd = b * g * 2 * u.layers * u.heads * u.head_dim * u.seq_length**2 / u.sp_size
     recomputed = (u.layers - u.kept_attention_layers) / u.layers
     fwd = 2 * N * tokens / matmul + attn_fwd / attn_rate
     bwd = (2 * N + 2 * Nt) * tokens / matmul + 2.5 * attn_fwd / attn_rate

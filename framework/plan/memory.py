@@ -1,5 +1,6 @@
 """Host-RAM plan of a job, printed before the workers start: the CPU-offloaded state is what runs a long-sequence
 job out of host memory (the ALST recipes ran on 1.9 TB hosts; a 256 GiB one meets this wall first)."""
+
 import math
 import os
 from typing import Dict
@@ -32,8 +33,11 @@ def pinned_round_threshold() -> float:
     pinned_max_round_threshold_mb and pinned_max_cached_size_mb in PYTORCH_ALLOC_CONF (or PYTORCH_CUDA_ALLOC_CONF),
     where this torch has them (2.13 does); without them it rounds every buffer."""
     conf = os.environ.get("PYTORCH_ALLOC_CONF") or os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or ""
-    limits = [float(value) * 2**20 for key, _, value in (item.partition(":") for item in conf.split(","))
-              if key.strip() in ("pinned_max_round_threshold_mb", "pinned_max_cached_size_mb")]
+    limits = [
+        float(value) * 2**20
+        for key, _, value in (item.partition(":") for item in conf.split(","))
+        if key.strip() in ("pinned_max_round_threshold_mb", "pinned_max_cached_size_mb")
+    ]
     return min(limits, default=math.inf)
 
 
@@ -50,42 +54,66 @@ def checkpoint_bytes(*, seq_length: int, sp_size: int, hidden: int, micro_batch_
     return seq_length // sp_size * hidden * act_bytes * micro_batch_size
 
 
-def host_plan(*, params: int, layers: int, hidden: int, seq_length: int, micro_batch_size: int, world: int,
-              sp_size: int, offload_optimizer: bool, offload_params: bool, offload_activations: bool,
-              keep_layers: int = 0, act_bytes: int = 2, round_threshold: float = None,
-              super_offload: bool = False, trainable: int = None) -> Dict[str, float]:
+def host_plan(
+    *,
+    params: int,
+    layers: int,
+    hidden: int,
+    seq_length: int,
+    micro_batch_size: int,
+    world: int,
+    sp_size: int,
+    offload_optimizer: bool,
+    offload_params: bool,
+    offload_activations: bool,
+    keep_layers: int = 0,
+    act_bytes: int = 2,
+    round_threshold: float = None,
+    super_offload: bool = False,
+    trainable: int = None,
+) -> Dict[str, float]:
     """GiB of host RAM the job's offloaded state needs on one node holding all `world` ranks.
 
     optimizer states offloaded: fp32 master weights and Adam's two moments, 12 B per parameter (all ranks together:
     ZeRO partitions them, the node holds every partition), plus each rank's pinned transfer buffers: its fp32
     gradients (4 B) and bf16 parameters (2 B) in flight, each rounded as pinned_size does (measured 24.0 GiB per rank
-    for 4.0e9 parameters per rank: 16 + 8, on H100 and H200); SuperOffload adds the constants above. Parameters offloaded: 2 B each. Checkpointed hidden states offloaded: one pinned buffer per
-    layer and rank of its tokens x hidden x 2 B (bf16), rounded as pinned_size does (`round_threshold`: bytes, the
-    environment's by default), for every sequence in flight, one per data-parallel replica: 256 KiB per token for
-    Llama-3.1-8B when a rank's buffer is a power of two; the last `keep_layers` layers' stay on the GPU.
-    """
+    for 4.0e9 parameters per rank: 16 + 8, on H100 and H200); SuperOffload adds the constants above. Parameters
+    offloaded: 2 B each. Checkpointed hidden states offloaded: one pinned buffer per layer and rank of its tokens x
+    hidden x 2 B (bf16), rounded as pinned_size does (`round_threshold`: bytes, the environment's by default), for every
+    sequence in flight, one per data-parallel replica: 256 KiB per token for Llama-3.1-8B when a rank's buffer is a
+    power of two; the last `keep_layers` layers' stay on the GPU."""
     plan = {"processes": PROCESS_BASE_GIB * world}
     if offload_optimizer:
         owned = (params if trainable is None else trainable) / world  # LoRA: the adapter's parameters only
         plan["optimizer_states"] = 12 * owned * world / GIB
-        plan["pinned_buffers"] = world * (pinned_size(int(4 * owned), round_threshold)
-                                          + pinned_size(int(2 * owned), round_threshold)) / GIB
+        plan["pinned_buffers"] = (
+            world * (pinned_size(int(4 * owned), round_threshold) + pinned_size(int(2 * owned), round_threshold)) / GIB
+        )
         if super_offload:
             plan["super_offload"] = (SUPER_OFFLOAD_BYTES_PER_PARAM * owned / GIB + SUPER_OFFLOAD_WORKER_GIB) * world
     if offload_params:
         plan["parameters"] = 2 * params / GIB
     if offload_activations:
         replicas = max(world // sp_size, 1)
-        per_rank = pinned_size(checkpoint_bytes(seq_length=seq_length, sp_size=sp_size, hidden=hidden,
-                                                micro_batch_size=micro_batch_size, act_bytes=act_bytes), round_threshold)
+        per_rank = pinned_size(
+            checkpoint_bytes(
+                seq_length=seq_length,
+                sp_size=sp_size,
+                hidden=hidden,
+                micro_batch_size=micro_batch_size,
+                act_bytes=act_bytes,
+            ),
+            round_threshold,
+        )
         per_layer = per_rank * sp_size * replicas / GIB
         plan["checkpointed_activations"] = max(layers - keep_layers, 0) * per_layer
     plan["total"] = sum(plan.values())
     return plan
 
 
-def keep_layers_to_fit(plan: Dict[str, float], *, host_gib: float, layers: int, keep_layers: int,
-                       budget: float = HOST_BUDGET) -> int:
+def keep_layers_to_fit(
+    plan: Dict[str, float], *, host_gib: float, layers: int, keep_layers: int, budget: float = HOST_BUDGET
+) -> int:
     """The smallest model.offload_keep_layers that brings the plan under `budget` x host_gib; 0 if none does (or
     the plan already fits)."""
     over = plan["total"] - budget * host_gib
@@ -125,13 +153,21 @@ def _node_plan(cfg, world: int, keep: int, c) -> Dict[str, float]:
     over the ranks."""
     tied = getattr(c, "tie_word_embeddings", False)
     params = matmul_params(c) + (0 if tied else c.vocab_size * c.hidden_size)  # + the embedding table
-    plan = host_plan(params=params, layers=c.num_hidden_layers, hidden=c.hidden_size,
-                     seq_length=cfg.data.seq_length, micro_batch_size=cfg.train.micro_batch_size, world=world,
-                     sp_size=cfg.parallelism.sp_size * cfg.parallelism.cp_size,
-                     offload_optimizer=cfg.engine.offload_optimizer,
-                     offload_params=cfg.engine.offload_params, offload_activations=cfg.model.offload_activations,
-                     keep_layers=keep, super_offload=cfg.engine.get("super_offload", False),
-                     trainable=trainable_params(c, cfg.model.get("lora")))
+    plan = host_plan(
+        params=params,
+        layers=c.num_hidden_layers,
+        hidden=c.hidden_size,
+        seq_length=cfg.data.seq_length,
+        micro_batch_size=cfg.train.micro_batch_size,
+        world=world,
+        sp_size=cfg.parallelism.sp_size * cfg.parallelism.cp_size,
+        offload_optimizer=cfg.engine.offload_optimizer,
+        offload_params=cfg.engine.offload_params,
+        offload_activations=cfg.model.offload_activations,
+        keep_layers=keep,
+        super_offload=cfg.engine.get("super_offload", False),
+        trainable=trainable_params(c, cfg.model.get("lora")),
+    )
     share = node_ranks(cfg, world) / world
     return {k: v * share for k, v in plan.items()}
 
@@ -161,18 +197,29 @@ def describe(cfg, world: int, text_config) -> str:
     total = host_ram_gib(cfg)
     parts = ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in plan.items() if k != "total")
     line = f"host RAM plan: about {plan['total']:.0f} GiB of the node's {total:.0f} GiB ({parts})"
-    layer_gib = checkpoint_bytes(seq_length=cfg.data.seq_length,
-                                 sp_size=cfg.parallelism.sp_size * cfg.parallelism.cp_size, hidden=c.hidden_size,
-                                 micro_batch_size=cfg.train.micro_batch_size) / GIB
+    layer_gib = (
+        checkpoint_bytes(
+            seq_length=cfg.data.seq_length,
+            sp_size=cfg.parallelism.sp_size * cfg.parallelism.cp_size,
+            hidden=c.hidden_size,
+            micro_batch_size=cfg.train.micro_batch_size,
+        )
+        / GIB
+    )
     if cfg.model.offload_activations and cfg.model.get("offload_keep_layers", "auto") == "auto":
-        line += (f"; model.offload_keep_layers=auto keeps {keep} of {c.num_hidden_layers} layers' checkpoints on the "
-                 f"GPUs ({keep * layer_gib:.1f} GiB on each)")
+        line += (
+            f"; model.offload_keep_layers=auto keeps {keep} of {c.num_hidden_layers} layers' checkpoints on the "
+            f"GPUs ({keep * layer_gib:.1f} GiB on each)"
+        )
     if plan["total"] > HOST_BUDGET * total:
         line += " -- warning: this is likely to run out of host memory; "
         fit = keep_layers_to_fit(plan, host_gib=total, layers=c.num_hidden_layers, keep_layers=keep)
         if fit:
-            line += (f"model.offload_keep_layers={fit} would fit (it keeps {(fit - keep) * layer_gib:.0f} GiB more on "
-                     "each GPU), or ")
-        line += ("lower data.seq_length, spread the sequence over more nodes (parallelism.sp_size), or turn an "
-                 "offload off")
+            line += (
+                f"model.offload_keep_layers={fit} would fit (it keeps {(fit - keep) * layer_gib:.0f} GiB more on "
+                "each GPU), or "
+            )
+        line += (
+            "lower data.seq_length, spread the sequence over more nodes (parallelism.sp_size), or turn an offload off"
+        )
     return line

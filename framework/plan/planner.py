@@ -3,13 +3,13 @@ hardware and what runs out first, the longest data.seq_length that fits, and the
 fastest setup that fits). `plan=true` prints it and writes <run dir>/plan.json; a normal run prints its one line.
 
 The terms: framework.plan.gpu (GPU memory, step time) and framework.plan.memory (host RAM)."""
+
 import dataclasses
 import os
 from dataclasses import dataclass
 from itertools import product
 from typing import Any, Dict, List, Optional, Tuple
 
-from omegaconf import OmegaConf
 
 from framework.files import write_json_atomic
 from framework.plan.gpu import CONTEXT_GIB, FRAGMENTATION, GIB, Setup, gpu_peak, step_time
@@ -48,8 +48,13 @@ def hardware(cfg, world: int) -> Hardware:
     elif not gpu:
         assumed = f"no GPU here and no hardware.gpu_mem_gib: the GPU figures assume {ASSUMED_GPU[0]}"
         gpu = ASSUMED_GPU[1]
-    return Hardware(gpu_mem_gib=gpu, host_ram_gib=host_ram_gib(cfg), ranks_per_node=node_ranks(cfg, world),
-                    peak_tflops=peak or ASSUMED_GPU[2], assumed=assumed)
+    return Hardware(
+        gpu_mem_gib=gpu,
+        host_ram_gib=host_ram_gib(cfg),
+        ranks_per_node=node_ranks(cfg, world),
+        peak_tflops=peak or ASSUMED_GPU[2],
+        assumed=assumed,
+    )
 
 
 def attention_kernel(cfg) -> str:
@@ -68,33 +73,61 @@ def setup_of(cfg, text_config, world: int, hw: Hardware, **changes) -> Setup:
     mm = matmul_params(c)
     inter, mats = mlp_shape(c)
     keep = m.get("offload_keep_layers", "auto")
-    u = Setup(layers=c.num_hidden_layers, hidden=c.hidden_size, intermediate=inter, heads=c.num_attention_heads,
-              kv_heads=c.num_key_value_heads, head_dim=head_dim(c), vocab=c.vocab_size,
-              params=mm + (0 if tied else c.vocab_size * c.hidden_size), matmul_params=mm,
-              mlp_params=c.num_hidden_layers * mats * c.hidden_size * inter,
-              trainable=trainable_params(c, m.get("lora")), seq_length=cfg.data.seq_length,
-              micro_batch_size=t.micro_batch_size, grad_accum=t.gradient_accumulation_steps, world=world,
-              sp_size=cfg.parallelism.sp_size, ranks_per_node=hw.ranks_per_node, zero_stage=e.zero_stage,
-              offload_optimizer=e.offload_optimizer, offload_params=e.offload_params,
-              super_offload=e.get("super_offload", False), reduce_bucket_size=e.reduce_bucket_size,
-              activation_checkpointing=m.activation_checkpointing,
-              recompute_attention=m.get("recompute_attention", True) is not False,
-              keep_attention_layers=m.get("keep_attention_layers", 0),
-              offload_activations=m.offload_activations is True,
-              offload_keep_layers=-1 if keep == "auto" else int(keep), tiled_mlp=m.tiled_mlp is True,
-              tiled_mlp_shards=m.tiled_mlp_shards, liger=m.liger, loss_tiled=cfg.loss.tiled,
-              peak_tflops=hw.peak_tflops, attention_kernel=attention_kernel(cfg))
+    u = Setup(
+        layers=c.num_hidden_layers,
+        hidden=c.hidden_size,
+        intermediate=inter,
+        heads=c.num_attention_heads,
+        kv_heads=c.num_key_value_heads,
+        head_dim=head_dim(c),
+        vocab=c.vocab_size,
+        params=mm + (0 if tied else c.vocab_size * c.hidden_size),
+        matmul_params=mm,
+        mlp_params=c.num_hidden_layers * mats * c.hidden_size * inter,
+        trainable=trainable_params(c, m.get("lora")),
+        seq_length=cfg.data.seq_length,
+        micro_batch_size=t.micro_batch_size,
+        grad_accum=t.gradient_accumulation_steps,
+        world=world,
+        sp_size=cfg.parallelism.sp_size,
+        ranks_per_node=hw.ranks_per_node,
+        zero_stage=e.zero_stage,
+        offload_optimizer=e.offload_optimizer,
+        offload_params=e.offload_params,
+        super_offload=e.get("super_offload", False),
+        reduce_bucket_size=e.reduce_bucket_size,
+        activation_checkpointing=m.activation_checkpointing,
+        recompute_attention=m.get("recompute_attention", True) is not False,
+        keep_attention_layers=m.get("keep_attention_layers", 0),
+        offload_activations=m.offload_activations is True,
+        offload_keep_layers=-1 if keep == "auto" else int(keep),
+        tiled_mlp=m.tiled_mlp is True,
+        tiled_mlp_shards=m.tiled_mlp_shards,
+        liger=m.liger,
+        loss_tiled=cfg.loss.tiled,
+        peak_tflops=hw.peak_tflops,
+        attention_kernel=attention_kernel(cfg),
+    )
     return dataclasses.replace(u, **changes)
 
 
 def host_of(u: Setup, keep: int) -> Dict[str, float]:
     """Host RAM plan of one node (GiB) with `keep` layers' checkpoints on the GPUs."""
-    plan = host_plan(params=u.params, layers=u.layers, hidden=u.hidden, seq_length=u.seq_length,
-                     micro_batch_size=u.micro_batch_size, world=u.world, sp_size=u.sp_size,
-                     offload_optimizer=u.offload_optimizer, offload_params=u.offload_params,
-                     offload_activations=u.offload_activations and u.activation_checkpointing, keep_layers=keep,
-                     super_offload=u.super_offload and u.offload_optimizer and u.zero_stage == 3,
-                     trainable=u.trainable)
+    plan = host_plan(
+        params=u.params,
+        layers=u.layers,
+        hidden=u.hidden,
+        seq_length=u.seq_length,
+        micro_batch_size=u.micro_batch_size,
+        world=u.world,
+        sp_size=u.sp_size,
+        offload_optimizer=u.offload_optimizer,
+        offload_params=u.offload_params,
+        offload_activations=u.offload_activations and u.activation_checkpointing,
+        keep_layers=keep,
+        super_offload=u.super_offload and u.offload_optimizer and u.zero_stage == 3,
+        trainable=u.trainable,
+    )
     share = u.ranks_per_node / u.world
     return {k: v * share for k, v in plan.items()}
 
@@ -118,13 +151,24 @@ def predict(u: Setup, hw: Hardware) -> Dict[str, Any]:
     gpu, time, host = gpu_peak(u), step_time(u), host_of(u, u.offload_keep_layers)
     gpu_ok = gpu["total"] * FRAGMENTATION + CONTEXT_GIB <= hw.gpu_mem_gib
     host_ok = host["total"] <= hw.host_ram_gib
-    walls = {"gpu_memory": gpu["total"] * FRAGMENTATION / max(hw.gpu_mem_gib - CONTEXT_GIB, 1e-9),
-             "host_ram": host["total"] / hw.host_ram_gib}
+    walls = {
+        "gpu_memory": gpu["total"] * FRAGMENTATION / max(hw.gpu_mem_gib - CONTEXT_GIB, 1e-9),
+        "host_ram": host["total"] / hw.host_ram_gib,
+    }
     first = None if gpu_ok and host_ok else max(walls, key=walls.get)
     tokens = u.seq_length * u.micro_batch_size * u.grad_accum * max(u.world // u.sp_size, 1)
-    return {"fits": gpu_ok and host_ok, "gpu_peak_gib": gpu["total"], "host_ram_gib": host["total"],
-            "step_time_s": time["total"], "first_wall": first, "tokens_per_s": tokens / time["total"],
-            "offload_keep_layers": u.offload_keep_layers, "gpu_parts": gpu, "time_parts": time, "host_parts": host}
+    return {
+        "fits": gpu_ok and host_ok,
+        "gpu_peak_gib": gpu["total"],
+        "host_ram_gib": host["total"],
+        "step_time_s": time["total"],
+        "first_wall": first,
+        "tokens_per_s": tokens / time["total"],
+        "offload_keep_layers": u.offload_keep_layers,
+        "gpu_parts": gpu,
+        "time_parts": time,
+        "host_parts": host,
+    }
 
 
 def candidates(u: Setup, auto: Dict[str, bool], attention: str) -> List[Setup]:
@@ -156,8 +200,9 @@ def auto_switches(cfg) -> Dict[str, bool]:
     return {name: cfg.model.get(name) == "auto" for name in AUTO_FEATURES}
 
 
-def max_seq_length(u: Setup, hw: Hardware, auto: Dict[str, bool], attention: str,
-                   limit: int = 1 << 27) -> Tuple[int, Optional[Dict[str, Any]]]:
+def max_seq_length(
+    u: Setup, hw: Hardware, auto: Dict[str, bool], attention: str, limit: int = 1 << 27
+) -> Tuple[int, Optional[Dict[str, Any]]]:
     """The longest data.seq_length (a multiple of sp_size x 1024, so every rank's shard is even) at which some
     setup the config allows fits (each `auto` switch free, offload_keep_layers=auto resolved at each length), and
     that setup: for each setup, grow x2 from 1024 x sp_size until it does not fit, then bisect; the longest wins.
@@ -165,6 +210,7 @@ def max_seq_length(u: Setup, hw: Hardware, auto: Dict[str, bool], attention: str
     g = 1024 * u.sp_size
     best_n, best_setup = 0, None
     for option in candidates(u, auto, attention):
+
         def fits(n, o=option):
             return predict(dataclasses.replace(o, seq_length=n), hw)["fits"]
 
@@ -199,12 +245,19 @@ class Plan:
         """plan.json: the six keys readers rely on first (fits, gpu_peak_gib, host_ram_gib, step_time_s, first_wall,
         max_seq_length), then the parts and what was assumed."""
         f = self.figures
-        out = {"fits": f["fits"], "gpu_peak_gib": round(f["gpu_peak_gib"], 2),
-               "host_ram_gib": round(f["host_ram_gib"], 2), "step_time_s": round(f["step_time_s"], 3),
-               "first_wall": f["first_wall"], "max_seq_length": self.max_seq_length,
-               "max_seq_length_setup": self.max_seq_length_setup,
-               "tokens_per_s": round(f["tokens_per_s"], 1), "offload_keep_layers": f["offload_keep_layers"],
-               "chosen": self.chosen, "hardware": dataclasses.asdict(self.hardware)}
+        out = {
+            "fits": f["fits"],
+            "gpu_peak_gib": round(f["gpu_peak_gib"], 2),
+            "host_ram_gib": round(f["host_ram_gib"], 2),
+            "step_time_s": round(f["step_time_s"], 3),
+            "first_wall": f["first_wall"],
+            "max_seq_length": self.max_seq_length,
+            "max_seq_length_setup": self.max_seq_length_setup,
+            "tokens_per_s": round(f["tokens_per_s"], 1),
+            "offload_keep_layers": f["offload_keep_layers"],
+            "chosen": self.chosen,
+            "hardware": dataclasses.asdict(self.hardware),
+        }
         for key in ("gpu_parts", "time_parts", "host_parts"):
             out[key] = {k: round(v, 3) for k, v in f[key].items()}
         return out
@@ -212,15 +265,19 @@ class Plan:
     def line(self) -> str:
         """One line for the start of a run."""
         f, hw = self.figures, self.hardware
-        line = (f"plan: GPU peak about {f['gpu_peak_gib']:.1f} GiB allocated of {hw.gpu_mem_gib:.0f} per GPU, host "
-                f"about {f['host_ram_gib']:.0f} of {hw.host_ram_gib:.0f} GiB per node, a step about "
-                f"{f['step_time_s']:.1f} s ({f['tokens_per_s']:,.0f} tokens/s)")
+        line = (
+            f"plan: GPU peak about {f['gpu_peak_gib']:.1f} GiB allocated of {hw.gpu_mem_gib:.0f} per GPU, host "
+            f"about {f['host_ram_gib']:.0f} of {hw.host_ram_gib:.0f} GiB per node, a step about "
+            f"{f['step_time_s']:.1f} s ({f['tokens_per_s']:,.0f} tokens/s)"
+        )
         if self.chosen:
             line += "; auto chose " + " ".join(f"model.{k}={str(v).lower()}" for k, v in self.chosen.items())
         if f["first_wall"] == "gpu_memory":
-            line += (" -- warning: this is likely to run out of GPU memory (with the allocator's fragmentation); "
-                     "turn on model.tiled_mlp / model.offload_activations / loss.tiled, lower data.seq_length, or "
-                     "raise parallelism.sp_size")
+            line += (
+                " -- warning: this is likely to run out of GPU memory (with the allocator's fragmentation); "
+                "turn on model.tiled_mlp / model.offload_activations / loss.tiled, lower data.seq_length, or "
+                "raise parallelism.sp_size"
+            )
         if hw.assumed:
             line += f" ({hw.assumed})"
         return line
@@ -228,21 +285,43 @@ class Plan:
     def table(self) -> str:
         """The printout of plan=true: the six figures, then each part."""
         rec = self.record()
-        rows = [(k, rec[k]) for k in ("fits", "gpu_peak_gib", "host_ram_gib", "step_time_s", "first_wall",
-                                      "max_seq_length", "tokens_per_s", "offload_keep_layers")]
+        rows = [
+            (k, rec[k])
+            for k in (
+                "fits",
+                "gpu_peak_gib",
+                "host_ram_gib",
+                "step_time_s",
+                "first_wall",
+                "max_seq_length",
+                "tokens_per_s",
+                "offload_keep_layers",
+            )
+        ]
         rows += [(f"  gpu {k} GiB", v) for k, v in rec["gpu_parts"].items() if k != "total"]
         rows += [(f"  host {k} GiB", v) for k, v in rec["host_parts"].items() if k != "total"]
         rows += [(f"  time {k} s", v) for k, v in rec["time_parts"].items() if k != "total"]
         rows += [(f"  auto model.{k}", v) for k, v in self.chosen.items()]
         if self.max_seq_length_setup:
-            rows += [("max_seq_length with", " ".join(f"model.{k}={str(v).lower()}"
-                                                     for k, v in self.max_seq_length_setup.items()))]
+            rows += [
+                (
+                    "max_seq_length with",
+                    " ".join(f"model.{k}={str(v).lower()}" for k, v in self.max_seq_length_setup.items()),
+                )
+            ]
         text = "\n".join(f"{k:<34} {v}" for k, v in rows)
         return text + (f"\nnote: {self.hardware.assumed}" if self.hardware.assumed else "")
 
 
-def make_plan(cfg, text_config, world: int, *, search: bool = False, first_step: bool = False,
-              unresolved: Optional[Dict[str, bool]] = None) -> Plan:
+def make_plan(
+    cfg,
+    text_config,
+    world: int,
+    *,
+    search: bool = False,
+    first_step: bool = False,
+    unresolved: Optional[Dict[str, bool]] = None,
+) -> Plan:
     """The plan of `cfg` (its `auto` switches still unresolved or already resolved); `search`: also search
     max_seq_length over every setup the config allows (a few hundred predictions, well under a second);
     `first_step`: step 1's peak (no Adam moments yet), to compare with runs that recorded only step 1; `unresolved`:

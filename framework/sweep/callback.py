@@ -8,6 +8,7 @@ or OOM job never stops the sweep (cli.app returns its record instead of raising)
 process end non-zero. The longest-sequence search (hydra/sweeper=max_seqlen, package
 hydra_plugins.max_seqlen_sweeper) expects failures and sets its own verdict.
 """
+
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -47,19 +48,29 @@ def write_summary(sweep_dir: str, tracker=None) -> Optional[List[Dict[str, Any]]
     if tracker is not None and str(tracker.get("kind")) == "wandb":
         from framework.sweep.wandb import log_sweep
 
-        where = log_sweep(rows, COLUMNS, sweep_dir=sweep_dir, png=os.path.join(sweep_dir, "summary.png"),
-                          tracker=tracker, command=sweep_command(sweep_dir))
+        where = log_sweep(
+            rows,
+            COLUMNS,
+            sweep_dir=sweep_dir,
+            png=os.path.join(sweep_dir, "summary.png"),
+            tracker=tracker,
+            command=sweep_command(sweep_dir),
+        )
     for r in rows:
         line = f"  [{outcome(r)}] {r['job']}"
         if r["status"] == "ok":
-            line += (f" | seq {r['seq_length']} | peak {r['peak_mem_gib'] or 0:.2f} GiB | "
-                     f"{r['tokens_per_s'] or 0:,.0f} tok/s")
+            line += (
+                f" | seq {r['seq_length']} | peak {r['peak_mem_gib'] or 0:.2f} GiB | "
+                f"{r['tokens_per_s'] or 0:,.0f} tok/s"
+            )
         else:
             line += f": {r.get('error') or ''}"
         log.info(line)
     good = sum(r["status"] == "ok" for r in rows)
-    log.info(f"sweep: {good}/{len(rows)} jobs ok; {sweep_dir}/summary.csv, summary.png"
-             + (f"; W&B summary run in {where}" if where else ""))
+    log.info(
+        f"sweep: {good}/{len(rows)} jobs ok; {sweep_dir}/summary.csv, summary.png"
+        + (f"; W&B summary run in {where}" if where else "")
+    )
     return rows
 
 

@@ -11,6 +11,7 @@ are hollow marks. Where a job directory holds the planner's plan.json, its predi
 time) are a dashed line in the series' colour beside the measurement. The card and the sweep's command are the
 title. A one-job sweep draws the same panels around its one length.
 """
+
 import textwrap
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -21,10 +22,16 @@ FAILED_COLORS = {"oom": "red", "failed": "dimgrey", "interrupted": "darkorange",
 # (title, [(row key, y scale, line style)], the row key of the capacity line): the measurements of each panel, and
 # the plan's prediction (plan_*) beside them
 PANELS = [
-    ("GPU memory per GPU (GiB)", [("peak_mem_gib", 1, "o-"), ("peak_reserved_gib", 1, "s:"),
-                                  ("plan_gpu_peak_gib", 1, "--")], "gpu_mem_total_gib"),
-    ("host RAM (GiB)", [("host_used_gib", 1, "o-"), ("host_rss_gib", 1, "s:"), ("plan_host_ram_gib", 1, "--")],
-     "host_ram_total_gib"),
+    (
+        "GPU memory per GPU (GiB)",
+        [("peak_mem_gib", 1, "o-"), ("peak_reserved_gib", 1, "s:"), ("plan_gpu_peak_gib", 1, "--")],
+        "gpu_mem_total_gib",
+    ),
+    (
+        "host RAM (GiB)",
+        [("host_used_gib", 1, "o-"), ("host_rss_gib", 1, "s:"), ("plan_host_ram_gib", 1, "--")],
+        "host_ram_total_gib",
+    ),
     ("tokens/s per GPU", [("tokens_per_s_per_gpu", 1, "o-")], None),
     ("MFU (%)", [("mfu", 100, "o-")], None),
     ("step time (s)", [("step_time_s", 1, "o-"), ("plan_step_time_s", 1, "--")], None),
@@ -75,8 +82,11 @@ def header(rows: List[Dict[str, Any]], command: Optional[str], sweep: Optional[s
     card = first(rows, "device_name") or "card not recorded"
     total = first(rows, "gpu_mem_total_gib")
     line = card + (f" ({total:.1f} GiB)" if total else "")
-    gpus = {round(r["tokens_per_s"] / r["tokens_per_s_per_gpu"]) for r in rows
-            if r.get("tokens_per_s") and r.get("tokens_per_s_per_gpu")}
+    gpus = {
+        round(r["tokens_per_s"] / r["tokens_per_s_per_gpu"])
+        for r in rows
+        if r.get("tokens_per_s") and r.get("tokens_per_s_per_gpu")
+    }
     if gpus:
         unit = ("process", "processes") if card == "cpu" else ("GPU", "GPUs")
         line += " × " + "/".join(map(str, sorted(gpus))) + " " + unit[gpus != {1}]
@@ -115,13 +125,20 @@ def figure(rows: List[Dict[str, Any]], *, command: Optional[str] = None, sweep: 
         for n, (ax, (_, lines, _)) in enumerate(zip(panels, PANELS)):
             for key, scale, style in lines:
                 # the plan predicts every job it was written for; a measurement is a job's that finished
-                pts = [(r["seq_length"], r[key] * scale) for r in rs if r.get(key) is not None
-                       and (key.startswith("plan_") or outcome(r) == "ok")]
+                pts = [
+                    (r["seq_length"], r[key] * scale)
+                    for r in rs
+                    if r.get(key) is not None and (key.startswith("plan_") or outcome(r) == "ok")
+                ]
                 if pts:
-                    ax.plot(*zip(*pts), style, color=c, alpha=0.8 if key.startswith("plan_") else 1.0,
-                            gid=f"{key}|{label}")
-                part = [(r["seq_length"], r[key] * scale) for r in rs if r.get(key) and outcome(r) != "ok"
-                        and not key.startswith("plan_")]
+                    ax.plot(
+                        *zip(*pts), style, color=c, alpha=0.8 if key.startswith("plan_") else 1.0, gid=f"{key}|{label}"
+                    )
+                part = [
+                    (r["seq_length"], r[key] * scale)
+                    for r in rs
+                    if r.get(key) and outcome(r) != "ok" and not key.startswith("plan_")
+                ]
                 tops[n] = max([tops[n]] + [y for _, y in pts + part])
                 if part:  # the steps a job trained before it failed: its figures, hollow
                     ax.plot(*zip(*part), style[0], color=c, mfc="none", ms=9, mew=1.5, gid=f"{key}|{label}|part")
@@ -129,18 +146,31 @@ def figure(rows: List[Dict[str, Any]], *, command: Optional[str] = None, sweep: 
         cap = first(rows, cap_key) if cap_key else None
         if cap:
             ax.axhline(cap, color="black", lw=1.5, gid=cap_key)
-            ax.annotate(f"{'card' if cap_key.startswith('gpu') else 'node'}: {cap:.1f} GiB", (0.01, cap),
-                        xycoords=("axes fraction", "data"), va="bottom", fontsize=8)
+            ax.annotate(
+                f"{'card' if cap_key.startswith('gpu') else 'node'}: {cap:.1f} GiB",
+                (0.01, cap),
+                xycoords=("axes fraction", "data"),
+                va="bottom",
+                fontsize=8,
+            )
         if title.startswith("GPU") and all(not r.get("peak_mem_gib") for r in rows):
-            ax.text(0.5, 0.5, "no GPU memory recorded (a CPU run)", transform=ax.transAxes, ha="center",
-                    color="grey")
+            ax.text(0.5, 0.5, "no GPU memory recorded (a CPU run)", transform=ax.transAxes, ha="center", color="grey")
         for r in rows:
             kind = outcome(r)
             if kind != "ok" and r.get("seq_length"):
                 ax.axvline(r["seq_length"], color=FAILED_COLORS.get(kind, "grey"), ls=":", lw=2, gid=f"mark|{kind}")
-                ax.annotate(kind.upper() if kind == "oom" else kind, (r["seq_length"], 0.98),
-                            xycoords=("data", "axes fraction"), xytext=(3, 0), textcoords="offset points",
-                            rotation=90, va="top", ha="left", fontsize=8, color=FAILED_COLORS.get(kind, "grey"))
+                ax.annotate(
+                    kind.upper() if kind == "oom" else kind,
+                    (r["seq_length"], 0.98),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    rotation=90,
+                    va="top",
+                    ha="left",
+                    fontsize=8,
+                    color=FAILED_COLORS.get(kind, "grey"),
+                )
         ax.set_title(title, fontsize=10)
         ax.set_ylim(0, max(top, cap or 0) * 1.12 or 1.0)
         ax.grid(alpha=0.3)
@@ -154,23 +184,44 @@ def figure(rows: List[Dict[str, Any]], *, command: Optional[str] = None, sweep: 
                 ax.tick_params(axis="x", labelrotation=45)
         ax.set_xlabel("sequence length (tokens; K = 1024)", fontsize=8)
     legend_ax.axis("off")
-    styles = [Line2D([], [], color="grey", ls=ls, marker=m, label=what) for ls, m, what in (
-        ("-", "o", "measured (GPU: allocated; host: node in use)"), (":", "s", "GPU reserved / rank 0 RSS"),
-        ("--", "", "planner's prediction (plan.json)"), ("-", "", "capacity: the card's / the node's RAM"))]
+    styles = [
+        Line2D([], [], color="grey", ls=ls, marker=m, label=what)
+        for ls, m, what in (
+            ("-", "o", "measured (GPU: allocated; host: node in use)"),
+            (":", "s", "GPU reserved / rank 0 RSS"),
+            ("--", "", "planner's prediction (plan.json)"),
+            ("-", "", "capacity: the card's / the node's RAM"),
+        )
+    ]
     styles[-1].set_color("black")
     styles.append(Line2D([], [], ls="", marker="o", mfc="none", color="grey", label="steps of a job that failed"))
     for kind, col in FAILED_COLORS.items():
         if any(outcome(r) == kind for r in rows):
             styles.append(Line2D([], [], color=col, ls=":", lw=2, label=kind))
-    legend_ax.legend(handles=handles + styles, loc="upper left", fontsize=8, frameon=False,
-                     title=("series: " + textwrap.shorten(" ".join(shared), 60)) if shared else None,
-                     title_fontsize=8)
-    why = [f"{fmt_tokens(r['seq_length']) if r.get('seq_length') else r.get('job')} {outcome(r)}: "
-           f"{textwrap.shorten(str(r.get('error') or '').removeprefix('interrupted: '), 90)}"
-           for r in rows if outcome(r) != "ok"]
+    legend_ax.legend(
+        handles=handles + styles,
+        loc="upper left",
+        fontsize=8,
+        frameon=False,
+        title=("series: " + textwrap.shorten(" ".join(shared), 60)) if shared else None,
+        title_fontsize=8,
+    )
+    why = [
+        f"{fmt_tokens(r['seq_length']) if r.get('seq_length') else r.get('job')} {outcome(r)}: "
+        f"{textwrap.shorten(str(r.get('error') or '').removeprefix('interrupted: '), 90)}"
+        for r in rows
+        if outcome(r) != "ok"
+    ]
     if why:
-        legend_ax.text(0, 0, "\n".join(why[:8] + ([f"... {len(why) - 8} more"] if len(why) > 8 else [])),
-                       transform=legend_ax.transAxes, va="bottom", fontsize=7, family="monospace")
+        legend_ax.text(
+            0,
+            0,
+            "\n".join(why[:8] + ([f"... {len(why) - 8} more"] if len(why) > 8 else [])),
+            transform=legend_ax.transAxes,
+            va="bottom",
+            fontsize=7,
+            family="monospace",
+        )
     if evaluated:
         eval_panels(axes.flat[6], axes.flat[7], groups, colors)
     fig.suptitle(header(rows, command, sweep), fontsize=10)
@@ -188,12 +239,27 @@ def eval_panels(ax_pos, ax_key, groups, colors):
             name = f"{textwrap.shorten(label, 30) + ' ' if label else ''}{fmt_tokens(r['seq_length'] or 0)}"
             buckets = [b for b in r.get("eval_loss_by_position") or [] if b[2] is not None]
             if buckets:
-                ax_pos.plot([(max(lo, 1) * hi) ** 0.5 for lo, hi, _, _ in buckets], [b[2] for b in buckets],
-                            styles[j % len(styles)], marker="o", ms=3, color=c, label=name, gid=f"eval_pos|{name}")
+                ax_pos.plot(
+                    [(max(lo, 1) * hi) ** 0.5 for lo, hi, _, _ in buckets],
+                    [b[2] for b in buckets],
+                    styles[j % len(styles)],
+                    marker="o",
+                    ms=3,
+                    color=c,
+                    label=name,
+                    gid=f"eval_pos|{name}",
+                )
             acc = r.get("passkey_by_length") or {}
             if acc:
-                ax_key.plot([int(n) for n in acc], list(acc.values()), styles[j % len(styles)], marker="o", color=c,
-                            label=name, gid=f"eval_passkey|{name}")
+                ax_key.plot(
+                    [int(n) for n in acc],
+                    list(acc.values()),
+                    styles[j % len(styles)],
+                    marker="o",
+                    color=c,
+                    label=name,
+                    gid=f"eval_passkey|{name}",
+                )
     ax_pos.set_title("final loss by position (held-out; position of the predicted token)", fontsize=10)
     ax_pos.set_xscale("log", base=2)
     ax_pos.set_xlabel("position in the document (bucket's geometric middle)", fontsize=8)

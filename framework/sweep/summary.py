@@ -3,6 +3,7 @@ job left on disk: <job>/result.json, <job>/metrics.jsonl, <job>/.hydra/overrides
 one, <job>/plan.json. Reading from disk (not from the launcher's return values) makes it work alike for every Hydra
 launcher (the basic one, and submitit's whose jobs ran on other nodes of a shared filesystem), for a sweep stopped
 halfway, and for `python -m framework.sweep summarize <dir>` long after."""
+
 import csv
 import json
 import os
@@ -12,12 +13,34 @@ from typing import Any, Dict, List, Optional
 from framework.files import atomic_write
 from framework.sweep.plot import SEQ_KEY, write_plot
 
-COLUMNS = ["job", "overrides", "status", "seq_length", "steps", "final_loss", "peak_mem_gib", "peak_reserved_gib",
-           "peak_mem_pct", "host_rss_gib", "tokens_per_s", "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu",
-           "step_time_s", "error",
-           # added later, so appended: readers of older summaries keep their columns
-           "host_used_gib", "gpu_mem_total_gib", "host_ram_total_gib", "device_name",
-           "plan_gpu_peak_gib", "plan_host_ram_gib", "plan_step_time_s", "eval_loss", "eval_passkey_accuracy"]
+COLUMNS = [
+    "job",
+    "overrides",
+    "status",
+    "seq_length",
+    "steps",
+    "final_loss",
+    "peak_mem_gib",
+    "peak_reserved_gib",
+    "peak_mem_pct",
+    "host_rss_gib",
+    "tokens_per_s",
+    "tokens_per_s_per_gpu",
+    "tflops_per_gpu",
+    "mfu",
+    "step_time_s",
+    "error",
+    # added later, so appended: readers of older summaries keep their columns
+    "host_used_gib",
+    "gpu_mem_total_gib",
+    "host_ram_total_gib",
+    "device_name",
+    "plan_gpu_peak_gib",
+    "plan_host_ram_gib",
+    "plan_step_time_s",
+    "eval_loss",
+    "eval_passkey_accuracy",
+]
 PLAN_KEYS = ("gpu_peak_gib", "host_ram_gib", "step_time_s")  # plan.json's predictions, drawn beside the measurements
 MAX_KEYS = ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct", "host_rss_gib", "host_used_gib")
 
@@ -27,8 +50,10 @@ def job_dirs(sweep_dir: str) -> List[str]:
     out = []
     for name in os.listdir(sweep_dir):
         path = os.path.join(sweep_dir, name)
-        if os.path.isdir(path) and (os.path.exists(os.path.join(path, ".hydra", "overrides.yaml"))
-                                    or os.path.exists(os.path.join(path, "result.json"))):
+        if os.path.isdir(path) and (
+            os.path.exists(os.path.join(path, ".hydra", "overrides.yaml"))
+            or os.path.exists(os.path.join(path, "result.json"))
+        ):
             out.append(path)
     num = lambda p: int(m.group(1)) if (m := re.match(r"(\d+)", os.path.basename(p))) else 1 << 30  # noqa: E731
     return sorted(out, key=lambda p: (num(p), os.path.basename(p)))

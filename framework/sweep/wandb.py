@@ -4,6 +4,7 @@ x-axis of its figures (peak memory, tokens/s, MFU, step time...), so the sweep's
 sequence length. Offline unless tracker.mode or WANDB_MODE say otherwise, like the jobs' runs; its files lie in
 <sweep>/wandb/ beside summary.csv (`wandb sync <sweep>/wandb/offline-run-*` uploads it). A missing or broken W&B
 leaves one line on stderr and the summary files as they are."""
+
 import glob
 import os
 from typing import Any, Dict, List, Optional
@@ -12,9 +13,21 @@ from framework.log import get_logger
 from framework.sweep.plot import series
 
 # the figures of a job drawn against seq_length (one history row per finished job; the plan's where it wrote one)
-AXIS_KEYS = ("peak_mem_gib", "peak_reserved_gib", "host_used_gib", "host_rss_gib", "tokens_per_s",
-             "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu", "step_time_s", "final_loss", "plan_gpu_peak_gib",
-             "plan_host_ram_gib", "plan_step_time_s")
+AXIS_KEYS = (
+    "peak_mem_gib",
+    "peak_reserved_gib",
+    "host_used_gib",
+    "host_rss_gib",
+    "tokens_per_s",
+    "tokens_per_s_per_gpu",
+    "tflops_per_gpu",
+    "mfu",
+    "step_time_s",
+    "final_loss",
+    "plan_gpu_peak_gib",
+    "plan_host_ram_gib",
+    "plan_step_time_s",
+)
 RUN_NAME = "sweep summary"
 log = get_logger(__name__)
 
@@ -43,13 +56,18 @@ def history(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         suffix = f"/{label}" if len(groups) > 1 else ""
         for r in sorted(rs, key=lambda r: r["seq_length"]):
             if r["status"] == "ok":
-                out.append({"seq_length": r["seq_length"],
-                            **{k + suffix: r[k] for k in AXIS_KEYS if isinstance(r.get(k), (int, float))}})
+                out.append(
+                    {
+                        "seq_length": r["seq_length"],
+                        **{k + suffix: r[k] for k in AXIS_KEYS if isinstance(r.get(k), (int, float))},
+                    }
+                )
     return out
 
 
-def log_sweep(rows: List[Dict[str, Any]], columns: List[str], *, sweep_dir: str, png: str, tracker,
-              command: Optional[str] = None) -> Optional[str]:
+def log_sweep(
+    rows: List[Dict[str, Any]], columns: List[str], *, sweep_dir: str, png: str, tracker, command: Optional[str] = None
+) -> Optional[str]:
     """Start, fill and finish the sweep's summary run; return its directory (None if W&B failed)."""
     try:
         import wandb
@@ -58,11 +76,17 @@ def log_sweep(rows: List[Dict[str, Any]], columns: List[str], *, sweep_dir: str,
 
         mode = str(tracker.get("mode") or os.environ.get("WANDB_MODE") or "offline")
         run = wandb.init(
-            project=tracker.get("project") or "framework", entity=tracker.get("entity"),
-            group=tracker.get("group") or jobs_group(sweep_dir) or group_name(sweep_dir), name=RUN_NAME,
-            job_type="sweep_summary", tags=list(tracker.get("tags") or []), dir=sweep_dir, mode=mode,
+            project=tracker.get("project") or "framework",
+            entity=tracker.get("entity"),
+            group=tracker.get("group") or jobs_group(sweep_dir) or group_name(sweep_dir),
+            name=RUN_NAME,
+            job_type="sweep_summary",
+            tags=list(tracker.get("tags") or []),
+            dir=sweep_dir,
+            mode=mode,
             config={"command": command, "sweep_dir": os.path.abspath(sweep_dir), "jobs": len(rows)},
-            settings=wandb.Settings(silent=True, init_timeout=60, console="off"))  # the sweep's stdout stays as is
+            settings=wandb.Settings(silent=True, init_timeout=60, console="off"),
+        )  # the sweep's stdout stays as is
         where = os.path.dirname(run.dir)
         try:
             run.define_metric("seq_length")
@@ -70,8 +94,9 @@ def log_sweep(rows: List[Dict[str, Any]], columns: List[str], *, sweep_dir: str,
                 run.define_metric(k + "*", step_metric="seq_length")  # `k` and `k/<series>`
             for h in history(rows):
                 run.log(h)
-            table = wandb.Table(columns=list(columns), allow_mixed_types=True,
-                                data=[[r.get(c) for c in columns] for r in rows])
+            table = wandb.Table(
+                columns=list(columns), allow_mixed_types=True, data=[[r.get(c) for c in columns] for r in rows]
+            )
             run.log({"jobs": table, "summary": wandb.Image(png)})
         finally:
             run.finish()

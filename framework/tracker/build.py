@@ -1,4 +1,5 @@
 """The tracker of rank 0: the console line always, and a W&B run with tracker=wandb (other ranks build none)."""
+
 from typing import Any, Dict
 
 from framework.builder import builds

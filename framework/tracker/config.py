@@ -1,4 +1,5 @@
 """tracker's config: where step metrics go besides metrics.jsonl, and how the W&B run is named and grouped."""
+
 from dataclasses import dataclass, field
 from typing import List, Optional
 

@@ -1,4 +1,5 @@
 """The rank-0 console line of every optimizer step, with progress and ETA."""
+
 import os
 import sys
 import time
@@ -20,19 +21,33 @@ def fmt_duration(seconds: float) -> str:
 def fmt_step(m: Dict[str, Any], max_steps: Optional[int] = None, eta_s: Optional[float] = None) -> str:
     """The rank-0 line for one optimizer step (or for eval.only's evaluation: its eval fields only)."""
     if "loss" not in m:
-        return f"eval at step {m['step']}" + "".join(f" | {k} {m[k]:.4f}" for k in ("eval_loss", "eval_passkey_accuracy")
-                                                      if k in m)
+        return f"eval at step {m['step']}" + "".join(
+            f" | {k} {m[k]:.4f}" for k in ("eval_loss", "eval_passkey_accuracy") if k in m
+        )
     step = f"{m['step']:>5}" + (f"/{max_steps}" if max_steps else "")
     on_gpu = m.get("device_name") != "cpu"  # on CPU: no GPU memory, and no peak to read TFLOP/s and MFU against
     rate = f"{m['tokens_per_s_per_gpu']:,.0f} tok/s/{'gpu' if on_gpu else 'rank'}"
-    gpu = (f" | {m['tflops_per_gpu']:.1f} TFLOP/s | mfu {100 * m['mfu']:.1f}% | mem {m['peak_mem_gib']:.2f} GiB "
-           f"({m['peak_mem_pct']:.0f}%)" if on_gpu else "")
-    host = f" | host {m['host_rss_gib']:.1f} GiB" + (f", pinned peak {m['pinned_peak_gib']:.1f} GiB, in use "
-                                                    f"{m['host_used_gib']:.0f} GiB" if "host_used_gib" in m else "")
-    line = (f"step {step} | loss {m['loss']:.4f} | grad_norm {m['grad_norm']:.3f} | lr {m['lr']:.2e} | "
-            f"seq {m['seq_length']} | {rate}{gpu}{host}"
-            + f" | {m['step_time_s']:.2f} s" + (f" (fwd {m['forward_s']:.2f} / bwd {m['backward_s']:.2f} / opt "
-                                               f"{m['optimizer_s']:.2f})" if "forward_s" in m else ""))
+    gpu = (
+        f" | {m['tflops_per_gpu']:.1f} TFLOP/s | mfu {100 * m['mfu']:.1f}% | mem {m['peak_mem_gib']:.2f} GiB "
+        f"({m['peak_mem_pct']:.0f}%)"
+        if on_gpu
+        else ""
+    )
+    host = f" | host {m['host_rss_gib']:.1f} GiB" + (
+        f", pinned peak {m['pinned_peak_gib']:.1f} GiB, in use {m['host_used_gib']:.0f} GiB"
+        if "host_used_gib" in m
+        else ""
+    )
+    line = (
+        f"step {step} | loss {m['loss']:.4f} | grad_norm {m['grad_norm']:.3f} | lr {m['lr']:.2e} | "
+        f"seq {m['seq_length']} | {rate}{gpu}{host}"
+        + f" | {m['step_time_s']:.2f} s"
+        + (
+            f" (fwd {m['forward_s']:.2f} / bwd {m['backward_s']:.2f} / opt {m['optimizer_s']:.2f})"
+            if "forward_s" in m
+            else ""
+        )
+    )
     if "eval_loss" in m:
         line += f" | eval_loss {m['eval_loss']:.4f}"
     if "eval_passkey_accuracy" in m:
@@ -69,8 +84,9 @@ class Progress:
         frac = min(self.step / self.max_steps, 1.0) if self.max_steps else 0.0
         eta = self.eta_s()
         fill = int(round(frac * width))
-        return (f"[{'#' * fill}{'.' * (width - fill)}] {self.step}/{self.max_steps or '?'} {100 * frac:.0f}%"
-                + (f" | eta {fmt_duration(eta)}" if eta is not None else ""))
+        return f"[{'#' * fill}{'.' * (width - fill)}] {self.step}/{self.max_steps or '?'} {100 * frac:.0f}%" + (
+            f" | eta {fmt_duration(eta)}" if eta is not None else ""
+        )
 
 
 class ConsoleTracker:

@@ -15,12 +15,29 @@ document masking skips the rest.
 The peak is the card's dense bf16 datasheet figure (no sparsity), found from the device name; set
 hardware.peak_tflops to override it (another dtype, a clock-limited card, a card not in the table).
 """
+
 import torch
 
 # dense bf16 peak TFLOP/s per card (datasheet, no sparsity); the longest name that matches the device name wins
-PEAK_TFLOPS = {"H100": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H200": 989.0, "H800": 989.0, "H20": 148.0,
-               "GH200": 989.0, "A100": 312.0, "A800": 312.0, "A10G": 70.0, "L40S": 362.0, "L4": 121.0,
-               "B200": 2250.0, "GB200": 2500.0, "RTX 4090": 165.0, "MI300X": 1307.0, "MI250X": 383.0}
+PEAK_TFLOPS = {
+    "H100": 989.0,
+    "H100 PCIe": 756.0,
+    "H100 NVL": 835.0,
+    "H200": 989.0,
+    "H800": 989.0,
+    "H20": 148.0,
+    "GH200": 989.0,
+    "A100": 312.0,
+    "A800": 312.0,
+    "A10G": 70.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "B200": 2250.0,
+    "GB200": 2500.0,
+    "RTX 4090": 165.0,
+    "MI300X": 1307.0,
+    "MI250X": 383.0,
+}
 
 # model types whose MLP is a gated (SwiGLU / GeGLU) 3-matrix MLP although their activation name does not say so
 GATED_MLP_TYPES = ("gemma", "gemma2", "gemma3_text", "t5gemma")
@@ -85,8 +102,10 @@ def flops_of_positions(config, position_ids: torch.Tensor) -> float:
     """
     c = _text(config)
     keys = float((position_ids.to(torch.float64) + 1).sum())
-    return 6 * matmul_params(config) * position_ids.numel() + \
-        12 * c.num_hidden_layers * c.num_attention_heads * head_dim(config) * keys
+    return (
+        6 * matmul_params(config) * position_ids.numel()
+        + 12 * c.num_hidden_layers * c.num_attention_heads * head_dim(config) * keys
+    )
 
 
 def peak_for_name(name: str) -> float:

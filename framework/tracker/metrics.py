@@ -1,4 +1,5 @@
 """metrics.jsonl: one JSON object per optimizer step, written by rank 0."""
+
 import json
 from typing import Any, Dict
 

@@ -9,6 +9,7 @@
 - The run id is kept in <run_dir>/wandb_run_id; a run started with checkpoint.resume continues that W&B run.
 - A missing or broken W&B never stops training: the first failure is reported once, W&B is off from then on.
 """
+
 import json
 import os
 import struct
@@ -21,8 +22,15 @@ log = get_logger(__name__)
 RUN_ID_FILE = "wandb_run_id"
 # summary fields: how each is reduced over the steps this process ran (the first step, which carries the warm-up,
 # is left out of the means when there are others)
-MAX_KEYS = ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct", "host_rss_gib", "host_used_gib", "pinned_gib",
-            "pinned_peak_gib")
+MAX_KEYS = (
+    "peak_mem_gib",
+    "peak_reserved_gib",
+    "peak_mem_pct",
+    "host_rss_gib",
+    "host_used_gib",
+    "pinned_gib",
+    "pinned_peak_gib",
+)
 MEAN_KEYS = ("tokens_per_s", "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu", "step_time_s")
 LAST_KEYS = ("step", "loss", "grad_norm", "lr", "seq_length")
 
@@ -97,12 +105,18 @@ class WandbTracker:
             run_id = previous_run_id(self.run_dir, resume)
             overrides = job_overrides(self.run_dir)
             self.run = wandb.init(
-                project=self.cfg.get("project") or "framework", entity=self.cfg.get("entity"),
+                project=self.cfg.get("project") or "framework",
+                entity=self.cfg.get("entity"),
                 group=self.cfg.get("group") or sweep_group(self.run_dir),
                 name=self.cfg.get("name") or (" ".join(overrides) or os.path.basename(os.path.abspath(self.run_dir))),
-                tags=list(self.cfg.get("tags") or []), config=config, dir=self.run_dir, mode=mode,
-                id=run_id, resume="allow" if run_id else None,
-                settings=wandb.Settings(silent=True, init_timeout=60))
+                tags=list(self.cfg.get("tags") or []),
+                config=config,
+                dir=self.run_dir,
+                mode=mode,
+                id=run_id,
+                resume="allow" if run_id else None,
+                settings=wandb.Settings(silent=True, init_timeout=60),
+            )
             with open(os.path.join(self.run_dir, RUN_ID_FILE), "w") as f:
                 f.write(self.run.id + "\n")
             self.run.define_metric("step")
@@ -134,19 +148,22 @@ class WandbTracker:
             for lo, hi, loss, _ in buckets:
                 if loss is not None:
                     m[f"eval_loss_by_position/{lo}-{hi}"] = loss
-            table = wandb.Table(columns=["position", "loss", "tokens"],
-                                data=[[(max(lo, 1) * hi) ** 0.5, loss, n] for lo, hi, loss, n in buckets
-                                      if loss is not None])
-            m["eval/loss_by_position"] = wandb.plot.line(table, "position", "loss",
-                                                         title=f"loss by position, step {m['step']}")
+            table = wandb.Table(
+                columns=["position", "loss", "tokens"],
+                data=[[(max(lo, 1) * hi) ** 0.5, loss, n] for lo, hi, loss, n in buckets if loss is not None],
+            )
+            m["eval/loss_by_position"] = wandb.plot.line(
+                table, "position", "loss", title=f"loss by position, step {m['step']}"
+            )
         cases = os.path.join(self.run_dir, "eval", f"passkey_step_{m['step']}.jsonl")
         if "eval_passkey_accuracy" in m and os.path.exists(cases):
             with open(cases) as f:
                 rows = [json.loads(line) for line in f]
             cols = ["length", "depth", "answer_start", "correct", "answer_logprob", "answer_ids", "predicted_ids"]
-            m["eval/passkey_cases"] = wandb.Table(columns=cols, data=[[r[c] if not isinstance(r[c], list) else
-                                                                       str(r[c]) for c in cols] for r in rows])
-            png = cases[:-len(".jsonl")] + ".png"
+            m["eval/passkey_cases"] = wandb.Table(
+                columns=cols, data=[[r[c] if not isinstance(r[c], list) else str(r[c]) for c in cols] for r in rows]
+            )
+            png = cases[: -len(".jsonl")] + ".png"
             if os.path.exists(png):
                 m["eval/passkey_heatmap"] = wandb.Image(png)
         return m
@@ -207,8 +224,8 @@ def read_offline_run(run_path: str) -> Iterator[Any]:
         if left < 7:  # block trailer: padding
             pos += left
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk = data[pos + 7:pos + 7 + length]
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 0 and length == 0:  # zero padding at the end of a block
             pos += block - pos % block if pos % block else 0

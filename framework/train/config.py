@@ -1,5 +1,6 @@
 """train's config: the step loop (how many optimizer steps, on what batch, with which seed, on which device, and
 what a non-finite step does). The loop itself is framework.train.trainer.Trainer."""
+
 from dataclasses import dataclass
 
 from framework.choice import Choice

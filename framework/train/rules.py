@@ -1,4 +1,5 @@
 """train's rules, checked before any worker starts (framework.validate calls them in order)."""
+
 import torch
 
 from framework.errors import ConfigError

@@ -1,4 +1,5 @@
 """The step loop (`Trainer`): optimizer steps on the DeepSpeed engine, with metrics, evaluation and checkpoints."""
+
 import math
 import os
 import signal
@@ -25,9 +26,17 @@ def memory_stats() -> Dict[str, float]:
     import psutil
 
     vm = psutil.virtual_memory()
-    out = {"host_rss_gib": psutil.Process().memory_info().rss / 2**30, "host_used_gib": (vm.total - vm.available)
-           / 2**30, "peak_mem_gib": 0.0, "peak_reserved_gib": 0.0, "peak_mem_pct": 0.0, "pinned_gib": 0.0,
-           "pinned_peak_gib": 0.0, "host_ram_total_gib": vm.total / 2**30, "gpu_mem_total_gib": 0.0}
+    out = {
+        "host_rss_gib": psutil.Process().memory_info().rss / 2**30,
+        "host_used_gib": (vm.total - vm.available) / 2**30,
+        "peak_mem_gib": 0.0,
+        "peak_reserved_gib": 0.0,
+        "peak_mem_pct": 0.0,
+        "pinned_gib": 0.0,
+        "pinned_peak_gib": 0.0,
+        "host_ram_total_gib": vm.total / 2**30,
+        "gpu_mem_total_gib": 0.0,
+    }
     if torch.cuda.is_available():
         total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
         out["gpu_mem_total_gib"] = total / 2**30
@@ -69,11 +78,31 @@ class Trainer:
     """The step loop (the `train` group): runs optimizer steps on the DeepSpeed engine it is given, writes metrics,
     evaluates (`eval`) and saves checkpoints (`checkpoint`)."""
 
-    def __init__(self, *, ds_engine, batches, checkpointer, evaluator, run_dir: str, tracker, flops_of_positions,
-                 world_size: int, sp_size: int, peak_tflops: float = 0.0, start_step: int = 0,
-                 offload_activations: bool = False, offload_keep_layers: int = 1, on_step=None, max_steps: int = 10,
-                 seed: int = 42, micro_batch_size: int = 1, gradient_accumulation_steps: int = 1, device: str = "auto",
-                 on_nonfinite: str = NonFinite.stop, dump_grads: bool = False):
+    def __init__(
+        self,
+        *,
+        ds_engine,
+        batches,
+        checkpointer,
+        evaluator,
+        run_dir: str,
+        tracker,
+        flops_of_positions,
+        world_size: int,
+        sp_size: int,
+        peak_tflops: float = 0.0,
+        start_step: int = 0,
+        offload_activations: bool = False,
+        offload_keep_layers: int = 1,
+        on_step=None,
+        max_steps: int = 10,
+        seed: int = 42,
+        micro_batch_size: int = 1,
+        gradient_accumulation_steps: int = 1,
+        device: str = "auto",
+        on_nonfinite: str = NonFinite.stop,
+        dump_grads: bool = False,
+    ):
         del seed, micro_batch_size, device  # the train group's keys the graph used before the loop starts
         self.ds, self.batches, self.run_dir = ds_engine, batches, run_dir
         self.max_steps, self.gradient_accumulation_steps = max_steps, gradient_accumulation_steps
@@ -164,21 +193,33 @@ class Trainer:
             flops += self.flops_of_positions(batch["position_ids"])  # per document for packed rows
         dt = now() - t0
         self.step += 1
-        loss_x_n, n_valid, tokens, flops, stop, late = self.reduce([loss_x_n, n_valid, tokens, flops,
-                                                                    float(self.signalled is not None),
-                                                                    float(self.checkpointer.time_due())])  # every rank
+        loss_x_n, n_valid, tokens, flops, stop, late = self.reduce(
+            [loss_x_n, n_valid, tokens, flops, float(self.signalled is not None), float(self.checkpointer.time_due())]
+        )  # every rank
         self.stop_now = self.stop_now or stop > 0  # a rank got SIGTERM: all save at this step's end
         self.save_by_time = late > 0  # checkpoint.every_minutes passed on some rank: all save at this step's end
         grad_norm = self.ds.get_global_grad_norm()
         mem = memory_stats()
         tflops = flops / dt / self.world / 1e12
-        m = {"step": self.step, "loss": loss_x_n / max(n_valid, 1), "seq_length": seq_len, "tokens": int(tokens),
-             "tokens_per_s": tokens / dt, "tokens_per_s_per_gpu": tokens / dt / self.world,
-             "tflops_per_gpu": tflops, "mfu": tflops / self.peak if self.peak else 0.0,
-             "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else 0.0,
-             "step_time_s": dt, "forward_s": fwd_s, "backward_s": bwd_s, "optimizer_s": opt_s,
-             **({"offloaded_gib": offloaded} if self.offload_activations else {}),  # this rank's, all micro-steps
-             **mem, "device_name": self.device_name}
+        m = {
+            "step": self.step,
+            "loss": loss_x_n / max(n_valid, 1),
+            "seq_length": seq_len,
+            "tokens": int(tokens),
+            "tokens_per_s": tokens / dt,
+            "tokens_per_s_per_gpu": tokens / dt / self.world,
+            "tflops_per_gpu": tflops,
+            "mfu": tflops / self.peak if self.peak else 0.0,
+            "lr": lr,
+            "grad_norm": float(grad_norm) if grad_norm is not None else 0.0,
+            "step_time_s": dt,
+            "forward_s": fwd_s,
+            "backward_s": bwd_s,
+            "optimizer_s": opt_s,
+            **({"offloaded_gib": offloaded} if self.offload_activations else {}),  # this rank's, all micro-steps
+            **mem,
+            "device_name": self.device_name,
+        }
         self.peak_mem_gib = max(self.peak_mem_gib, mem["peak_mem_gib"])
         if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
             self.nonfinite(m)
@@ -193,8 +234,10 @@ class Trainer:
             log.info(f"{what}: skipped (train.on_nonfinite=skip)")
             return
         if self.on_nonfinite == NonFinite.skip:
-            raise FloatingPointError(f"{what}, and DeepSpeed applied the update (its overflow check is off for this "
-                                     "ZeRO stage and dtype): the weights are no longer finite; stopped")
+            raise FloatingPointError(
+                f"{what}, and DeepSpeed applied the update (its overflow check is off for this "
+                "ZeRO stage and dtype): the weights are no longer finite; stopped"
+            )
         raise FloatingPointError(f"{what}: stopped (train.on_nonfinite=skip skips such steps)")
 
     def run(self) -> Dict[str, Any]:

@@ -18,6 +18,7 @@ summary.png (framework.sweep) list every probe.
 Every failure counts as the limit, whatever its cause; max_seqlen.json names it, so check that it is an OOM before
 reading the answer as a memory limit. The process exits 0 when every search found a length that trains.
 """
+
 from dataclasses import dataclass
 import datetime
 import os
@@ -34,8 +35,17 @@ from framework.log import get_logger
 
 log = get_logger(__name__)
 RESULT_FILE = "max_seqlen.json"
-MEMORY_KEYS = ("peak_mem_gib", "peak_reserved_gib", "peak_mem_pct", "host_rss_gib", "tokens_per_s",
-               "tokens_per_s_per_gpu", "tflops_per_gpu", "mfu", "step_time_s")
+MEMORY_KEYS = (
+    "peak_mem_gib",
+    "peak_reserved_gib",
+    "peak_mem_pct",
+    "host_rss_gib",
+    "tokens_per_s",
+    "tokens_per_s_per_gpu",
+    "tflops_per_gpu",
+    "mfu",
+    "step_time_s",
+)
 
 
 @dataclass
@@ -56,8 +66,7 @@ class MaxSeqlenSweeperConf:
     """The config key searched."""
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="max_seqlen", node=MaxSeqlenSweeperConf,
-                             provider="framework")
+ConfigStore.instance().store(group="hydra/sweeper", name="max_seqlen", node=MaxSeqlenSweeperConf, provider="framework")
 
 
 def device_name() -> str:
@@ -87,8 +96,10 @@ def planned_start(job_cfg) -> Optional[int]:
         if device_type(job_cfg.train.device) != "cuda":
             return None
         text = hf_config(name_or_path=job_cfg.model.name_or_path, arch=job_cfg.model.arch).get_text_config()
-        return make_plan(job_cfg, text, world_size(job_cfg.parallelism, job_cfg.train.device),
-                         search=True).max_seq_length or None
+        return (
+            make_plan(job_cfg, text, world_size(job_cfg.parallelism, job_cfg.train.device), search=True).max_seq_length
+            or None
+        )
     except Exception:  # noqa: BLE001  (a config the job itself will refuse, with its own message)
         return None
 
@@ -98,8 +109,15 @@ def round_down(x: float, g: int) -> int:
 
 
 class MaxSeqlenSweeper(Sweeper):
-    def __init__(self, start: int = 0, factor: float = 2.0, granularity: int = 0, max_seq_length: int = 16_777_216,
-                 steps: int = 3, key: str = "data.seq_length"):
+    def __init__(
+        self,
+        start: int = 0,
+        factor: float = 2.0,
+        granularity: int = 0,
+        max_seq_length: int = 16_777_216,
+        steps: int = 3,
+        key: str = "data.seq_length",
+    ):
         super().__init__()
         if factor <= 1:
             raise ValueError(f"hydra.sweeper.factor={factor}: must be > 1")
@@ -111,8 +129,9 @@ class MaxSeqlenSweeper(Sweeper):
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
-                                                               task_function=task_function, config=config)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     # one probe: a job of the sweep, read back from what it left on disk (any launcher)
     def probe(self, base: List[str], length: int) -> Dict[str, Any]:
@@ -177,16 +196,39 @@ class MaxSeqlenSweeper(Sweeper):
             else:
                 bad = row
         out: Dict[str, Any] = {
-            "overrides": base, "key": self.key, "max_seq_length": good["seq_length"] if good else None,
-            "reached_max": bad is None and good is not None, "granularity": g, "factor": self.factor,
+            "overrides": base,
+            "key": self.key,
+            "max_seq_length": good["seq_length"] if good else None,
+            "reached_max": bad is None and good is not None,
+            "granularity": g,
+            "factor": self.factor,
             "steps_per_probe": self.steps,
-            "last_good": ({"seq_length": good["seq_length"], "job_dir": good["job_dir"],
-                           **{k: good.get(k) for k in MEMORY_KEYS}} if good else None),
-            "first_failure": ({"seq_length": bad["seq_length"], "status": bad["status"], "error": bad.get("error"),
-                               "job_dir": bad["job_dir"]} if bad else None),
-            "probes": [{"seq_length": r["seq_length"], "status": r["status"], "peak_mem_gib": r.get("peak_mem_gib"),
-                        "tokens_per_s": r.get("tokens_per_s"), "error": r.get("error"), "job_dir": r["job_dir"]}
-                       for r in probes],
+            "last_good": (
+                {"seq_length": good["seq_length"], "job_dir": good["job_dir"], **{k: good.get(k) for k in MEMORY_KEYS}}
+                if good
+                else None
+            ),
+            "first_failure": (
+                {
+                    "seq_length": bad["seq_length"],
+                    "status": bad["status"],
+                    "error": bad.get("error"),
+                    "job_dir": bad["job_dir"],
+                }
+                if bad
+                else None
+            ),
+            "probes": [
+                {
+                    "seq_length": r["seq_length"],
+                    "status": r["status"],
+                    "peak_mem_gib": r.get("peak_mem_gib"),
+                    "tokens_per_s": r.get("tokens_per_s"),
+                    "error": r.get("error"),
+                    "job_dir": r["job_dir"],
+                }
+                for r in probes
+            ],
         }
         return out
 
@@ -199,18 +241,26 @@ class MaxSeqlenSweeper(Sweeper):
         parsed = parser.parse_overrides(arguments)
         for o in parsed:
             if o.get_key_element().lstrip("+~") == self.key:
-                raise ValueError(f"{self.key} is what hydra/sweeper=max_seqlen searches; give the first length "
-                                 f"as hydra.sweeper.start={o.get_value_element_as_str()} instead")
-        steps = [] if any(o.get_key_element().lstrip("+") == "train.max_steps" for o in parsed) else \
-            [f"train.max_steps={self.steps}"]
+                raise ValueError(
+                    f"{self.key} is what hydra/sweeper=max_seqlen searches; give the first length "
+                    f"as hydra.sweeper.start={o.get_value_element_as_str()} instead"
+                )
+        steps = (
+            []
+            if any(o.get_key_element().lstrip("+") == "train.max_steps" for o in parsed)
+            else [f"train.max_steps={self.steps}"]
+        )
         (combos,) = BasicSweeper.split_arguments(parsed, None)  # one search per combination of the other sweeps
 
         sweep_dir = self.config.hydra.sweep.dir
         os.makedirs(sweep_dir, exist_ok=True)
         OmegaConf.save(self.config, os.path.join(sweep_dir, "multirun.yaml"))
         results: List[Dict[str, Any]] = []
-        head = {"command": " ".join(["python -m framework", *sys.argv[1:]]), "device": device_name(),
-                "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        head = {
+            "command": " ".join(["python -m framework", *sys.argv[1:]]),
+            "device": device_name(),
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
         for combo in combos:
             base = list(combo) + steps
             job_cfg = self.hydra_context.config_loader.load_sweep_config(self.config, base)
@@ -226,17 +276,20 @@ class MaxSeqlenSweeper(Sweeper):
         what = " ".join(res["overrides"])
         if not res["max_seq_length"]:
             f = res["first_failure"]
-            log.info(f"max_seqlen: nothing trains, not even {res['key']}={f['seq_length']} ({f['status']}: "
-                     f"{f['error']}) [{what}]")
+            log.info(
+                f"max_seqlen: nothing trains, not even {res['key']}={f['seq_length']} ({f['status']}: "
+                f"{f['error']}) [{what}]"
+            )
             return
         g = res["last_good"]
-        mem = (f"peak GPU {g['peak_mem_gib'] or 0:.2f} GiB allocated, {g['peak_reserved_gib'] or 0:.2f} GiB reserved "
-               f"({g['peak_mem_pct'] or 0:.0f}%), host RSS {g['host_rss_gib'] or 0:.2f} GiB, "
-               f"{g['tokens_per_s'] or 0:,.0f} tok/s")
+        mem = (
+            f"peak GPU {g['peak_mem_gib'] or 0:.2f} GiB allocated, {g['peak_reserved_gib'] or 0:.2f} GiB reserved "
+            f"({g['peak_mem_pct'] or 0:.0f}%), host RSS {g['host_rss_gib'] or 0:.2f} GiB, "
+            f"{g['tokens_per_s'] or 0:,.0f} tok/s"
+        )
         if res["reached_max"]:
             limit = "reached hydra.sweeper.max_seq_length without a failure"
         else:
             f = res["first_failure"]
             limit = f"{f['seq_length']}: {f['status']}: {f['error']}"
-        log.info(f"max_seqlen: {res['key']}={res['max_seq_length']} trains ({limit}); last good probe: {mem} "
-                 f"[{what}]")
+        log.info(f"max_seqlen: {res['key']}={res['max_seq_length']} trains ({limit}); last good probe: {mem} [{what}]")

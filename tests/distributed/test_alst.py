@@ -11,6 +11,7 @@ On CPU DeepSpeed's CheckpointHiddenStatesOffload is a no-op: it marks the checkp
 tensor that is not on an accelerator, so model.offload_activations here only shows that the switch runs and changes
 nothing; test_offload_context_is_a_noop_on_cpu says so with DeepSpeed's own counters.
 """
+
 import os
 
 import pytest
@@ -28,8 +29,13 @@ SWITCHES = {
     "offload_activations": ["model.activation_checkpointing=true", "model.offload_activations=true"],
     "keep_attention": ["model.activation_checkpointing=true", "model.recompute_attention=false"],
     "keep_attention_last_layer": ["model.activation_checkpointing=true", "model.keep_attention_layers=1"],
-    "all": ["model.tiled_mlp=true", *TILED_LOSS, "model.activation_checkpointing=true",
-            "model.offload_activations=true", "model.offload_keep_layers=0"],
+    "all": [
+        "model.tiled_mlp=true",
+        *TILED_LOSS,
+        "model.activation_checkpointing=true",
+        "model.offload_activations=true",
+        "model.offload_keep_layers=0",
+    ],
 }
 
 pytestmark = pytest.mark.slow
@@ -69,12 +75,20 @@ def test_offload_moves_the_hidden_states_through_the_zero3_engine(keep, kept, cl
     (site / "sitecustomize.py").write_text(FORCE_OFFLOAD_ON_CPU)
     from helpers import REPO, clean_env, run_cli
 
-    common = common_overrides(tiny_llama_dir) + ["parallelism.sp_size=2", "engine.zero_stage=3",
-                                                 "model.activation_checkpointing=true"]
+    common = common_overrides(tiny_llama_dir) + [
+        "parallelism.sp_size=2",
+        "engine.zero_stage=3",
+        "model.activation_checkpointing=true",
+    ]
     base = assert_ok(cli_runs.run(common))
     env = clean_env(PYTHONPATH=os.pathsep.join([str(site), REPO, os.environ.get("PYTHONPATH", "")]))
-    run = assert_ok(run_cli(common + ["model.offload_activations=true", f"model.offload_keep_layers={keep}"],
-                            str(tmp_path / "run"), env=env))
+    run = assert_ok(
+        run_cli(
+            common + ["model.offload_activations=true", f"model.offload_keep_layers={keep}"],
+            str(tmp_path / "run"),
+            env=env,
+        )
+    )
     assert [m["offloaded_gib"] for m in run.metrics] == [(2 - kept) * 128 * 64 * 4 / 2**30] * 3
     assert_trajectories_agree(run, base, rtol=RTOL)
     assert max_rel_diff(run.grads(), base.grads()) < RTOL
@@ -83,8 +97,9 @@ def test_offload_moves_the_hidden_states_through_the_zero3_engine(keep, kept, cl
 def test_qwen3_tiled_mlp_and_loss(cli_runs, tiny_qwen3_dir):
     """A second family (Qwen3: q/k norms, explicit head_dim): tiled MLP (automatic tiles) and tiled loss."""
     base = assert_ok(cli_runs.run(common_overrides(tiny_qwen3_dir) + ["parallelism.sp_size=2"]))
-    run = assert_ok(cli_runs.run(common_overrides(tiny_qwen3_dir) + ["parallelism.sp_size=2", "model.tiled_mlp=true",
-                                                                      *TILED_LOSS]))
+    run = assert_ok(
+        cli_runs.run(common_overrides(tiny_qwen3_dir) + ["parallelism.sp_size=2", "model.tiled_mlp=true", *TILED_LOSS])
+    )
     assert_trajectories_agree(run, base, rtol=RTOL)
     assert max_rel_diff(run.grads(), base.grads()) < RTOL
     assert "q_norm" in " ".join(run.grads())  # it really was the Qwen3 architecture
@@ -108,8 +123,9 @@ def tiny_model(family="llama", **fields):
     from helpers import TINY
 
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(AutoConfig.for_model(family, **{**TINY[family], **fields}),
-                                            dtype=torch.float32, attn_implementation="sdpa")
+    return AutoModelForCausalLM.from_config(
+        AutoConfig.for_model(family, **{**TINY[family], **fields}), dtype=torch.float32, attn_implementation="sdpa"
+    )
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen3"])
@@ -126,8 +142,9 @@ def test_tiled_mlp_switch_really_tiles(family, monkeypatch):
     monkeypatch.setattr(features, "tiled_mlp_shards", lambda *a: agreements.append(a) or agree(*a))
     calls = []
     orig = ulysses_sp.TiledMLP.apply
-    monkeypatch.setattr(ulysses_sp.TiledMLP, "apply", lambda fn, mod, x, n, params: calls.append(n) or orig(
-        fn, mod, x, n, params))
+    monkeypatch.setattr(
+        ulysses_sp.TiledMLP, "apply", lambda fn, mod, x, n, params: calls.append(n) or orig(fn, mod, x, n, params)
+    )
     model = tiny_model(family)
     x = torch.randint(0, 384, (1, 200))
     ref = model(input_ids=x).logits
@@ -144,8 +161,9 @@ def test_offload_context_is_a_noop_on_cpu():
     from omegaconf import OmegaConf
 
     model = tiny_model()
-    cfg = OmegaConf.create({"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0,
-                            "activation_checkpointing": True})
+    cfg = OmegaConf.create(
+        {"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0, "activation_checkpointing": True}
+    )
     apply_features(model, cfg=cfg)
     model.train()
     assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
@@ -163,8 +181,11 @@ def force_offload_on_cpu(monkeypatch):
     """In this process, what FORCE_OFFLOAD_ON_CPU does in the CLI's workers: CPU tensors count as offloadable."""
     from deepspeed.runtime.activation_checkpointing import offload_activations as ds_offload
 
-    monkeypatch.setattr(ds_offload._ActivationOffloadEngine, "_should_skip",
-                        lambda self, t: isinstance(t, torch.nn.Parameter) or t.numel() < 64)
+    monkeypatch.setattr(
+        ds_offload._ActivationOffloadEngine,
+        "_should_skip",
+        lambda self, t: isinstance(t, torch.nn.Parameter) or t.numel() < 64,
+    )
 
 
 def checkpointed_reference(x):
@@ -212,7 +233,8 @@ def test_offload_lets_each_restored_hidden_state_go_after_its_layer(ours, monkey
 
     monkeypatch.setattr(ctx, "_restore_tensor", watched_restore)
     model.model.embed_tokens.weight.register_hook(
-        lambda g: alive_at_embedding.append(sum(r() is not None for r in restored)))
+        lambda g: alive_at_embedding.append(sum(r() is not None for r in restored))
+    )
     with ctx:
         model(input_ids=x, labels=x).loss.backward()
         stats = ctx.stats
@@ -286,9 +308,19 @@ def test_recompute_attention_switch_decides_whether_backward_reruns_the_kernel(r
     ref = tiny_model()
     ref(input_ids=x, labels=x).loss.backward()
     model = tiny_model()
-    apply_features(model, cfg=OmegaConf.create({"liger": False, "tiled_mlp": False, "tiled_mlp_shards": 0,
-                                                "activation_checkpointing": True, "recompute_attention": recompute,
-                                                "keep_attention_layers": keep}))
+    apply_features(
+        model,
+        cfg=OmegaConf.create(
+            {
+                "liger": False,
+                "tiled_mlp": False,
+                "tiled_mlp_shards": 0,
+                "activation_checkpointing": True,
+                "recompute_attention": recompute,
+                "keep_attention_layers": keep,
+            }
+        ),
+    )
     model.train()
     with Count():
         model(input_ids=x, labels=x).loss.backward()

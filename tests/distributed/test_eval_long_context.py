@@ -5,6 +5,7 @@ plain transformers (fp32, sdpa, one process) on the same held-out rows and passk
 loss; sp 2 x cp 2 (4 processes); sp 2 with packed documents (data=hf rows of input_ids). Ring attention refuses
 packed rows today (framework.attention.rules.check_ring), so cp 2 is tested unpacked only.
 """
+
 import json
 import os
 
@@ -20,8 +21,16 @@ PACKED_ROWS = [[100, 60, 96], [30, 200, 26]]  # document lengths of held-out row
 
 
 def base(model_dir):
-    return [f"model.name_or_path={model_dir}", "train.max_steps=1", f"data.seq_length={SEQ}", "data.shuffle=false",
-            "optim.lr=0", "eval.every=1", "eval.steps=2", "checkpoint.export=false"]
+    return [
+        f"model.name_or_path={model_dir}",
+        "train.max_steps=1",
+        f"data.seq_length={SEQ}",
+        "data.shuffle=false",
+        "optim.lr=0",
+        "eval.every=1",
+        "eval.steps=2",
+        "checkpoint.export=false",
+    ]
 
 
 def model(model_dir):
@@ -47,8 +56,9 @@ def bucketed(docs, m, edges):
                 if edges[b] <= pos < edges[b + 1]:
                     sums[b] += v
                     counts[b] += 1
-    return [[edges[b], edges[b + 1], sums[b] / counts[b] if counts[b] else None, counts[b]]
-            for b in range(len(edges) - 1)]
+    return [
+        [edges[b], edges[b + 1], sums[b] / counts[b] if counts[b] else None, counts[b]] for b in range(len(edges) - 1)
+    ]
 
 
 def assert_buckets(got, want):
@@ -69,8 +79,8 @@ def assert_passkey_matches(run, m):
         ids, start, k = c["input_ids"], c["answer_start"], len(c["answer_ids"])
         assert len(ids) == c["length"] and ids[start:] == c["answer_ids"]
         ce, pred = per_token(m, ids)
-        assert c["predicted_ids"] == pred[start - 1:start - 1 + k].tolist(), c
-        assert c["answer_logprob"] == pytest.approx(-ce[start - 1:start - 1 + k].sum().item(), rel=1e-5), c
+        assert c["predicted_ids"] == pred[start - 1 : start - 1 + k].tolist(), c
+        assert c["answer_logprob"] == pytest.approx(-ce[start - 1 : start - 1 + k].sum().item(), rel=1e-5), c
         assert c["correct"] == (c["predicted_ids"] == c["answer_ids"])
     acc = run.metrics[0]["eval_passkey_accuracy"]
     assert acc == sum(c["correct"] for c in cases) / len(cases)
@@ -84,8 +94,10 @@ def test_loss_by_position_and_passkey_equal_plain_transformers_under_sp_and_ring
     held_out = [synthetic_row(i, seq_length=SEQ, vocab_size=VOCAB, seed=SEED + 1).tolist() for i in (0, 1)]
     edges = [0, 4, 8, 16, 32, 64, 128, 256]  # auto at 256 tokens
     want = bucketed(held_out, m, edges)
-    runs = {"sp2 tiled": base(tiny_llama_dir) + ["parallelism.sp_size=2", "loss.tiled=true", "loss.tiled_shards=3"],
-            "sp2 x cp2": base(tiny_llama_dir) + ["parallelism.sp_size=2", "parallelism.cp_size=2"]}
+    runs = {
+        "sp2 tiled": base(tiny_llama_dir) + ["parallelism.sp_size=2", "loss.tiled=true", "loss.tiled_shards=3"],
+        "sp2 x cp2": base(tiny_llama_dir) + ["parallelism.sp_size=2", "parallelism.cp_size=2"],
+    }
     cases = {}
     for name, overrides in runs.items():
         run = assert_ok(cli_runs.run(overrides + PASSKEY), steps=1)
@@ -104,7 +116,19 @@ def test_loss_by_position_of_packed_documents_restarts_per_document(cli_runs, ti
     corpus = tmp_path_factory.mktemp("packed") / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"input_ids": d}) + "\n" for d in docs))
     edges = [0, 16, 64, 128, 256]
-    run = assert_ok(cli_runs.run(base(tiny_llama_dir) + [
-        "parallelism.sp_size=2", "data=hf", f"data.path={corpus}", f"data.eval_path={corpus}", "data.packing=true",
-        f"data.cache_dir={corpus.parent / 'cache'}", "eval.position_buckets=[0,16,64,128,256]"]), steps=1)
+    run = assert_ok(
+        cli_runs.run(
+            base(tiny_llama_dir)
+            + [
+                "parallelism.sp_size=2",
+                "data=hf",
+                f"data.path={corpus}",
+                f"data.eval_path={corpus}",
+                "data.packing=true",
+                f"data.cache_dir={corpus.parent / 'cache'}",
+                "eval.position_buckets=[0,16,64,128,256]",
+            ]
+        ),
+        steps=1,
+    )
     assert_buckets(run.metrics[0]["eval_loss_by_position"], bucketed(docs, model(tiny_llama_dir), edges))

@@ -1,5 +1,6 @@
 """eval.only=true: one evaluation of a model directory (a run's export, or its LoRA adapter on the base), with no
 optimizer, no checkpoint and no training, equals the final evaluation of the run that exported it."""
+
 import json
 import os
 
@@ -25,8 +26,9 @@ def assert_same_evaluation(only, trained):
         assert g[:2] + [g[3]] == w[:2] + [w[3]] and g[2] == pytest.approx(w[2], rel=1e-5)
     assert got["eval_passkey_accuracy"] == want["eval_passkey_accuracy"]
     for g, w in zip(cases(only, 0), cases(trained, want["step"]), strict=True):
-        assert g["predicted_ids"] == w["predicted_ids"] and g["answer_logprob"] == pytest.approx(w["answer_logprob"],
-                                                                                                rel=1e-5)
+        assert g["predicted_ids"] == w["predicted_ids"] and g["answer_logprob"] == pytest.approx(
+            w["answer_logprob"], rel=1e-5
+        )
     for name in ("checkpoints", "model"):
         assert not os.path.exists(os.path.join(only.run_dir, name)), name
     assert os.path.exists(os.path.join(only.run_dir, "eval", "passkey_step_0.png"))
@@ -39,8 +41,20 @@ def test_eval_only_on_an_export_equals_the_final_evaluation_of_its_run(cli_runs,
     common = [f"data.seq_length={SEQ}", "data.shuffle=false"] + sp + EVAL
     common += [] if lora else ["data=long_range"]  # the learnable corpus: its rows and passkeys share a format
     extra = ["model.lora.r=4", "model.lora.alpha=8"] if lora else []
-    trained = assert_ok(cli_runs.run([f"model.name_or_path={tiny_llama_dir}", "train.max_steps=2", "eval.every=2",
-                                      "optim.lr=1e-2", "checkpoint.every=0"] + common + extra), steps=2)
+    trained = assert_ok(
+        cli_runs.run(
+            [
+                f"model.name_or_path={tiny_llama_dir}",
+                "train.max_steps=2",
+                "eval.every=2",
+                "optim.lr=1e-2",
+                "checkpoint.every=0",
+            ]
+            + common
+            + extra
+        ),
+        steps=2,
+    )
     export = os.path.join(trained.run_dir, "model")
     assert os.path.exists(os.path.join(export, "adapter_config.json")) == lora
     only = cli_runs.run([f"model.name_or_path={export}", "eval.only=true"] + common)

@@ -1,11 +1,12 @@
-"""What a run exports is what it trained (an invariant: README, "Correctness rules the tests hold"), checked through the real CLI and worker path: the
-directory a run writes at its end, loaded in plain transformers (and peft), gives the loss the framework logs for
-the next step on the next row; the export command on a saved checkpoint writes the same tensors.
+"""What a run exports is what it trained (an invariant: README, "Correctness rules the tests hold"), checked through the
+real CLI and worker path: the directory a run writes at its end, loaded in plain transformers (and peft), gives the loss
+the framework logs for the next step on the next row; the export command on a saved checkpoint writes the same tensors.
 
 Runs: tiny models loaded from a directory, synthetic rows of 256 tokens in file order (step k reads row k-1), a
 constant LR (so a 3-step and a 4-step run train their first 3 steps alike), fp32 on CPU. The 4-step run's step-4 loss
 is computed by the framework on row 3 with the weights after 3 steps: the 3-step run's export must give it.
 """
+
 import json
 import os
 import subprocess
@@ -23,8 +24,15 @@ RTOL = 1e-5
 
 
 def overrides(model_dir, steps, *extra):
-    return [f"model.name_or_path={model_dir}", f"train.max_steps={steps}", "data.seq_length=256",
-            "data.shuffle=false", "optim.schedule=constant", "optim.lr=1e-2", *extra]
+    return [
+        f"model.name_or_path={model_dir}",
+        f"train.max_steps={steps}",
+        "data.seq_length=256",
+        "data.shuffle=false",
+        "optim.schedule=constant",
+        "optim.lr=1e-2",
+        *extra,
+    ]
 
 
 def loss_of(model, row: torch.Tensor) -> float:
@@ -41,8 +49,14 @@ def load(path):
 
 
 def export_command(checkpoint, out, *flags):
-    p = subprocess.run([sys.executable, "-m", "framework.export", checkpoint, out, *flags], cwd=REPO,
-                       env=clean_env(), capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "framework.export", checkpoint, out, *flags],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     return out
 
@@ -84,8 +98,9 @@ def test_export_loads_in_transformers_and_gives_the_next_steps_loss(case, reques
     # the command, from the checkpoint of the last step: the same files' contents, on the CPU
     out = export_command(os.path.join(run.run_dir, "checkpoints", "step_3"), os.path.join(run.run_dir, "cmd"))
     same_tensors(model_dir_out, out, "model.safetensors")
-    assert json.load(open(os.path.join(out, "config.json"))) == json.load(open(os.path.join(model_dir_out,
-                                                                                          "config.json")))
+    assert json.load(open(os.path.join(out, "config.json"))) == json.load(
+        open(os.path.join(model_dir_out, "config.json"))
+    )
 
 
 def test_shards_past_the_limit_with_an_index(tmp_path):
@@ -103,7 +118,13 @@ def test_shards_past_the_limit_with_an_index(tmp_path):
 
 
 def test_export_command_refuses_what_is_not_a_checkpoint(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "framework.export", str(tmp_path), str(tmp_path / "out")], cwd=REPO,
-                       env=clean_env(), capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "framework.export", str(tmp_path), str(tmp_path / "out")],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and "is not a checkpoint of a run directory" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@ its own failure.
 
 The uninterrupted run also shows that a stale JIT build lock does not hang a run: it starts with a killed build's
 lock in its extensions folder (TORCH_EXTENSIONS_DIR, a copy of the built op, so nothing is compiled)."""
+
 import os
 import random
 import signal
@@ -22,8 +23,13 @@ STEPS = 30
 
 
 def base(model_dir):
-    return [f"model.name_or_path={model_dir}", f"train.max_steps={STEPS}", "checkpoint.every=1",
-            "data.seq_length=128", "parallelism.sp_size=2"]
+    return [
+        f"model.name_or_path={model_dir}",
+        f"train.max_steps={STEPS}",
+        "checkpoint.every=1",
+        "data.seq_length=128",
+        "parallelism.sp_size=2",
+    ]
 
 
 def lines(run_dir):
@@ -45,9 +51,14 @@ def group_gone(pgid, timeout):
 def killed_run(overrides, run_dir, rng, launcher_only):
     """Start the CLI in a process group of its own; once it has written a new step, wait a random moment (a step or
     a save is under way) and SIGKILL the whole group (or the launcher alone). False if it finished first."""
-    proc = subprocess.Popen([sys.executable, "-m", "framework", "+experiment=smoke_cpu", *overrides,
-                             f"hydra.run.dir={run_dir}"], cwd=REPO, env=clean_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "framework", "+experiment=smoke_cpu", *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        env=clean_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     # metrics.jsonl holds the steps kept by this run's start (at most one fewer); the first run is killed after its
     # second step, so that step_1 is complete and resume=latest has a checkpoint
     target = max(lines(run_dir) + 1, 2)
@@ -79,8 +90,11 @@ def extensions_with_a_stale_lock(tmp_path):
 
     ext = tmp_path / "torch_extensions"
     tag = os.path.basename(os.path.dirname(build_dir()))
-    built = [d for d in (build_dir(), os.path.expanduser(f"~/.cache/torch_extensions/{tag}/{OP}"))
-             if os.path.exists(os.path.join(d, f"{OP}.so"))]
+    built = [
+        d
+        for d in (build_dir(), os.path.expanduser(f"~/.cache/torch_extensions/{tag}/{OP}"))
+        if os.path.exists(os.path.join(d, f"{OP}.so"))
+    ]
     folder = ext / tag / OP
     if built:
         shutil.copytree(built[0], folder)
@@ -96,8 +110,9 @@ def test_run_killed_at_random_moments_and_resumed_ends_with_the_uninterrupted_lo
     seed = int(time.time())
     rng = random.Random(seed)
     ext, lock = extensions_with_a_stale_lock(tmp_path)
-    full = assert_ok(run_cli(base(tiny_llama_dir), str(tmp_path / "full"), env=clean_env(TORCH_EXTENSIONS_DIR=ext)),
-                     steps=STEPS)
+    full = assert_ok(
+        run_cli(base(tiny_llama_dir), str(tmp_path / "full"), env=clean_env(TORCH_EXTENSIONS_DIR=ext)), steps=STEPS
+    )
     assert f"removed {lock}: a build killed before it finished left it" in full.stdout, full.stdout
     assert not lock.exists()
     run_dir = str(tmp_path / "killed")

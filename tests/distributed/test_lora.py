@@ -2,6 +2,7 @@
 base model's loss), SP changes nothing, only the adapter trains, the exported adapter loaded with peft onto the base
 gives the next step's logged loss, the merged export equals peft's own merge, and a resumed LoRA run continues
 exactly. Same runs as tests/distributed/test_export.py: 256-token rows in file order, constant LR, fp32 on CPU."""
+
 import os
 
 import pytest
@@ -39,8 +40,11 @@ def test_step1_equals_the_base_model_and_training_moves_only_the_adapter(base3, 
 
 
 def test_sp2_and_sp1_trajectories_agree(cli_runs, tiny_llama_dir, lora3):
-    sp1 = assert_ok(cli_runs.run(overrides(tiny_llama_dir, 3, "parallelism.sp_size=1", "engine.zero_stage=3",
-                                           *LORA, "checkpoint.every=3")))
+    sp1 = assert_ok(
+        cli_runs.run(
+            overrides(tiny_llama_dir, 3, "parallelism.sp_size=1", "engine.zero_stage=3", *LORA, "checkpoint.every=3")
+        )
+    )
     assert_trajectories_agree(lora3, sp1)
 
 
@@ -60,8 +64,11 @@ def test_merged_export_equals_peft_merge_and_the_base_weights_stay_frozen(lora3,
     from peft import PeftModel
 
     ckpt = os.path.join(lora3.run_dir, "checkpoints", "step_3")
-    same_tensors(os.path.join(lora3.run_dir, "model"), export_command(ckpt, str(tmp_path / "adapter")),
-                 "adapter_model.safetensors")  # the command writes the run's own adapter
+    same_tensors(
+        os.path.join(lora3.run_dir, "model"),
+        export_command(ckpt, str(tmp_path / "adapter")),
+        "adapter_model.safetensors",
+    )  # the command writes the run's own adapter
     merged_dir = export_command(ckpt, str(tmp_path / "merged"), "--merged")
     merged = load_file(os.path.join(merged_dir, "model.safetensors"))
     peft_merged = PeftModel.from_pretrained(load(tiny_llama_dir), os.path.join(lora3.run_dir, "model"))
@@ -80,21 +87,52 @@ def test_merged_export_equals_peft_merge_and_the_base_weights_stay_frozen(lora3,
 
 
 def test_lora_composes_with_zero2_checkpointing_tiled_mlp_and_tiled_loss(cli_runs, tiny_llama_dir, lora3):
-    run = assert_ok(cli_runs.run(overrides(tiny_llama_dir, 3, "parallelism.sp_size=2", "engine.zero_stage=2", *LORA,
-                                           "checkpoint.every=3", "model.activation_checkpointing=true",
-                                           "model.tiled_mlp=true", "model.tiled_mlp_shards=2", "loss.tiled=true",
-                                           "loss.tiled_shards=2")))
+    run = assert_ok(
+        cli_runs.run(
+            overrides(
+                tiny_llama_dir,
+                3,
+                "parallelism.sp_size=2",
+                "engine.zero_stage=2",
+                *LORA,
+                "checkpoint.every=3",
+                "model.activation_checkpointing=true",
+                "model.tiled_mlp=true",
+                "model.tiled_mlp_shards=2",
+                "loss.tiled=true",
+                "loss.tiled_shards=2",
+            )
+        )
+    )
     assert_trajectories_agree(run, lora3)
 
 
 def test_resumed_lora_run_continues_exactly(tiny_llama_dir, lora4, tmp_path):
-    full = assert_ok(run_cli(overrides(tiny_llama_dir, 4, *SP2, *LORA, "checkpoint.every=1", "checkpoint.export=false"),
-                             str(tmp_path / "full")), steps=4)
+    full = assert_ok(
+        run_cli(
+            overrides(tiny_llama_dir, 4, *SP2, *LORA, "checkpoint.every=1", "checkpoint.export=false"),
+            str(tmp_path / "full"),
+        ),
+        steps=4,
+    )
     assert_trajectories_agree(full, lora4)
     ckpt = os.path.join(full.run_dir, "checkpoints", "step_2")
-    resumed = assert_ok(run_cli(overrides(tiny_llama_dir, 4, *SP2, *LORA, "checkpoint.every=1", "checkpoint.export=false",
-                                          f"checkpoint.resume={ckpt}", "checkpoint.trust_resume=true"),
-                                str(tmp_path / "resumed")), steps=2)
+    resumed = assert_ok(
+        run_cli(
+            overrides(
+                tiny_llama_dir,
+                4,
+                *SP2,
+                *LORA,
+                "checkpoint.every=1",
+                "checkpoint.export=false",
+                f"checkpoint.resume={ckpt}",
+                "checkpoint.trust_resume=true",
+            ),
+            str(tmp_path / "resumed"),
+        ),
+        steps=2,
+    )
     for a, b in zip(resumed.metrics, full.metrics[2:], strict=True):
         assert (a["step"], a["loss"]) == (b["step"], pytest.approx(b["loss"], rel=1e-6))
 
@@ -102,8 +140,12 @@ def test_resumed_lora_run_continues_exactly(tiny_llama_dir, lora4, tmp_path):
 def test_merged_export_at_the_end_of_a_run_equals_the_commands(cli_runs, tiny_llama_dir, tmp_path):
     """checkpoint.export_merged=true: the run's own merged export (gathered in the workers) and the export command's
     (from the fp32 checkpoint) hold the same tensors."""
-    run = assert_ok(cli_runs.run(overrides(tiny_llama_dir, 3, *SP2, *LORA, "checkpoint.every=3",
-                                           "checkpoint.export_merged=true")))
+    run = assert_ok(
+        cli_runs.run(overrides(tiny_llama_dir, 3, *SP2, *LORA, "checkpoint.every=3", "checkpoint.export_merged=true"))
+    )
     ckpt = os.path.join(run.run_dir, "checkpoints", "step_3")
-    same_tensors(os.path.join(run.run_dir, "model"), export_command(ckpt, str(tmp_path / "merged"), "--merged"),
-                 "model.safetensors")
+    same_tensors(
+        os.path.join(run.run_dir, "model"),
+        export_command(ckpt, str(tmp_path / "merged"), "--merged"),
+        "model.safetensors",
+    )

@@ -1,6 +1,7 @@
 """A step whose loss turns NaN (injected at step 2 by a test-only hook: the loss of every rank's second training
 forward is multiplied by NaN) stops the job naming the step, or with train.on_nonfinite=skip is skipped: the weights
 and optimizer states saved after step 2 equal those saved after step 1, and training goes on from them."""
+
 import glob
 import os
 
@@ -69,8 +70,10 @@ def optimizer_states(step_dir: str) -> list:
 
 
 def test_nan_loss_step_is_skipped_with_on_nonfinite_skip(tmp_path):
-    run = assert_ok(run_cli(BASE + ["train.on_nonfinite=skip", "checkpoint.every=1"], str(tmp_path / "job"),
-                            env=nan_env(tmp_path)), steps=4)
+    run = assert_ok(
+        run_cli(BASE + ["train.on_nonfinite=skip", "checkpoint.every=1"], str(tmp_path / "job"), env=nan_env(tmp_path)),
+        steps=4,
+    )
     assert "step 2: loss nan" in run.stdout and "skipped (train.on_nonfinite=skip)" in run.stdout
     assert [m.get("skipped", False) for m in run.metrics] == [False, True, False, False]
     assert all(torch.isfinite(torch.tensor(m["loss"])) for i, m in enumerate(run.metrics) if i != 1)

@@ -4,6 +4,7 @@ One packed row of three documents goes through the real CLI path (data=hf, packi
 equal the token-weighted loss of the three documents each run alone through plain transformers; with
 attention.document_masking=false the same run must give a different loss (so the test can tell).
 """
+
 import json
 import os
 import subprocess
@@ -21,8 +22,15 @@ def save_model(path):
 
     torch.manual_seed(0)
     tok = ByT5Tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+    )
     LlamaForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return tok
@@ -45,12 +53,25 @@ def documents_alone_loss(model_dir, tok):
 
 def run_cli(tmp_path, name, model_dir, corpus, *extra):
     run_dir = tmp_path / name
-    cmd = [sys.executable, "-m", "framework", "+experiment=smoke_cpu", f"model.name_or_path={model_dir}", "data=hf",
-           f"data.path={corpus}", "data.packing=true", f"data.seq_length={SEQ}", "data.shuffle=false",
-           f"data.cache_dir={tmp_path / 'cache'}", "train.max_steps=1", "engine.zero_stage=2", "optim.lr=0.0",
-           f"hydra.run.dir={run_dir}", *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "framework",
+        "+experiment=smoke_cpu",
+        f"model.name_or_path={model_dir}",
+        "data=hf",
+        f"data.path={corpus}",
+        "data.packing=true",
+        f"data.seq_length={SEQ}",
+        "data.shuffle=false",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "train.max_steps=1",
+        "engine.zero_stage=2",
+        "optim.lr=0.0",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(run_dir / "metrics.jsonl") as f:
         first = json.loads(f.readline())

@@ -5,6 +5,7 @@ The resumed run starts from the checkpoint of the uninterrupted run, which is ex
 leaves behind (same config, same max_steps and so the same LR schedule). sp_size=2 with the seeded shuffle on, so
 the data position matters: steps 3-4 read rows other than steps 1-2.
 """
+
 import os
 
 import pytest
@@ -24,16 +25,26 @@ def full(tmp_path_factory, tiny_llama_dir):
 
 
 def base(model_dir):
-    return [f"model.name_or_path={model_dir}", "train.max_steps=4", "checkpoint.every=1", "data.seq_length=128",
-            "parallelism.sp_size=2"]
+    return [
+        f"model.name_or_path={model_dir}",
+        "train.max_steps=4",
+        "checkpoint.every=1",
+        "data.seq_length=128",
+        "parallelism.sp_size=2",
+    ]
 
 
 @pytest.mark.parametrize("stop", [2, 3])
 def test_resumed_run_continues_exactly(stop, full, tmp_path, tiny_llama_dir):
     """stop=2: the brief's case; stop=3: resuming inside an SP round (the 2 SP ranks load batches in turns)."""
     ckpt = os.path.join(full.run_dir, "checkpoints", f"step_{stop}")
-    resumed = assert_ok(run_cli(base(tiny_llama_dir) + [f"checkpoint.resume={ckpt}", "checkpoint.trust_resume=true"], str(tmp_path / "resumed")),
-                        steps=4 - stop)
+    resumed = assert_ok(
+        run_cli(
+            base(tiny_llama_dir) + [f"checkpoint.resume={ckpt}", "checkpoint.trust_resume=true"],
+            str(tmp_path / "resumed"),
+        ),
+        steps=4 - stop,
+    )
     assert [m["step"] for m in resumed.metrics] == list(range(stop + 1, 5))
     for a, b in zip(resumed.metrics, full.metrics[stop:], strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6), (resumed.losses, full.losses)
@@ -64,8 +75,9 @@ def test_resume_latest_skips_a_checkpoint_cut_short_and_one_whose_folder_vanishe
         f.seek(torn.stat().st_size // 2)
         f.write(bytes([byte[0] ^ 0xFF]))
     os.remove(run_dir / "result.json")  # as a crash leaves it
-    resumed = assert_ok(run_cli(base(tiny_llama_dir) + ["checkpoint.resume=latest", "checkpoint.keep_last=2"], str(run_dir)),
-                        steps=4)  # steps 1-2 kept, 3-4 cut and written again
+    resumed = assert_ok(
+        run_cli(base(tiny_llama_dir) + ["checkpoint.resume=latest", "checkpoint.keep_last=2"], str(run_dir)), steps=4
+    )  # steps 1-2 kept, 3-4 cut and written again
     out = resumed.stdout + resumed.stderr
     assert "skipped checkpoint step_4: its folder is gone" in out, out
     assert f"skipped checkpoint step_3: {torn.relative_to(ckpts / 'step_3')} does not match its checksum" in out, out
@@ -100,7 +112,10 @@ def test_resumed_ring_run_continues_exactly(tmp_path, tiny_llama_dir):
     ring = base(tiny_llama_dir) + ["parallelism.sp_size=1", "parallelism.cp_size=2"]
     full = assert_ok(run_cli(ring, str(tmp_path / "full")), steps=4)
     ckpt = os.path.join(full.run_dir, "checkpoints", "step_3")
-    resumed = assert_ok(run_cli(ring + [f"checkpoint.resume={ckpt}", "checkpoint.trust_resume=true"], str(tmp_path / "resumed")), steps=1)
+    resumed = assert_ok(
+        run_cli(ring + [f"checkpoint.resume={ckpt}", "checkpoint.trust_resume=true"], str(tmp_path / "resumed")),
+        steps=1,
+    )
     assert resumed.metrics[0]["step"] == 4
     assert resumed.metrics[0]["loss"] == pytest.approx(full.metrics[3]["loss"], rel=1e-6), (resumed.losses, full.losses)
     assert resumed.metrics[0]["grad_norm"] == pytest.approx(full.metrics[3]["grad_norm"], rel=1e-5)

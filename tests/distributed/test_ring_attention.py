@@ -5,6 +5,7 @@ chunks. The kernels are torch's CPU flash-attention ops; the merge, the exchange
 Checked both ways the ring can exchange: overlapped (the next K/V block's transfer started before the current
 block's kernel) and plain (exchange after each kernel); and on packed rows (documents of uneven lengths in the
 per-document zigzag layout) against causal SDPA run on each document alone."""
+
 import os
 
 import pytest
@@ -43,7 +44,7 @@ def _entry(rank, size, port, out_dir, packed):
         idx, documents = torch.stack(perms)[:, local], torch.stack(docs)
     else:
         idx, documents = local.expand(B, -1), None
-    take = (lambda t: torch.stack([t[r][:, idx[r]] for r in range(B)]))
+    take = lambda t: torch.stack([t[r][:, idx[r]] for r in range(B)])
     saved = {"idx": idx}
     for overlap in (True, False):
         ql, kl, vl = (take(t).clone().requires_grad_() for t in (q, k, v))
@@ -63,9 +64,22 @@ def _reference(packed):
     rows = []
     for r in range(B):
         ends = bounds[r][1:] + [S]
-        rows.append(torch.cat([torch.nn.functional.scaled_dot_product_attention(
-            q[r:r + 1, :, a:e], k[r:r + 1, :, a:e], v[r:r + 1, :, a:e], is_causal=True, scale=0.3, enable_gqa=True)
-            for a, e in zip(bounds[r], ends)], dim=2))
+        rows.append(
+            torch.cat(
+                [
+                    torch.nn.functional.scaled_dot_product_attention(
+                        q[r : r + 1, :, a:e],
+                        k[r : r + 1, :, a:e],
+                        v[r : r + 1, :, a:e],
+                        is_causal=True,
+                        scale=0.3,
+                        enable_gqa=True,
+                    )
+                    for a, e in zip(bounds[r], ends)
+                ],
+                dim=2,
+            )
+        )
     ref = torch.cat(rows)
     ref.backward(dout.detach())
     return {"out": ref.detach(), "dq": q.grad, "dk": k.grad, "dv": v.grad}

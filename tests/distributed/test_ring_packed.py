@@ -5,6 +5,7 @@ plain transformers run on each document alone (rel 1e-5): on a ring of 2, and on
 
 The check can fail: the same row read as one sequence (documents attending to each other) has another loss.
 """
+
 import json
 
 import pytest
@@ -25,8 +26,10 @@ def documents_alone(model_dir, tok):
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
     model.train()
     docs = [torch.tensor([tok(t)["input_ids"]]) for t in DOCS]
-    total = sum(torch.nn.functional.cross_entropy(model(input_ids=ids).logits[0, :-1], ids[0, 1:], reduction="sum")
-                for ids in docs)
+    total = sum(
+        torch.nn.functional.cross_entropy(model(input_ids=ids).logits[0, :-1], ids[0, 1:], reduction="sum")
+        for ids in docs
+    )
     loss = total / sum(ids.shape[1] - 1 for ids in docs)
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -45,8 +48,9 @@ def packed_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("ring_packed")
     model_dir = root / "model"
     tok = save_model(model_dir)
-    assert [len(tok(t)["input_ids"]) for t in DOCS] == [20, 31, 13] and sum(len(tok(t)["input_ids"]) for t in FILL) \
-        == SEQ
+    assert [len(tok(t)["input_ids"]) for t in DOCS] == [20, 31, 13] and sum(
+        len(tok(t)["input_ids"]) for t in FILL
+    ) == SEQ
     corpus = root / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in DOCS + 3 * FILL))  # 4 rows: one per rank
     return root, model_dir, corpus, documents_alone(model_dir, tok)
@@ -56,10 +60,23 @@ def packed_setup(tmp_path_factory):
 def test_packed_documents_across_the_ring_give_each_documents_plain_loss_and_gradients(packed_setup, sp, cp):
     root, model_dir, corpus, (loss, grads, across) = packed_setup
     assert abs(across - loss) > 1e-3, (across, loss)  # attention across documents would show
-    run = run_cli([f"model.name_or_path={model_dir}", "data=hf", f"data.path={corpus}", "data.packing=true",
-                   f"data.seq_length={SEQ}", "data.shuffle=false", f"data.cache_dir={root / 'cache'}",
-                   "train.max_steps=1", "train.dump_grads=true", f"parallelism.sp_size={sp}",
-                   f"parallelism.cp_size={cp}"], str(root / f"run_sp{sp}_cp{cp}"), timeout=420)
+    run = run_cli(
+        [
+            f"model.name_or_path={model_dir}",
+            "data=hf",
+            f"data.path={corpus}",
+            "data.packing=true",
+            f"data.seq_length={SEQ}",
+            "data.shuffle=false",
+            f"data.cache_dir={root / 'cache'}",
+            "train.max_steps=1",
+            "train.dump_grads=true",
+            f"parallelism.sp_size={sp}",
+            f"parallelism.cp_size={cp}",
+        ],
+        str(root / f"run_sp{sp}_cp{cp}"),
+        timeout=420,
+    )
     assert run.returncode == 0 and run.metrics, run.describe()
     assert run.metrics[0]["step"] == 1 and run.metrics[0]["tokens"] == SEQ
     assert run.losses[0] == pytest.approx(loss, rel=RTOL), (run.losses[0], loss)

@@ -1,14 +1,22 @@
-"""SP changes nothing but memory and speed (an invariant: README, "Correctness rules the tests hold"), checked through the real CLI and worker path.
+"""SP changes nothing but memory and speed (an invariant: README, "Correctness rules the tests hold"), checked through
+the real CLI and worker path.
 
 Every run: tiny Llama (4 query / 2 KV heads) loaded from the same directory, synthetic rows of 256 tokens in file
 order (data.shuffle=false, so optimizer step k of one DP replica processes row k-1), 3 steps, and
 train.dump_grads=true so the full step-1 gradients come back. The reference is plain transformers (fp32, sdpa) on
 one process. Tolerances are float32 rounding: observed differences are about 2e-7 (loss) and 4e-7 (gradients).
 """
+
 import pytest
 
-from helpers import (assert_ok as ok, assert_trajectories_agree, common_overrides as common, max_rel_diff,
-                     reference_loss_and_grads, rows)
+from helpers import (
+    assert_ok as ok,
+    assert_trajectories_agree,
+    common_overrides as common,
+    max_rel_diff,
+    reference_loss_and_grads,
+    rows,
+)
 
 RTOL = 1e-5
 

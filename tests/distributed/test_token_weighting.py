@@ -6,9 +6,10 @@ Rows of 256 and 128 tokens (data.lengths; 255 and 127 valid labels): step 1 cove
 micro-steps of one SP group (gradient accumulation) or as 2 DP replicas. Both must give plain transformers' loss and
 gradients of (CE sum over both rows) / 382, and must differ from the mean of the two rows' means.
 """
+
 import pytest
 
-from helpers import (VOCAB, SEED, assert_ok as ok, max_rel_diff, reference_loss_and_grads, synthetic_row)
+from helpers import VOCAB, SEED, assert_ok as ok, max_rel_diff, reference_loss_and_grads, synthetic_row
 
 pytestmark = pytest.mark.slow
 RTOL = 1e-5
@@ -16,9 +17,10 @@ RTOL = 1e-5
 
 @pytest.fixture(scope="module")
 def reference(tiny_llama_dir):
-    per_row = [reference_loss_and_grads(tiny_llama_dir, synthetic_row(i, seq_length=s, vocab_size=VOCAB,
-                                                                      seed=SEED)[None])
-               for i, s in ((0, 256), (1, 128))]
+    per_row = [
+        reference_loss_and_grads(tiny_llama_dir, synthetic_row(i, seq_length=s, vocab_size=VOCAB, seed=SEED)[None])
+        for i, s in ((0, 256), (1, 128))
+    ]
     counts = [255, 127]
     total = sum(counts)
 
@@ -30,12 +32,27 @@ def reference(tiny_llama_dir):
     return mix([c / total for c in counts]), mix([0.5, 0.5])
 
 
-@pytest.mark.parametrize("layout", [["train.gradient_accumulation_steps=2"], ["parallelism.dp_shard_size=2"]],
-                         ids=["grad_accumulation", "dp2"])
+@pytest.mark.parametrize(
+    "layout",
+    [["train.gradient_accumulation_steps=2"], ["parallelism.dp_shard_size=2"]],
+    ids=["grad_accumulation", "dp2"],
+)
 def test_step_loss_weights_every_valid_token_equally(cli_runs, tiny_llama_dir, reference, layout):
     (loss, grads), (mean_of_means, mom_grads) = reference
-    run = ok(cli_runs.run([f"model.name_or_path={tiny_llama_dir}", "train.max_steps=1", "data.lengths=[256,128]",
-                           "data.shuffle=false", "train.dump_grads=true", "parallelism.sp_size=2", *layout]), steps=1)
+    run = ok(
+        cli_runs.run(
+            [
+                f"model.name_or_path={tiny_llama_dir}",
+                "train.max_steps=1",
+                "data.lengths=[256,128]",
+                "data.shuffle=false",
+                "train.dump_grads=true",
+                "parallelism.sp_size=2",
+                *layout,
+            ]
+        ),
+        steps=1,
+    )
     assert run.metrics[0]["loss"] == pytest.approx(loss, rel=RTOL)
     assert max_rel_diff(run.grads(), grads) < RTOL
     assert max_rel_diff(run.grads(), mom_grads) > 100 * RTOL  # the test can tell the two weightings apart

@@ -7,6 +7,7 @@ step 1 instead of the peer's. Checked here on 2 gloo processes: after gathering,
 statistics of the same architecture built without ZeRO (std = initializer_range for projections and embeddings,
 ones for norms), identical on both ranks.
 """
+
 import os
 
 import pytest
@@ -14,14 +15,26 @@ import torch
 
 from framework.launch import free_port
 
-ARCH = dict(model_type="llama", hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=1024, max_position_embeddings=1024, initializer_range=0.02)
+ARCH = dict(
+    model_type="llama",
+    hidden_size=256,
+    intermediate_size=512,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=1024,
+    max_position_embeddings=1024,
+    initializer_range=0.02,
+)
 
 pytestmark = pytest.mark.slow
 
 
 def stats(model):
-    return {name: (float(p.detach().float().std()), float(p.detach().float().mean())) for name, p in model.named_parameters()}
+    return {
+        name: (float(p.detach().float().std()), float(p.detach().float().mean()))
+        for name, p in model.named_parameters()
+    }
 
 
 def _entry(rank, port, out_dir):
@@ -30,8 +43,9 @@ def _entry(rank, port, out_dir):
 
     from framework.model import announce_zero3, build_model
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank)
+    )
     deepspeed.init_distributed(dist_backend="gloo", verbose=False)
     torch.manual_seed(0)
     announce_zero3({"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}})

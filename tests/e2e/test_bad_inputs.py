@@ -2,6 +2,7 @@
 exits with status 2 and one stderr line `config error: key=value: rule. Fix: fix`, no traceback, and result.json says
 so, unless the run directory holds another run, whose result.json stays. One table, one CLI run per row; each stops
 in validation (config.yaml, written before the workers start, is never written)."""
+
 import json
 import os
 
@@ -21,8 +22,7 @@ def files(tmp_path_factory, tiny_llama_dir):
     d = tmp_path_factory.mktemp("bad_inputs")
     ids = [list(range(1, 40)) for _ in range(8)]
     (d / "ids.jsonl").write_text("\n".join(json.dumps({"input_ids": x}) for x in ids))
-    (d / "no_targets.jsonl").write_text("\n".join(json.dumps({"input_ids": x, "labels": [-100] * len(x)})
-                                                  for x in ids))
+    (d / "no_targets.jsonl").write_text("\n".join(json.dumps({"input_ids": x, "labels": [-100] * len(x)}) for x in ids))
     (d / "latin1.jsonl").write_bytes(b'{"text": "a first row of plain text"}\n{"text": "caf\xe9 au lait"}\n' * 4)
     from transformers import ByT5Tokenizer
 
@@ -55,8 +55,13 @@ def saved_at_step_2(run_dir, **_):
     with open(os.path.join(step_dir, "mp_rank_00_model_states.pt"), "wb") as f:
         f.write(b"x" * 64)
     cfg = compose([])
-    write_manifest(step_dir, 2, run_settings(parallelism=cfg.parallelism, data=cfg.data, train=cfg.train,
-                                             optim=cfg.optim, tokenizer=None, world=2))
+    write_manifest(
+        step_dir,
+        2,
+        run_settings(
+            parallelism=cfg.parallelism, data=cfg.data, train=cfg.train, optim=cfg.optim, tokenizer=None, world=2
+        ),
+    )
 
 
 def locked(run_dir, **_):
@@ -70,48 +75,140 @@ def locked(run_dir, **_):
 # (id, overrides ({d}: the files fixture's folder), setup(run_dir) or None, key=value the message opens with,
 #  a fragment of the rule, whether result.json records the error)
 BAD = [
-    ("packed_rows_not_splitting_into_sp_shards", ["data=hf", "data.path={d}/ids.jsonl", "data.packing=true",
-                                                 "data.seq_length=15"], None,
-     "data.seq_length=15", "do not split into sp_size=2", True),
-    ("no_trainable_token", ["data=hf", "data.path={d}/no_targets.jsonl", "data.seq_length=16"], None,
-     "data.path=", "no row has a token to train on", True),
-    ("not_utf8_jsonl", ["data=hf", "data.path={d}/latin1.jsonl", "data.tokenizer={d}/byt5", "data.seq_length=16"],
-     None,
-     "data.path=", "holds bytes that are not UTF-8 text", True),
-    ("only_empty_texts", ["data=hf", "data.path={d}/empty_texts.jsonl", "data.tokenizer={d}/byt5",
-                          "data.seq_length=16", "data.packing=true"], None,
-     "data.path=", "no row has a token to predict: all 8 documents are 1 token long", True),
-    ("empty_jsonl", ["data=hf", "data.path={d}/empty.jsonl", "data.tokenizer={d}/byt5", "data.seq_length=16"], None,
-     "data.path=", "empty.jsonl is empty (0 bytes)", True),
-    ("symlink_loop", ["data=hf", "data.path={d}/loop_a.jsonl", "data.tokenizer={d}/byt5", "data.seq_length=16"], None,
-     "data.path=", "is a loop of symbolic links", True),
-    ("model_dir_without_weights", ["model.name_or_path={d}/no_weights"], None,
-     "model.name_or_path=", "holds config.json but no weights", True),
-    ("resume_not_a_checkpoint", ["checkpoint.resume={d}/notes", "checkpoint.trust_resume=true"], None,
-     "checkpoint.resume=", "is not a complete checkpoint (notes: no manifest.json", True),
-    ("resume_outside_the_run_directory", ["checkpoint.resume={d}/notes"], None,
-     "checkpoint.resume=", "is outside this run directory", True),
-    ("unknown_key_added_with_plus", ["+checkpoint.evry=1"], None, "checkpoint.evry=1",
-     "is not a key of the config", True),
+    (
+        "packed_rows_not_splitting_into_sp_shards",
+        ["data=hf", "data.path={d}/ids.jsonl", "data.packing=true", "data.seq_length=15"],
+        None,
+        "data.seq_length=15",
+        "do not split into sp_size=2",
+        True,
+    ),
+    (
+        "no_trainable_token",
+        ["data=hf", "data.path={d}/no_targets.jsonl", "data.seq_length=16"],
+        None,
+        "data.path=",
+        "no row has a token to train on",
+        True,
+    ),
+    (
+        "not_utf8_jsonl",
+        ["data=hf", "data.path={d}/latin1.jsonl", "data.tokenizer={d}/byt5", "data.seq_length=16"],
+        None,
+        "data.path=",
+        "holds bytes that are not UTF-8 text",
+        True,
+    ),
+    (
+        "only_empty_texts",
+        [
+            "data=hf",
+            "data.path={d}/empty_texts.jsonl",
+            "data.tokenizer={d}/byt5",
+            "data.seq_length=16",
+            "data.packing=true",
+        ],
+        None,
+        "data.path=",
+        "no row has a token to predict: all 8 documents are 1 token long",
+        True,
+    ),
+    (
+        "empty_jsonl",
+        ["data=hf", "data.path={d}/empty.jsonl", "data.tokenizer={d}/byt5", "data.seq_length=16"],
+        None,
+        "data.path=",
+        "empty.jsonl is empty (0 bytes)",
+        True,
+    ),
+    (
+        "symlink_loop",
+        ["data=hf", "data.path={d}/loop_a.jsonl", "data.tokenizer={d}/byt5", "data.seq_length=16"],
+        None,
+        "data.path=",
+        "is a loop of symbolic links",
+        True,
+    ),
+    (
+        "model_dir_without_weights",
+        ["model.name_or_path={d}/no_weights"],
+        None,
+        "model.name_or_path=",
+        "holds config.json but no weights",
+        True,
+    ),
+    (
+        "resume_not_a_checkpoint",
+        ["checkpoint.resume={d}/notes", "checkpoint.trust_resume=true"],
+        None,
+        "checkpoint.resume=",
+        "is not a complete checkpoint (notes: no manifest.json",
+        True,
+    ),
+    (
+        "resume_outside_the_run_directory",
+        ["checkpoint.resume={d}/notes"],
+        None,
+        "checkpoint.resume=",
+        "is outside this run directory",
+        True,
+    ),
+    (
+        "unknown_key_added_with_plus",
+        ["+checkpoint.evry=1"],
+        None,
+        "checkpoint.evry=1",
+        "is not a key of the config",
+        True,
+    ),
     ("save_every_negative", ["checkpoint.every=-1"], None, "checkpoint.every=-1", "must be 0 or more", True),
     ("eval_every_negative", ["eval.every=-1"], None, "eval.every=-1", "must be 0 or more", True),
     ("lr_negative", ["optim.lr=-0.001"], None, "optim.lr=-0.001", "must be 0 or more", True),
     ("seed_negative", ["train.seed=-1"], None, "train.seed=-1", "must be 0 or more", True),
-    ("num_samples_cannot_feed_a_step", ["data.num_samples=1"], None, "data.num_samples=1", "cannot feed one step",
-     True),
-    ("lengths_with_nothing_to_predict", ["data.lengths=[0]", "parallelism.sp_seq_length_is_variable=true"], None,
-     "data.lengths=[0]", "no token to predict", True),
-    ("reduce_bucket_size_zero", ["engine.reduce_bucket_size=0"], None, "engine.reduce_bucket_size=0", "at least 1",
-     True),
+    (
+        "num_samples_cannot_feed_a_step",
+        ["data.num_samples=1"],
+        None,
+        "data.num_samples=1",
+        "cannot feed one step",
+        True,
+    ),
+    (
+        "lengths_with_nothing_to_predict",
+        ["data.lengths=[0]", "parallelism.sp_seq_length_is_variable=true"],
+        None,
+        "data.lengths=[0]",
+        "no token to predict",
+        True,
+    ),
+    (
+        "reduce_bucket_size_zero",
+        ["engine.reduce_bucket_size=0"],
+        None,
+        "engine.reduce_bucket_size=0",
+        "at least 1",
+        True,
+    ),
     ("num_samples_zero", ["data.num_samples=0"], None, "data.num_samples=0", "at least one row", True),
     ("offload_ratio_out_of_range", ["engine.offload_ratio=1.5"], None, "engine.offload_ratio=1.5", "at most 1", True),
-    ("eval_steps_zero", ["eval.every=1", "eval.steps=0"], None, "eval.steps=0", "at least 1",
-     True),
+    ("eval_steps_zero", ["eval.every=1", "eval.steps=0"], None, "eval.steps=0", "at least 1", True),
     ("fresh_run_into_a_used_directory", [], used_run, "checkpoint.resume=None", "already holds a run", False),
-    ("resume_latest_with_nothing_to_resume", ["checkpoint.resume=latest"], None, "checkpoint.resume='latest'",
-     "no complete checkpoint", True),
-    ("resume_with_a_changed_setting", ["checkpoint.resume=latest", "data.seq_length=512"], saved_at_step_2,
-     "checkpoint.resume='latest'", "(data.seq_length: 256 -> 512)", False),
+    (
+        "resume_latest_with_nothing_to_resume",
+        ["checkpoint.resume=latest"],
+        None,
+        "checkpoint.resume='latest'",
+        "no complete checkpoint",
+        True,
+    ),
+    (
+        "resume_with_a_changed_setting",
+        ["checkpoint.resume=latest", "data.seq_length=512"],
+        saved_at_step_2,
+        "checkpoint.resume='latest'",
+        "(data.seq_length: 256 -> 512)",
+        False,
+    ),
     ("run_directory_locked_by_a_live_job", [], locked, "hydra.run.dir=", f"another job (pid {os.getpid()}", False),
 ]
 
@@ -121,8 +218,11 @@ def test_bad_input_stops_before_any_worker_with_one_line(overrides, setup, openi
     run_dir = str(tmp_path / "job")
     if setup:
         setup(run_dir)
-    before = open(os.path.join(run_dir, "result.json")).read() if os.path.exists(
-        os.path.join(run_dir, "result.json")) else None
+    before = (
+        open(os.path.join(run_dir, "result.json")).read()
+        if os.path.exists(os.path.join(run_dir, "result.json"))
+        else None
+    )
     overrides = [o.format(d=files) for o in overrides]
     if "data=hf" in overrides:
         overrides.append(f"data.cache_dir={files}/cache")  # not the user's ~/.cache
@@ -137,6 +237,9 @@ def test_bad_input_stops_before_any_worker_with_one_line(overrides, setup, openi
     if recorded:
         assert run.result["status"] == "failed" and run.result["error"] == errors[0], run.result
     else:  # the run directory holds another run (or another job): its result.json stays as it was
-        after = open(os.path.join(run_dir, "result.json")).read() if os.path.exists(
-            os.path.join(run_dir, "result.json")) else None
+        after = (
+            open(os.path.join(run_dir, "result.json")).read()
+            if os.path.exists(os.path.join(run_dir, "result.json"))
+            else None
+        )
         assert after == before

@@ -1,5 +1,6 @@
 """The CLI as a user runs it (a subprocess): what one run directory holds after a good run, a failing worker, a config
 error and a typo."""
+
 import json
 import os
 import shutil
@@ -13,8 +14,23 @@ from helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
-METRIC_FIELDS = {"step", "loss", "seq_length", "tokens", "tokens_per_s", "tflops_per_gpu", "mfu", "peak_mem_gib", "lr",
-                 "grad_norm", "forward_s", "backward_s", "optimizer_s", "host_used_gib", "pinned_peak_gib"}
+METRIC_FIELDS = {
+    "step",
+    "loss",
+    "seq_length",
+    "tokens",
+    "tokens_per_s",
+    "tflops_per_gpu",
+    "mfu",
+    "peak_mem_gib",
+    "lr",
+    "grad_norm",
+    "forward_s",
+    "backward_s",
+    "optimizer_s",
+    "host_used_gib",
+    "pinned_peak_gib",
+}
 RESULT_FIELDS = {"status", "steps", "final_loss", "seq_length", "peak_mem_gib", "tokens_per_s", "mfu"}
 
 
@@ -26,9 +42,21 @@ def test_console_script_run_writes_config_metrics_and_result(tmp_path, tiny_llam
     from helpers import REPO, clean_env
 
     run_dir = tmp_path / "job"
-    p = subprocess.run([script, "+experiment=smoke_cpu", f"model.name_or_path={tiny_llama_dir}", "train.max_steps=2",
-                        "data.seq_length=64", f"hydra.run.dir={run_dir}"], cwd=REPO, env=clean_env(),
-                       capture_output=True, text=True, timeout=240)
+    p = subprocess.run(
+        [
+            script,
+            "+experiment=smoke_cpu",
+            f"model.name_or_path={tiny_llama_dir}",
+            "train.max_steps=2",
+            "data.seq_length=64",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert os.listdir(tmp_path) == ["job"]  # one directory for the job, none per rank
     files = set(os.listdir(run_dir))
@@ -134,8 +162,9 @@ def test_a_rank_out_of_memory_with_a_collective_pending_ends_the_job_and_its_pro
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(OOM_WITH_A_COLLECTIVE_PENDING)
-    env = clean_env(PYTHONPATH=os.pathsep.join([str(site), REPO, os.environ.get("PYTHONPATH", "")]),
-                    PIDS_DIR=str(tmp_path))
+    env = clean_env(
+        PYTHONPATH=os.pathsep.join([str(site), REPO, os.environ.get("PYTHONPATH", "")]), PIDS_DIR=str(tmp_path)
+    )
     t0 = time.monotonic()
     run = run_cli(["train.max_steps=3"], str(tmp_path / "job"), env=env, timeout=300)
     elapsed = time.monotonic() - t0
@@ -162,9 +191,13 @@ def test_config_error_exits_2_with_one_line_and_writes_nothing_half_done(tmp_pat
     assert not {"config.yaml", "metrics.jsonl", "checkpoints"} & files, files
 
 
-@pytest.mark.parametrize("override,said", [("parallelism.sp_sise=2", "parallelism.sp_sise: no such config key; did "
-                                                                     "you mean `parallelism.sp_size`?"),
-                                           ("optim.schedule=linaer", "full_key: optim.schedule")])
+@pytest.mark.parametrize(
+    "override,said",
+    [
+        ("parallelism.sp_sise=2", "parallelism.sp_sise: no such config key; did you mean `parallelism.sp_size`?"),
+        ("optim.schedule=linaer", "full_key: optim.schedule"),
+    ],
+)
 def test_typo_key_fails_at_compose_time_naming_the_full_key(override, said, tmp_path):
     """A typo in a key (the nearest key named), or in the value of a closed choice (an Enum: Hydra lists them)."""
     run = run_cli([override], str(tmp_path / "job"))
@@ -174,8 +207,7 @@ def test_typo_key_fails_at_compose_time_naming_the_full_key(override, said, tmp_
 
 
 @pytest.mark.parametrize("multirun,ctrl_c", [(False, False), (True, False), (True, True)])
-def test_sigterm_ends_the_job_records_it_and_starts_no_further_sweep_job(multirun, ctrl_c, tmp_path,
-                                                                          tiny_llama_dir):
+def test_sigterm_ends_the_job_records_it_and_starts_no_further_sweep_job(multirun, ctrl_c, tmp_path, tiny_llama_dir):
     """`timeout`, `kill` and schedulers stop a job with SIGTERM. torch's launcher turns it into an exception that the
     CLI took for the job's own failure: no result.json, Hydra's error report, and in a sweep the next job started.
     Now the job ends with one line, exit status 128 + 15, result.json says so (status failed, error "interrupted:
@@ -190,14 +222,26 @@ def test_sigterm_ends_the_job_records_it_and_starts_no_further_sweep_job(multiru
 
     common = ["+experiment=smoke_cpu", f"model.name_or_path={tiny_llama_dir}", "train.max_steps=100000"]
     if multirun:
-        cmd = ["-m", *common, "data.seq_length=64,32", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-               "hydra.sweep.subdir=${hydra.job.num}"]
+        cmd = [
+            "-m",
+            *common,
+            "data.seq_length=64,32",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            "hydra.sweep.subdir=${hydra.job.num}",
+        ]
         job = None
     else:
         cmd = [*common, "data.seq_length=64", f"hydra.run.dir={tmp_path / 'job'}"]
         job = tmp_path / "job"
-    p = subprocess.Popen([sys.executable, "-m", "framework", *cmd], cwd=REPO, env=clean_env(), text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "framework", *cmd],
+        cwd=REPO,
+        env=clean_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and p.poll() is None:
         if multirun and job is None and (tmp_path / "sweep").exists():
@@ -223,8 +267,9 @@ def test_sigterm_ends_the_job_records_it_and_starts_no_further_sweep_job(multiru
     assert result["steps"] == steps >= 1, (result, steps)
     if multirun:
         assert [d.name for d in (tmp_path / "sweep").iterdir() if d.is_dir() and d.name[0].isdigit()] == [job.name]
-    left = _left_after_10s(lambda: [q for q in psutil.process_iter()
-                                    if _session(q) == p.pid and _status(q) != psutil.STATUS_ZOMBIE])
+    left = _left_after_10s(
+        lambda: [q for q in psutil.process_iter() if _session(q) == p.pid and _status(q) != psutil.STATUS_ZOMBIE]
+    )
     assert not left, f"processes of the job outlived it: {left}"
 
 

@@ -2,6 +2,7 @@
 left unset, the start lines of a fine-tune (run directory, config diff, corpus figures and epochs), train.log, a save by
 wall clock, a plan that does not fit ending [no-fit] with a non-zero exit, no run directory left by a mistake, and a
 resume by run directory that extends a constant-LR run. Two training runs in all, shared by the tests below."""
+
 import json
 import os
 import subprocess
@@ -13,8 +14,10 @@ from helpers import clean_env, save_tiny_model
 
 pytestmark = pytest.mark.slow
 
-TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
-            "{% if add_generation_prompt %}<assistant>{% endif %}")
+TEMPLATE = (
+    "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
 
 
 def framework(args, cwd, timeout=300):
@@ -27,17 +30,33 @@ def test_help_is_the_projects_page_with_experiments_groups_and_keys(tmp_path):
     p = framework(["--help"], tmp_path, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     out = p.stdout
-    for text in ("Usage: framework", "== Experiments (+experiment=NAME) ==", "finetune_lora", "smoke_cpu",
-                 "== Config groups (group=option) ==", "tiny_llama (default)", "optim.lr=1e-05", "Peak learning rate",
-                 "checkpoint.every_minutes", "train.log", "framework -sc install=bash"):
+    for text in (
+        "Usage: framework",
+        "== Experiments (+experiment=NAME) ==",
+        "finetune_lora",
+        "smoke_cpu",
+        "== Config groups (group=option) ==",
+        "tiny_llama (default)",
+        "optim.lr=1e-05",
+        "Peak learning rate",
+        "checkpoint.every_minutes",
+        "train.log",
+        "framework -sc install=bash",
+    ):
         assert text in out, text
     assert "oc.env" not in out and "oc.decode" not in out and "powered by Hydra" not in out
     assert not os.path.exists(tmp_path / "outputs")
 
 
-@pytest.mark.parametrize("override,near", [("optim.lrr=1e-4", "optim.lr"), ("+optim.lrr=1e-4", "optim.lr"),
-                                           ("train.max_step=3", "train.max_steps"),
-                                           ("checkpoint.every_minute=5", "checkpoint.every_minutes")])
+@pytest.mark.parametrize(
+    "override,near",
+    [
+        ("optim.lrr=1e-4", "optim.lr"),
+        ("+optim.lrr=1e-4", "optim.lr"),
+        ("train.max_step=3", "train.max_steps"),
+        ("checkpoint.every_minute=5", "checkpoint.every_minutes"),
+    ],
+)
 def test_key_typo_gets_the_nearest_key_in_one_line(override, near, tmp_path):
     p = framework(["+experiment=smoke_cpu", override], tmp_path, timeout=120)
     assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-2000:]
@@ -63,8 +82,11 @@ def test_config_error_leaves_no_run_directory_under_outputs(tmp_path):
 
 
 def test_plan_that_does_not_fit_says_so_first_and_last_and_exits_non_zero(tmp_path):
-    p = framework(["+experiment=llama8b_500k", "plan=true", "hardware.host_ram_gib=64", "hardware.gpu_mem_gib=79.6"],
-                  tmp_path, timeout=200)
+    p = framework(
+        ["+experiment=llama8b_500k", "plan=true", "hardware.host_ram_gib=64", "hardware.gpu_mem_gib=79.6"],
+        tmp_path,
+        timeout=200,
+    )
     assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-2000:]
     lines = p.stdout.strip().splitlines()
     opening = next(line for line in lines if line.startswith("This job"))
@@ -94,12 +116,30 @@ def finetune(tmp_path_factory):
     chat = root / "chat.jsonl"
     with open(chat, "w") as f:
         for i in range(24):
-            f.write(json.dumps({"messages": [{"role": "user", "content": f"what is {i} + {i}?"},
-                                             {"role": "assistant", "content": f"{i} + {i} = {2 * i}."}]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": f"what is {i} + {i}?"},
+                            {"role": "assistant", "content": f"{i} + {i} = {2 * i}."},
+                        ]
+                    }
+                )
+                + "\n"
+            )
     run_dir = root / "job"
-    common = ["+experiment=finetune_lora", f"model.name_or_path={model_dir}", f"data.path={chat}",
-              "data.seq_length=128", f"data.cache_dir={root / 'cache'}", "train.device=cpu", "optim.schedule=constant",
-              "optim.warmup_steps=0", "checkpoint.every=0", "checkpoint.every_minutes=0.0001"]
+    common = [
+        "+experiment=finetune_lora",
+        f"model.name_or_path={model_dir}",
+        f"data.path={chat}",
+        "data.seq_length=128",
+        f"data.cache_dir={root / 'cache'}",
+        "train.device=cpu",
+        "optim.schedule=constant",
+        "optim.warmup_steps=0",
+        "checkpoint.every=0",
+        "checkpoint.every_minutes=0.0001",
+    ]
     first = framework(common + ["train.max_steps=3", f"hydra.run.dir={run_dir}"], root)
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()

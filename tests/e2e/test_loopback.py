@@ -2,6 +2,7 @@
 authentication; the launcher unpickles what it reads there) and gloo's sockets. Read from /proc while a 2-process job
 runs: /proc/net/tcp and tcp6 give each listening socket's address and inode, /proc/<pid>/fd names the socket inodes of
 the job's processes."""
+
 import ipaddress
 import os
 import socket
@@ -27,9 +28,11 @@ def listening_sockets() -> dict:
             if fields[3] != "0A":  # TCP_LISTEN
                 continue
             addr, port = fields[1].split(":")
-            words = [int(addr[i:i + 8], 16) for i in range(0, len(addr), 8)]  # each 32-bit word in host order
-            out[int(fields[9])] = (socket.inet_ntop(family, b"".join(struct.pack("<I", w) for w in words)),
-                                   int(port, 16))
+            words = [int(addr[i : i + 8], 16) for i in range(0, len(addr), 8)]  # each 32-bit word in host order
+            out[int(fields[9])] = (
+                socket.inet_ntop(family, b"".join(struct.pack("<I", w) for w in words)),
+                int(port, 16),
+            )
     return out
 
 
@@ -54,8 +57,15 @@ def is_loopback(address: str) -> bool:
 
 
 def test_single_node_job_listens_on_loopback_only(tmp_path):
-    cmd = [sys.executable, "-m", "framework", "+experiment=smoke_cpu", "train.max_steps=30", "data.seq_length=64",
-           f"hydra.run.dir={tmp_path / 'job'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "framework",
+        "+experiment=smoke_cpu",
+        "train.max_steps=30",
+        "data.seq_length=64",
+        f"hydra.run.dir={tmp_path / 'job'}",
+    ]
     job = subprocess.Popen(cmd, cwd=REPO, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen = {}  # (pid, address, port) -> process name
     pids = set()

@@ -1,6 +1,7 @@
 """The user's recipes run as written on a fresh model and corpus: `finetune_lora` fine-tunes a pretrained local model
 (a tiny Llama saved with its tokenizer and a chat template) on chat rows with LoRA, under SP, and leaves a peft adapter
 that loads onto the base model."""
+
 import json
 import os
 
@@ -11,8 +12,10 @@ from helpers import REPO, assert_ok, run_cli, save_tiny_model
 
 pytestmark = pytest.mark.slow
 
-TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
-            "{% if add_generation_prompt %}<assistant>{% endif %}")
+TEMPLATE = (
+    "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
 
 
 def test_finetune_lora_recipe_trains_and_exports_a_peft_adapter(tmp_path):
@@ -26,15 +29,39 @@ def test_finetune_lora_recipe_trains_and_exports_a_peft_adapter(tmp_path):
     chat = tmp_path / "chat.jsonl"
     with open(chat, "w") as f:
         for i in range(24):
-            f.write(json.dumps({"messages": [{"role": "user", "content": f"what is {i} + {i}?"},
-                                             {"role": "assistant", "content": f"{i} + {i} = {2 * i}."}]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": f"what is {i} + {i}?"},
+                            {"role": "assistant", "content": f"{i} + {i} = {2 * i}."},
+                        ]
+                    }
+                )
+                + "\n"
+            )
     header = open(os.path.join(REPO, "conf", "experiment", "finetune_lora.yaml")).read()
     assert "model.name_or_path=/path/to/model data.path=/path/to/chat.jsonl" in header
-    run = assert_ok(run_cli(["+experiment=finetune_lora", f"model.name_or_path={model_dir}", f"data.path={chat}",
-                             "data.seq_length=128", f"data.cache_dir={tmp_path / 'cache'}", "train.max_steps=2",
-                             "checkpoint.every=0", "optim.warmup_steps=0", "parallelism.sp_size=2",
-                             "parallelism.dp_shard_size=1", "train.device=cpu"], str(tmp_path / "job"),
-                            experiment=None), steps=2)
+    run = assert_ok(
+        run_cli(
+            [
+                "+experiment=finetune_lora",
+                f"model.name_or_path={model_dir}",
+                f"data.path={chat}",
+                "data.seq_length=128",
+                f"data.cache_dir={tmp_path / 'cache'}",
+                "train.max_steps=2",
+                "checkpoint.every=0",
+                "optim.warmup_steps=0",
+                "parallelism.sp_size=2",
+                "parallelism.dp_shard_size=1",
+                "train.device=cpu",
+            ],
+            str(tmp_path / "job"),
+            experiment=None,
+        ),
+        steps=2,
+    )
     out = os.path.join(run.run_dir, "model")
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json"} <= set(os.listdir(out))
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), out)

@@ -1,6 +1,7 @@
 """checkpoint.save_on_interrupt: SIGTERM (what `timeout`, `kill` and schedulers send before the kill) lets the running
 step finish, saves a complete checkpoint of it, and stops the job as an interrupted one; resume=latest then continues
 exactly where the uninterrupted run went."""
+
 import json
 import os
 import signal
@@ -19,12 +20,21 @@ STEPS = 200  # long enough that the job is still running when the signal comes
 
 
 def test_sigterm_saves_a_checkpoint_and_resume_continues_exactly(tmp_path, tiny_llama_dir):
-    base = ["+experiment=smoke_cpu", f"model.name_or_path={tiny_llama_dir}", f"train.max_steps={STEPS}",
-            "data.seq_length=64"]
+    base = [
+        "+experiment=smoke_cpu",
+        f"model.name_or_path={tiny_llama_dir}",
+        f"train.max_steps={STEPS}",
+        "data.seq_length=64",
+    ]
     job = tmp_path / "job"
-    p = subprocess.Popen([sys.executable, "-m", "framework", *base, "checkpoint.save_on_interrupt=true",
-                          f"hydra.run.dir={job}"], cwd=REPO, env=clean_env(), text=True, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "framework", *base, "checkpoint.save_on_interrupt=true", f"hydra.run.dir={job}"],
+        cwd=REPO,
+        env=clean_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and p.poll() is None:
         if (job / "metrics.jsonl").exists() and len((job / "metrics.jsonl").read_text().splitlines()) >= 2:

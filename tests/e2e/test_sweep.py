@@ -5,6 +5,7 @@ rebuilding that summary in a copy of the sweep directory.
 
 The planted limit is real, not simulated: tests/e2e/conf/model/tiny_gpt_bigcode.yaml has learned positions for
 n_positions=96 tokens, so any longer sequence fails at its first forward (IndexError), on any machine."""
+
 import csv
 import glob
 import json
@@ -20,10 +21,28 @@ import pytest
 import helpers
 
 CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
-BIGCODE = [f"hydra.searchpath=[file://{CONF}]", "model=tiny_gpt_bigcode", "parallelism.sp_size=1",
-           "attention.document_masking=false"]  # GPT-BigCode hands no position_ids to its attention
-STEP_KEYS = ("step", "loss", "grad_norm", "lr", "seq_length", "tokens", "tokens_per_s", "tokens_per_s_per_gpu",
-             "tflops_per_gpu", "mfu", "peak_mem_gib", "peak_mem_pct", "host_rss_gib", "step_time_s")
+BIGCODE = [
+    f"hydra.searchpath=[file://{CONF}]",
+    "model=tiny_gpt_bigcode",
+    "parallelism.sp_size=1",
+    "attention.document_masking=false",
+]  # GPT-BigCode hands no position_ids to its attention
+STEP_KEYS = (
+    "step",
+    "loss",
+    "grad_norm",
+    "lr",
+    "seq_length",
+    "tokens",
+    "tokens_per_s",
+    "tokens_per_s_per_gpu",
+    "tflops_per_gpu",
+    "mfu",
+    "peak_mem_gib",
+    "peak_mem_pct",
+    "host_rss_gib",
+    "step_time_s",
+)
 
 
 def multirun(tmp_path, overrides, env_extra=None):
@@ -122,13 +141,16 @@ def test_seq_length_sweep_records_every_job_summarises_and_groups_wandb_runs(tmp
     assert len(table["data"]) == len(rows) == 2
     as_dicts = [dict(zip(table["columns"], d)) for d in table["data"]]
     assert [(t["job"], t["status"], t["seq_length"]) for t in as_dicts] == [
-        (r["job"], r["status"], int(r["seq_length"])) for r in rows]
+        (r["job"], r["status"], int(r["seq_length"])) for r in rows
+    ]
     assert [t["tokens_per_s"] for t in as_dicts] == [float(r["tokens_per_s"]) for r in rows]
     assert os.path.getsize(os.path.join(summary_run, "files", logged["summary.path"])) == os.path.getsize(
-        os.path.join(sweep, "summary.png"))
+        os.path.join(sweep, "summary.png")
+    )
     by_length = [h for h in history if "seq_length" in h]
     assert [(h["seq_length"], h["peak_mem_gib"]) for h in by_length] == [
-        (int(r["seq_length"]), float(r["peak_mem_gib"])) for r in rows]
+        (int(r["seq_length"]), float(r["peak_mem_gib"])) for r in rows
+    ]
     defined = {r.metric.glob_name: r.metric.step_metric for r in recs if r.WhichOneof("record_type") == "metric"}
     assert defined["tokens_per_s_per_gpu*"] == defined["peak_mem_gib*"] == "seq_length"
 
@@ -153,15 +175,27 @@ def test_sweep_goes_on_after_a_failed_job_records_it_and_exits_nonzero(tmp_path)
 
 
 def test_max_seqlen_search_finds_the_planted_limit(tmp_path):
-    p, sweep, jobs = multirun(tmp_path, BIGCODE + ["hydra/sweeper=max_seqlen", "hydra.sweeper.start=32",
-                                                   "hydra.sweeper.granularity=32", "hydra.sweeper.steps=1"])
+    p, sweep, jobs = multirun(
+        tmp_path,
+        BIGCODE
+        + [
+            "hydra/sweeper=max_seqlen",
+            "hydra.sweeper.start=32",
+            "hydra.sweeper.granularity=32",
+            "hydra.sweeper.steps=1",
+        ],
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     answer = json.load(open(os.path.join(sweep, "max_seqlen.json")))
     assert answer["device"] == "cpu" and "hydra/sweeper=max_seqlen" in answer["command"] and answer["date"]
     (search,) = answer["searches"]
     # grows 32 -> 64 -> 128 (fails), then bisects to 96 = n_positions
-    assert [(x["seq_length"], x["status"]) for x in search["probes"]] == [(32, "ok"), (64, "ok"), (128, "failed"),
-                                                                          (96, "ok")]
+    assert [(x["seq_length"], x["status"]) for x in search["probes"]] == [
+        (32, "ok"),
+        (64, "ok"),
+        (128, "failed"),
+        (96, "ok"),
+    ]
     assert search["max_seq_length"] == 96 and not search["reached_max"]
     assert search["first_failure"]["seq_length"] == 128
     assert search["first_failure"]["error"].startswith("IndexError")
@@ -193,8 +227,17 @@ def test_submitit_launcher_sweep_records_a_failure_and_search_finds_the_limit(tm
     assert_png(os.path.join(sweep, "summary.png"))
     assert os.path.isdir(os.path.join(sweep, ".submitit"))  # it really went through submitit
 
-    p, sweep, jobs = multirun(tmp_path / "search", BIGCODE + submitit + [
-        "hydra/sweeper=max_seqlen", "hydra.sweeper.start=64", "hydra.sweeper.granularity=32", "hydra.sweeper.steps=1"])
+    p, sweep, jobs = multirun(
+        tmp_path / "search",
+        BIGCODE
+        + submitit
+        + [
+            "hydra/sweeper=max_seqlen",
+            "hydra.sweeper.start=64",
+            "hydra.sweeper.granularity=32",
+            "hydra.sweeper.steps=1",
+        ],
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     (search,) = json.load(open(os.path.join(sweep, "max_seqlen.json")))["searches"]
     assert [(x["seq_length"], x["status"]) for x in search["probes"]] == [(64, "ok"), (128, "failed"), (96, "ok")]
@@ -207,10 +250,25 @@ def interrupted_sweep(tmp_path_factory):
     it has logged a step. Returns (process, stdout, stderr, sweep dir)."""
     tmp = tmp_path_factory.mktemp("interrupted")
     sweep = tmp / "sweep"
-    cmd = [sys.executable, "-m", "framework", "-m", "+experiment=smoke_cpu", "data.seq_length=32",
-           "train.max_steps=2,100000", "hydra.sweep.dir=sweep"]
-    p = subprocess.Popen(cmd, cwd=tmp, env=helpers.clean_env(), text=True, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "framework",
+        "-m",
+        "+experiment=smoke_cpu",
+        "data.seq_length=32",
+        "train.max_steps=2,100000",
+        "hydra.sweep.dir=sweep",
+    ]
+    p = subprocess.Popen(
+        cmd,
+        cwd=tmp,
+        env=helpers.clean_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     second = None
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and p.poll() is None:
@@ -245,8 +303,14 @@ def test_summarize_command_rebuilds_the_summary_of_a_copied_sweep_dir(interrupte
     shutil.copytree(sweep, copy)
     for name in ("summary.csv", "summary.png"):
         (copy / name).unlink()
-    p = subprocess.run([sys.executable, "-m", "framework.sweep", "summarize", str(copy)], cwd=tmp_path,
-                       env=helpers.clean_env(), capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "framework.sweep", "summarize", str(copy)],
+        cwd=tmp_path,
+        env=helpers.clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert read_csv(os.path.join(copy, "summary.csv")) == read_csv(os.path.join(sweep, "summary.csv"))
     assert_png(os.path.join(copy, "summary.png"))

@@ -1,8 +1,10 @@
-"""Checkpoints complete or invisible, and the run directory against checkpoint.resume (framework.engine.rules.check_resume,
-called by validate() before any worker starts): which checkpoint resume finds, what it refuses and why.
+"""Checkpoints complete or invisible, and the run directory against checkpoint.resume
+(framework.engine.rules.check_resume, called by validate() before any worker starts): which checkpoint resume finds,
+what it refuses and why.
 
 The checkpoints here are folders of small files with the manifest a save writes (framework.checkpoint.write_manifest);
 tests/distributed/test_resume.py resumes real ones."""
+
 import json
 import os
 
@@ -18,8 +20,14 @@ from helpers import compose
 
 def settings_of(overrides, world=2):
     cfg = compose(overrides)
-    return run_settings(parallelism=cfg.parallelism, data=cfg.data, train=cfg.train, optim=cfg.optim,
-                        tokenizer=cfg.data.tokenizer or cfg.model.name_or_path, world=world)
+    return run_settings(
+        parallelism=cfg.parallelism,
+        data=cfg.data,
+        train=cfg.train,
+        optim=cfg.optim,
+        tokenizer=cfg.data.tokenizer or cfg.model.name_or_path,
+        world=world,
+    )
 
 
 def make_checkpoint(run_dir, step, overrides=(), files=(("model_states.pt", 100), ("optim_states.pt", 300))):
@@ -28,8 +36,12 @@ def make_checkpoint(run_dir, step, overrides=(), files=(("model_states.pt", 100)
     for name, size in files:
         with open(os.path.join(step_dir, name), "wb") as f:
             f.write(b"x" * size)
-    write_manifest(step_dir, step, settings_of(list(overrides)),
-                   {rel: checksum(os.path.join(step_dir, rel)) for rel in listed_files(step_dir)})  # as a save does
+    write_manifest(
+        step_dir,
+        step,
+        settings_of(list(overrides)),
+        {rel: checksum(os.path.join(step_dir, rel)) for rel in listed_files(step_dir)},
+    )  # as a save does
     with open(os.path.join(run_dir, "checkpoints", "latest"), "w") as f:  # as DeepSpeed's rank 0 writes it
         f.write(f"step_{step}")
     return step_dir
@@ -49,8 +61,11 @@ def test_latest_skips_torn_unfinished_and_vanished_checkpoints_naming_why(tmp_pa
     shutil.rmtree(gone)  # DeepSpeed's `latest` still names it
     found, skipped = resolve("latest", run)
     assert found == os.path.join(run, "checkpoints", "step_1")
-    assert skipped == ["step_4: its folder is gone", "step_3: no manifest.json (its save did not finish)",
-                       "step_2: optim_states.pt has 120 bytes, its manifest says 300"]
+    assert skipped == [
+        "step_4: its folder is gone",
+        "step_3: no manifest.json (its save did not finish)",
+        "step_2: optim_states.pt has 120 bytes, its manifest says 300",
+    ]
     # a checkpoints/ folder given as checkpoint.resume is read the same way; a torn step_N given by name is not taken
     assert resolve(os.path.join(run, "checkpoints"), run)[0] == found
     assert resolve(torn, run)[0] is None
@@ -155,8 +170,12 @@ def test_resume_outside_the_run_directory_needs_trust_and_a_checkpoint(tmp_path)
     err = refused([f"checkpoint.resume={step_dir}"], tmp_path / "run")
     assert "outside this run directory" in err.rule and "weights_only=False" in err.rule
     assert "checkpoint.trust_resume=true" in err.fix
-    assert validate(compose([f"checkpoint.resume={step_dir}", "checkpoint.trust_resume=true"]),
-                    run_dir=str(tmp_path / "run")).resume_step == 3
+    assert (
+        validate(
+            compose([f"checkpoint.resume={step_dir}", "checkpoint.trust_resume=true"]), run_dir=str(tmp_path / "run")
+        ).resume_step
+        == 3
+    )
     not_a_checkpoint = tmp_path / "run" / "notes"
     not_a_checkpoint.mkdir(parents=True)
     err = refused([f"checkpoint.resume={not_a_checkpoint}"], tmp_path / "run")  # inside: trusted, but no checkpoint
@@ -164,19 +183,21 @@ def test_resume_outside_the_run_directory_needs_trust_and_a_checkpoint(tmp_path)
 
 
 # (changed override, the key the message names, its value in the checkpoint -> now)
-CHANGES = [("parallelism.sp_size=4", "parallelism.sp_size", "2 -> 4"),
-           ("parallelism.dp_shard_size=2", "parallelism.dp_shard_size", "1 -> 2"),
-           ("data.seq_length=512", "data.seq_length", "256 -> 512"),
-           ("data.packing=true", "data.packing", "False -> True"),
-           ("data.shuffle=false", "data.shuffle", "True -> False"),
-           ("data.num_samples=99", "data.num_samples", "64 -> 99"),
-           ("train.micro_batch_size=2", "train.micro_batch_size", "1 -> 2"),
-           ("train.gradient_accumulation_steps=2", "train.gradient_accumulation_steps", "1 -> 2"),
-           ("train.seed=7", "train.seed", "42 -> 7"),
-           ("train.max_steps=8", "train.max_steps", "4 -> 8"),
-           ("optim.schedule=linear", "optim.schedule", "'cosine' -> 'linear'"),
-           ("optim.lr=0.01", "optim.lr", "0.001 -> 0.01"),
-           ("optim.warmup_steps=2", "optim.warmup_steps", "0 -> 2")]
+CHANGES = [
+    ("parallelism.sp_size=4", "parallelism.sp_size", "2 -> 4"),
+    ("parallelism.dp_shard_size=2", "parallelism.dp_shard_size", "1 -> 2"),
+    ("data.seq_length=512", "data.seq_length", "256 -> 512"),
+    ("data.packing=true", "data.packing", "False -> True"),
+    ("data.shuffle=false", "data.shuffle", "True -> False"),
+    ("data.num_samples=99", "data.num_samples", "64 -> 99"),
+    ("train.micro_batch_size=2", "train.micro_batch_size", "1 -> 2"),
+    ("train.gradient_accumulation_steps=2", "train.gradient_accumulation_steps", "1 -> 2"),
+    ("train.seed=7", "train.seed", "42 -> 7"),
+    ("train.max_steps=8", "train.max_steps", "4 -> 8"),
+    ("optim.schedule=linear", "optim.schedule", "'cosine' -> 'linear'"),
+    ("optim.lr=0.01", "optim.lr", "0.001 -> 0.01"),
+    ("optim.warmup_steps=2", "optim.warmup_steps", "0 -> 2"),
+]
 BASE = ["data.seq_length=256", "train.max_steps=4", "optim.lr=0.001"]
 
 
@@ -188,32 +209,39 @@ def test_resume_refuses_a_changed_setting_by_name(override, key, change, tmp_pat
     assert err.key == "checkpoint.resume" and "step_2 was saved with other settings" in err.rule
     assert f"({key}: {change})" in err.rule, err.rule  # this key, and no other
     assert "checkpoint.resume_allow_changes=true" in err.fix
-    assert validate(compose(BASE + ["checkpoint.resume=latest", override, "checkpoint.resume_allow_changes=true"]),
-                    run_dir=str(tmp_path)).resume_step == 2
+    assert (
+        validate(
+            compose(BASE + ["checkpoint.resume=latest", override, "checkpoint.resume_allow_changes=true"]),
+            run_dir=str(tmp_path),
+        ).resume_step
+        == 2
+    )
 
 
 def test_resume_refuses_a_changed_mesh_as_built(tmp_path):
-    """Ring attention over 2 ranks (sp 1, cp 2), resumed as 2 data-parallel ranks (cp 1, dp_shard 2): twice the tokens
-    per step. The mesh is recorded as built (cp_size, and dp_shard_size from the world, not world / (replicate x sp))."""
+    """Ring attention over 2 ranks (sp 1, cp 2), resumed as 2 data-parallel ranks (cp 1, dp_shard 2): twice the
+    tokens per step. The mesh is recorded as built (cp_size, and dp_shard_size from the world, not world / (replicate x
+    sp))."""
     ring = BASE + ["parallelism.sp_size=1", "parallelism.cp_size=2", "data.seq_length=128"]
     make_checkpoint(str(tmp_path), 2, ring)
     assert validate(compose(ring + ["checkpoint.resume=latest"]), run_dir=str(tmp_path)).resume_step == 2
-    err = refused(ring + ["checkpoint.resume=latest", "parallelism.cp_size=1", "parallelism.dp_shard_size=2"],
-                  tmp_path)
+    err = refused(ring + ["checkpoint.resume=latest", "parallelism.cp_size=1", "parallelism.dp_shard_size=2"], tmp_path)
     assert "(parallelism.cp_size: 2 -> 1; parallelism.dp_shard_size: 1 -> 2)" in err.rule, err.rule
 
 
 HF = ["data=hf", "data.path=/corpus.jsonl", "data.packing=true"]
-HF_CHANGES = [("data.add_eos=false", "data.add_eos: True -> False"),
-              ("data.chat_template=tpl", "data.chat_template: None -> 'tpl'"),
-              ("data.shuffle_buffer=10", "data.shuffle_buffer: 10000 -> 10"),
-              ("data.streaming=true", "data.streaming: False -> True"),
-              ("data.text_field=body", "data.text_field: 'text' -> 'body'"),
-              ("data.split=other", "data.split: 'train' -> 'other'"),
-              ("data.truncation=false", "data.truncation: True -> False"),
-              ("data.pad_to_seq_length=true", "data.pad_to_seq_length: False -> True"),
-              ("data.path=/other.jsonl", "data.path: '/corpus.jsonl' -> '/other.jsonl'"),
-              ("data.tokenizer=/tok", "data.tokenizer: None -> '/tok'")]
+HF_CHANGES = [
+    ("data.add_eos=false", "data.add_eos: True -> False"),
+    ("data.chat_template=tpl", "data.chat_template: None -> 'tpl'"),
+    ("data.shuffle_buffer=10", "data.shuffle_buffer: 10000 -> 10"),
+    ("data.streaming=true", "data.streaming: False -> True"),
+    ("data.text_field=body", "data.text_field: 'text' -> 'body'"),
+    ("data.split=other", "data.split: 'train' -> 'other'"),
+    ("data.truncation=false", "data.truncation: True -> False"),
+    ("data.pad_to_seq_length=true", "data.pad_to_seq_length: False -> True"),
+    ("data.path=/other.jsonl", "data.path: '/corpus.jsonl' -> '/other.jsonl'"),
+    ("data.tokenizer=/tok", "data.tokenizer: None -> '/tok'"),
+]
 
 
 @pytest.mark.parametrize("override,change", HF_CHANGES, ids=[c[0].split("=")[0] for c in HF_CHANGES])
@@ -226,7 +254,11 @@ def test_resume_refuses_a_changed_data_key_of_an_hf_corpus(override, change, tmp
     os.makedirs(step_dir)
     write_manifest(step_dir, 2, settings_of(HF))
     c = compose(HF + ["checkpoint.resume=latest"]).checkpoint
-    assert check_resume(c, run_dir=str(tmp_path), settings=settings_of(HF)) == (os.path.join(tmp_path, "checkpoints", "step_2"), 2, [])
+    assert check_resume(c, run_dir=str(tmp_path), settings=settings_of(HF)) == (
+        os.path.join(tmp_path, "checkpoints", "step_2"),
+        2,
+        [],
+    )
     with pytest.raises(ConfigError) as info:
         check_resume(c, run_dir=str(tmp_path), settings=settings_of(HF + [override]))
     assert f"({change})" in info.value.rule, info.value.rule

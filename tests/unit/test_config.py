@@ -1,6 +1,7 @@
 """Every config file under conf/ (found recursively) composes through Hydra's compose API onto the typed schema and
 validates; the ones that cannot be valid on this machine fail validation with the expected key. Typos fail at compose
 time naming the full key; PARALLELISM_CONFIG_* give defaults and the command line wins."""
+
 import importlib.util
 import os
 import pathlib
@@ -63,8 +64,11 @@ def test_experiment_opens_with_its_command_composes_and_validates(rel, monkeypat
     header = [line for line in (CONF / rel).read_text().splitlines()[:8] if line.startswith("#")]
     assert any(f"python -m framework +experiment={name}" in line for line in header), header
     cfg = compose([], experiment=name)
-    required = [line.split(":")[0].strip() for line in (CONF / rel).read_text().splitlines()
-                if line.strip().endswith("${required:}")]
+    required = [
+        line.split(":")[0].strip()
+        for line in (CONF / rel).read_text().splitlines()
+        if line.strip().endswith("${required:}")
+    ]
     if required:  # a recipe for the user's own model and data: refused naming what to give (run in test_recipes.py)
         with pytest.raises(ConfigError, match="must be given") as info:
             validate(cfg)
@@ -134,10 +138,16 @@ def test_raw_deepspeed_override_merges_into_the_generated_config():
     OmegaConf node rather than a dict."""
     from framework.engine import deepspeed_config
 
-    cfg = compose(["engine.zero_stage=3", "+engine.deepspeed.zero_optimization.sub_group_size=100000000",
-                   "+engine.deepspeed.gradient_clipping=0.5"])
-    ds = deepspeed_config(cfg.engine, grad_clip=1.0, dtype=torch.bfloat16, micro_batch_size=1,
-                          gradient_accumulation_steps=1)
+    cfg = compose(
+        [
+            "engine.zero_stage=3",
+            "+engine.deepspeed.zero_optimization.sub_group_size=100000000",
+            "+engine.deepspeed.gradient_clipping=0.5",
+        ]
+    )
+    ds = deepspeed_config(
+        cfg.engine, grad_clip=1.0, dtype=torch.bfloat16, micro_batch_size=1, gradient_accumulation_steps=1
+    )
     zero = ds["zero_optimization"]
     assert (zero["stage"], zero["sub_group_size"], zero["overlap_comm"]) == (3, 100_000_000, True)
     assert ds["gradient_clipping"] == 0.5

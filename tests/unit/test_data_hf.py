@@ -1,9 +1,9 @@
 """data=hf in one process: formats, the tokenization cache, packing, chat masking, and every bad-data rule."""
+
 import json
 import os
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 from transformers import ByT5Tokenizer
 
@@ -12,8 +12,10 @@ from framework.data.hf import build_hf_dataset
 from framework.errors import ConfigError
 
 TEXTS = ["ab", "cdef", "g", "hijklmnopq"]
-TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
-            "{% if add_generation_prompt %}<assistant>{% endif %}")
+TEMPLATE = (
+    "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,9 @@ def tok():
 
 
 def data_cfg(tmp_path, path, **kw):
-    return OmegaConf.structured(DataConfig(_target_="framework.data.loader.hf", path=str(path), cache_dir=str(tmp_path / "cache"), **kw))
+    return OmegaConf.structured(
+        DataConfig(_target_="framework.data.loader.hf", path=str(path), cache_dir=str(tmp_path / "cache"), **kw)
+    )
 
 
 def ids_of(tok, text):
@@ -75,8 +79,9 @@ def write(tmp_path, fmt, texts=TEXTS):
 def test_each_format_loads_one_document_per_row(tmp_path, tok, fmt):
     ds = build_hf_dataset(data_cfg(tmp_path, write(tmp_path, fmt), seq_length=64), tokenizer_path=None, tokenizer=tok)
     assert [r["input_ids"] for r in rows(ds)] == [ids_of(tok, t) for t in TEXTS]
-    assert all(r["labels"] == r["input_ids"] and r["position_ids"] == list(range(len(r["input_ids"])))
-               for r in rows(ds))
+    assert all(
+        r["labels"] == r["input_ids"] and r["position_ids"] == list(range(len(r["input_ids"]))) for r in rows(ds)
+    )
 
 
 def test_second_build_reads_the_cache_without_calling_the_tokenizer(tmp_path, tok, monkeypatch):
@@ -119,8 +124,9 @@ def test_unpacked_rows_truncate_or_leave_out_long_documents(tmp_path, tok):
     cut = build_hf_dataset(data_cfg(tmp_path, path, seq_length=4), tokenizer_path=None, tokenizer=tok)
     assert [r["input_ids"] for r in rows(cut)] == [ids_of(tok, t)[:4] for t in TEXTS]
     with pytest.warns(UserWarning, match="2 documents longer"):
-        kept = build_hf_dataset(data_cfg(tmp_path, path, seq_length=4, truncation=False), tokenizer_path=None,
-                                tokenizer=tok)
+        kept = build_hf_dataset(
+            data_cfg(tmp_path, path, seq_length=4, truncation=False), tokenizer_path=None, tokenizer=tok
+        )
     assert [r["input_ids"] for r in rows(kept)] == [ids_of(tok, "ab"), ids_of(tok, "g")]
     batch = collate([kept[0], kept[1]], multiple_of=2)
     assert batch["input_ids"].shape == (2, 4) and batch["labels"][1].tolist() == ids_of(tok, "g") + [IGNORE] * 2
@@ -128,29 +134,40 @@ def test_unpacked_rows_truncate_or_leave_out_long_documents(tmp_path, tok):
 
 def test_pretokenized_rows_are_used_as_they_are(tmp_path, tok):
     p = tmp_path / "t.jsonl"
-    p.write_text(json.dumps({"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]}) + "\n"
-                 + json.dumps({"input_ids": [8, 9], "labels": [8, IGNORE]}) + "\n")
+    p.write_text(
+        json.dumps({"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]})
+        + "\n"
+        + json.dumps({"input_ids": [8, 9], "labels": [8, IGNORE]})
+        + "\n"
+    )
     ds = build_hf_dataset(data_cfg(tmp_path, p, seq_length=8, packing=True), tokenizer_path=None)
-    assert rows(ds) == [{"input_ids": [5, 6, 7, 8, 9], "labels": [IGNORE, 6, 7, IGNORE, IGNORE],
-                         "position_ids": [0, 1, 2, 0, 1]}]
+    assert rows(ds) == [
+        {"input_ids": [5, 6, 7, 8, 9], "labels": [IGNORE, 6, 7, IGNORE, IGNORE], "position_ids": [0, 1, 2, 0, 1]}
+    ]
 
 
 def test_chat_rows_mask_exactly_the_prompt(tmp_path, tok):
-    conv = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": "hello"}, {"role": "user", "content": "bye"},
-            {"role": "assistant", "content": "ciao"}]
+    conv = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "bye"},
+        {"role": "assistant", "content": "ciao"},
+    ]
     p = tmp_path / "chat.jsonl"
     p.write_text(json.dumps({"messages": conv}) + "\n")
     with pytest.raises(ConfigError, match="data.chat_template.*need a chat template"):
         build_hf_dataset(data_cfg(tmp_path, p, seq_length=256), tokenizer_path=None, tokenizer=tok)
-    ds = build_hf_dataset(data_cfg(tmp_path, p, seq_length=256, chat_template=TEMPLATE), tokenizer_path=None,
-                          tokenizer=tok)
+    ds = build_hf_dataset(
+        data_cfg(tmp_path, p, seq_length=256, chat_template=TEMPLATE), tokenizer_path=None, tokenizer=tok
+    )
     row = rows(ds)[0]
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     prompt1 = "<system>be brief\n<user>hi\n<assistant>"  # the generation prompt ends with the answer's own tag
     expected_ids = enc(prompt1) + enc("hello\n") + enc("<user>bye\n<assistant>") + enc("ciao\n")
-    expected_labels = ([IGNORE] * len(enc(prompt1)) + enc("hello\n") + [IGNORE] * len(enc("<user>bye\n<assistant>"))
-                       + enc("ciao\n"))
+    expected_labels = (
+        [IGNORE] * len(enc(prompt1)) + enc("hello\n") + [IGNORE] * len(enc("<user>bye\n<assistant>")) + enc("ciao\n")
+    )
     assert row["input_ids"] == expected_ids and row["labels"] == expected_labels
 
 
@@ -191,17 +208,24 @@ def test_unreachable_hub_id_stops_with_one_message(tmp_path, tok, monkeypatch):
     import datasets
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ConfigError, match=r"data.path='nobody-here/no-such-dataset': is neither a local file/directory "
-                                          r"nor a hub dataset that could be loaded \(.*OfflineModeIsEnabled.*Fix: "):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.path='nobody-here/no-such-dataset': is neither a local file/directory "
+        r"nor a hub dataset that could be loaded \(.*OfflineModeIsEnabled.*Fix: ",
+    ):
         build_hf_dataset(data_cfg(tmp_path, "nobody-here/no-such-dataset"), tokenizer_path=None, tokenizer=tok)
 
 
 def test_streaming_rows_match_the_map_style_rows_and_split_over_ranks(tmp_path, tok):
     path = write(tmp_path, "jsonl")
-    mapped = rows(build_hf_dataset(data_cfg(tmp_path, path, seq_length=5, packing=True), tokenizer_path=None,
-                                   tokenizer=tok))
-    stream = build_hf_dataset(data_cfg(tmp_path, path, seq_length=5, packing=True, streaming=True, shuffle=False),
-                              tokenizer_path=None, tokenizer=tok)
+    mapped = rows(
+        build_hf_dataset(data_cfg(tmp_path, path, seq_length=5, packing=True), tokenizer_path=None, tokenizer=tok)
+    )
+    stream = build_hf_dataset(
+        data_cfg(tmp_path, path, seq_length=5, packing=True, streaming=True, shuffle=False),
+        tokenizer_path=None,
+        tokenizer=tok,
+    )
     assert [{k: v.tolist() for k, v in r.items()} for r in stream.rows(0)] == mapped
     # 2 SP ranks, micro batch 1: rank j reads rows j, j+2, ... (the step order of a single process)
     got = []
@@ -216,10 +240,23 @@ def test_streaming_dataloader_yields_collated_batches_from_the_resume_step(tmp_p
     from framework.data.loader import hf
 
     cfg = data_cfg(tmp_path, write(tmp_path, "jsonl"), seq_length=5, packing=True, streaming=True, shuffle=False)
-    mapped = rows(build_hf_dataset(data_cfg(tmp_path, write(tmp_path, "jsonl"), seq_length=5, packing=True),
-                                   tokenizer_path=None, tokenizer=tok))
+    mapped = rows(
+        build_hf_dataset(
+            data_cfg(tmp_path, write(tmp_path, "jsonl"), seq_length=5, packing=True), tokenizer_path=None, tokenizer=tok
+        )
+    )
     tok.save_pretrained(tmp_path / "tok")
-    dl = hf(cfg=cfg, vocab_size=384, tokenizer_path=str(tmp_path / "tok"), dp_rank=1, dp_size=2,
-                          sp_rank=0, sp_size=1, micro_batch_size=1, seed=0, start_step=1)
+    dl = hf(
+        cfg=cfg,
+        vocab_size=384,
+        tokenizer_path=str(tmp_path / "tok"),
+        dp_rank=1,
+        dp_size=2,
+        sp_rank=0,
+        sp_size=1,
+        micro_batch_size=1,
+        seed=0,
+        start_step=1,
+    )
     batch = next(iter(dl))  # step 1, DP replica 1 → global row 3
     assert batch["input_ids"].tolist() == [mapped[3]["input_ids"]] and batch["labels"].shape == (1, 5)

@@ -1,4 +1,5 @@
 """Document masking kernels (framework.attention.packed) against per-document reference attention, one process."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,15 +18,20 @@ def reference(q, k, v, lengths):
     k, v = (t.repeat_interleave(q.shape[1] // t.shape[1], dim=1) for t in (k, v))
     out, a = [], 0
     for n in lengths:
-        out.append(F.scaled_dot_product_attention(q[:, :, a:a + n], k[:, :, a:a + n], v[:, :, a:a + n], is_causal=True))
+        out.append(
+            F.scaled_dot_product_attention(q[:, :, a : a + n], k[:, :, a : a + n], v[:, :, a : a + n], is_causal=True)
+        )
         a += n
     return torch.cat(out, dim=2).transpose(1, 2)
 
 
 def qkv(s, b=1):
     g = torch.Generator().manual_seed(0)
-    return (torch.randn(b, 4, s, 8, generator=g), torch.randn(b, 2, s, 8, generator=g),
-            torch.randn(b, 2, s, 8, generator=g))
+    return (
+        torch.randn(b, 4, s, 8, generator=g),
+        torch.randn(b, 2, s, 8, generator=g),
+        torch.randn(b, 2, s, 8, generator=g),
+    )
 
 
 def test_document_starts_finds_resets_and_none_without():
@@ -50,8 +56,12 @@ def fake_varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, window_si
     assert window_size == (-1, 0) and torch.equal(cu_q, cu_k) and max_q == max_k
     bounds = cu_q.tolist()
     assert max_q == max(e - a for a, e in zip(bounds, bounds[1:]))
-    out = [F.scaled_dot_product_attention(*(t[a:e].transpose(0, 1) for t in (q, k, v)), is_causal=True,
-                                          scale=scale).transpose(0, 1) for a, e in zip(bounds, bounds[1:])]
+    out = [
+        F.scaled_dot_product_attention(
+            *(t[a:e].transpose(0, 1) for t in (q, k, v)), is_causal=True, scale=scale
+        ).transpose(0, 1)
+        for a, e in zip(bounds, bounds[1:])
+    ]
     return torch.cat(out)
 
 
@@ -112,9 +122,16 @@ def test_model_without_sp_keeps_packed_documents_apart_and_builds_no_mask():
     from transformers.masking_utils import create_causal_mask
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2),
-                             ).eval()
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        ),
+    ).eval()
     model.config._attn_implementation = "sdpa"
     lengths = [5, 9, 3]
     ids = torch.randint(0, 64, (1, sum(lengths)))
@@ -123,8 +140,13 @@ def test_model_without_sp_keeps_packed_documents_apart_and_builds_no_mask():
         alone = torch.cat([model(input_ids=part).logits for part in ids.split(lengths, dim=1)], dim=1)
         try:
             packed.install("sdpa")
-            mask = create_causal_mask(config=model.config, inputs_embeds=torch.zeros(1, pos.shape[1], 32),
-                                      attention_mask=None, cache=None, position_ids=pos)
+            mask = create_causal_mask(
+                config=model.config,
+                inputs_embeds=torch.zeros(1, pos.shape[1], 32),
+                attention_mask=None,
+                cache=None,
+                position_ids=pos,
+            )
             ours = model(input_ids=ids, position_ids=pos).logits
         finally:
             packed.uninstall("sdpa")

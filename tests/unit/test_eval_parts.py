@@ -1,5 +1,6 @@
 """The pieces of long-context evaluation on one process: bucket edges and sums, the per-token loss (tiled or not),
 passkey cases and lengths, the long_range corpus, and the pictures."""
+
 import json
 
 import pytest
@@ -13,7 +14,7 @@ from framework.loss.causal_lm import IGNORE, per_token
 
 def test_auto_edges_double_from_a_64th_of_the_length():
     assert auto_edges(256) == [0, 4, 8, 16, 32, 64, 128, 256]
-    assert auto_edges(65536) == [0] + [1024 * 2 ** i for i in range(7)]
+    assert auto_edges(65536) == [0] + [1024 * 2**i for i in range(7)]
     assert auto_edges(1000) == [0, 8, 16, 32, 64, 128, 256, 512, 1000]  # not a power of two: ends at seq_length
     assert auto_edges(16) == [0, 1, 2, 4, 8, 16]
 
@@ -50,7 +51,9 @@ def test_rounded_passkey_length_is_said_at_validation(capsys):
     from helpers import compose
 
     validate(compose(["eval.passkey=true", "eval.passkey_lengths=[129,256]"]))
-    assert "eval.passkey_lengths rounded down to a multiple of the row's 2 shards: 129 -> 128" in capsys.readouterr().out
+    assert (
+        "eval.passkey_lengths rounded down to a multiple of the row's 2 shards: 129 -> 128" in capsys.readouterr().out
+    )
 
 
 def test_token_passkey_case_ends_with_the_key_planted_at_its_depth():
@@ -58,15 +61,19 @@ def test_token_passkey_case_ends_with_the_key_planted_at_its_depth():
     for depth in (0.0, 0.5, 1.0):
         (case,) = pk.cases(lay, lengths_used=[100], depths=[depth], samples=1, seed=3)
         ids = case.input_ids.tolist()
-        assert len(ids) == 100 and ids[case.answer_start:] == case.answer_ids and ids[case.answer_start - 1] == \
-            lay.query_mark
+        assert (
+            len(ids) == 100
+            and ids[case.answer_start :] == case.answer_ids
+            and ids[case.answer_start - 1] == lay.query_mark
+        )
         at = ids.index(lay.key_mark)
-        assert ids[at + 1:at + 5] == case.answer_ids
+        assert ids[at + 1 : at + 5] == case.answer_ids
         assert abs(at / (100 - 10) - depth) < 0.02
     again = pk.cases(lay, lengths_used=[100], depths=[0.5], samples=2, seed=3)
     assert again[0].input_ids.tolist() != again[1].input_ids.tolist()  # samples differ, and repeat across calls
-    assert [c.input_ids.tolist() for c in again] == [c.input_ids.tolist() for c in pk.cases(
-        lay, lengths_used=[100], depths=[0.5], samples=2, seed=3)]
+    assert [c.input_ids.tolist() for c in again] == [
+        c.input_ids.tolist() for c in pk.cases(lay, lengths_used=[100], depths=[0.5], samples=2, seed=3)
+    ]
 
 
 def test_long_range_rows_copy_a_segment_or_ask_for_a_planted_key():
@@ -76,17 +83,21 @@ def test_long_range_rows_copy_a_segment_or_ask_for_a_planted_key():
         assert len(ids) == 512 and rows[i]["labels"].tolist() == ids
         if i % 2:  # a passkey context: the answer after the question is the key after its mark
             at = ids.index(lay.key_mark)
-            assert ids[-5] == lay.query_mark and ids[-4:] == ids[at + 1:at + 5]
+            assert ids[-5] == lay.query_mark and ids[-4:] == ids[at + 1 : at + 5]
         else:  # a copy: some period p <= 256 repeats through the row
             assert any(ids[p:] == ids[:-p] for p in range(1, 257)) and max(ids) < lay.filler_vocab
-    assert rows[0]["input_ids"].tolist() == LongRangeRows(num_samples=8, lengths=[512], vocab_size=384,
-                                                          seed=1)[0]["input_ids"].tolist()
+    assert (
+        rows[0]["input_ids"].tolist()
+        == LongRangeRows(num_samples=8, lengths=[512], vocab_size=384, seed=1)[0]["input_ids"].tolist()
+    )
 
 
 def test_pictures_are_drawn(tmp_path):
     from framework.eval import report
 
-    rows = [{"length": n, "depth": d, "correct": n < 200, "answer_logprob": -1.0} for n in (64, 256) for d in (0.1, 0.9)]
+    rows = [
+        {"length": n, "depth": d, "correct": n < 200, "answer_logprob": -1.0} for n in (64, 256) for d in (0.1, 0.9)
+    ]
     path = tmp_path / "eval" / "passkey_step_3.jsonl"
     path.parent.mkdir()
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -1,5 +1,6 @@
 """The pieces of issue 27 that need no training run: the console copy to train.log, the corpus lines and their
 warnings, the key typo hint, and the plan's words."""
+
 import os
 import subprocess
 import sys
@@ -48,7 +49,16 @@ def test_unknown_keys_get_the_nearest_one_and_known_keys_and_groups_pass():
     assert "did you mean `optim.lr`?" in unknown_key(["optim.lrr=1"], CONF_DIR)
     assert "did you mean `data.seq_length`?" in unknown_key(["+data.seq_lenght=8"], CONF_DIR)
     assert "did you mean `parallelism.sp_size`?" in unknown_key(["parallelism.sp_sise=2"], CONF_DIR)
-    for fine in (["optim.lr=1"], ["data=hf"], ["+experiment=smoke_cpu"], ["model.arch.hidden_size=8"],
-                 ["hydra.run.dir=x"], ["hydra/sweeper=max_seqlen"], ["data.seq_length=1,2"], ["plan=true"],
-                 ["~checkpoint.resume"], ["+engine.deepspeed.wall_clock_breakdown=true"]):
+    for fine in (
+        ["optim.lr=1"],
+        ["data=hf"],
+        ["+experiment=smoke_cpu"],
+        ["model.arch.hidden_size=8"],
+        ["hydra.run.dir=x"],
+        ["hydra/sweeper=max_seqlen"],
+        ["data.seq_length=1,2"],
+        ["plan=true"],
+        ["~checkpoint.resume"],
+        ["+engine.deepspeed.wall_clock_breakdown=true"],
+    ):
         assert unknown_key(fine, CONF_DIR) is None, fine

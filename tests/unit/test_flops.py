@@ -1,16 +1,30 @@
 """The FLOPs formula (framework.tracker.flops): a hand count of one layer, torch's own FLOP counter, and the published
 figures (Llama-3-8B's parameter count, PaLM's and Megatron-LM's per-token formulas)."""
+
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from framework.tracker.flops import (flops_of_positions, flops_of_rows, flops_per_token, matmul_params, peak_for_name,
-                                   peak_tflops)
+from framework.tracker.flops import (
+    flops_of_positions,
+    flops_of_rows,
+    flops_per_token,
+    matmul_params,
+    peak_for_name,
+    peak_tflops,
+)
 
-ONE_LAYER = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=384, max_position_embeddings=4096)
+ONE_LAYER = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=384,
+    max_position_embeddings=4096,
+)
 
 
 def llama_config(**fields):
@@ -45,8 +59,10 @@ def test_dense_flops_match_torch_flop_counter_and_attention_is_half_the_full_squ
     ids = torch.randint(0, c.vocab_size, (1, s))
     with FlopCounterMode(display=False) as counter:
         model(input_ids=ids).logits.sum().backward()
-    by_op = {str(k).split(".")[-1] if not hasattr(k, "__name__") else k.__name__: v
-             for k, v in counter.get_flop_counts()["Global"].items()}
+    by_op = {
+        str(k).split(".")[-1] if not hasattr(k, "__name__") else k.__name__: v
+        for k, v in counter.get_flop_counts()["Global"].items()
+    }
     assert set(by_op) == {"mm", "bmm"}, by_op
     measured_attn, measured_dense = by_op["bmm"], by_op["mm"]
     ours_dense = 6 * matmul_params(c) * s
@@ -56,8 +72,15 @@ def test_dense_flops_match_torch_flop_counter_and_attention_is_half_the_full_squ
 
 
 def test_llama3_8b_parameter_count_is_the_published_one():
-    c = llama_config(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                     num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072)
+    c = llama_config(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        max_position_embeddings=131072,
+    )
     embedding, norms = 128256 * 4096, (2 * 32 + 1) * 4096
     assert matmul_params(c) + embedding + norms == 8_030_261_248  # Meta-Llama-3-8B: 8.03B parameters
     # short sequences: 6 FLOPs per matmul parameter per token (~4.5e10); at 8K attention adds 6*L*h*s
@@ -66,8 +89,15 @@ def test_llama3_8b_parameter_count_is_the_published_one():
 
 
 def test_llama3_2_1b_counts_its_tied_lm_head_as_a_matmul():
-    c = llama_config(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-                     num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True)
+    c = llama_config(
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+    )
     # Llama-3.2-1B: 1,235,814,400 parameters (embedding shared with the head), norms 33 x 2048
     assert matmul_params(c) + 33 * 2048 == 1_235_814_400
 
@@ -75,8 +105,16 @@ def test_llama3_2_1b_counts_its_tied_lm_head_as_a_matmul():
 def test_attention_term_is_palm_s_halved_for_a_causal_mask():
     """PaLM (arXiv 2204.02311, appendix B): 6N + 12 * L * H * Q * T training FLOPs per token for full attention."""
     L, H, Q, T = 118, 48, 256, 2048  # PaLM-540B
-    c = SimpleNamespace(hidden_size=H * Q, num_hidden_layers=L, num_attention_heads=H, num_key_value_heads=H,
-                        head_dim=Q, intermediate_size=4 * H * Q, vocab_size=256000, hidden_act="silu")
+    c = SimpleNamespace(
+        hidden_size=H * Q,
+        num_hidden_layers=L,
+        num_attention_heads=H,
+        num_key_value_heads=H,
+        head_dim=Q,
+        intermediate_size=4 * H * Q,
+        vocab_size=256000,
+        hidden_act="silu",
+    )
     assert flops_per_token(c, T) - 6 * matmul_params(c) == pytest.approx(12 * L * H * Q * T / 2)
 
 
@@ -84,10 +122,18 @@ def test_gpt3_175b_matches_megatron_lm_formula_with_causal_attention():
     """Megatron-LM (Narayanan et al. 2021) without recompute: 72 * B*s * l * h^2 * (1 + s/(6h) + V/(12*l*h)) per
     iteration, which counts the full s x s attention square; ours halves that term."""
     l, h, V, s = 96, 12288, 51200, 2048
-    c = SimpleNamespace(hidden_size=h, num_hidden_layers=l, num_attention_heads=96, num_key_value_heads=96,
-                        n_inner=4 * h, vocab_size=V, activation_function="gelu", model_type="gpt2")
-    dense = 72 * l * h ** 2 * (1 + V / (12 * l * h))
-    attn_full = 72 * l * h ** 2 * s / (6 * h)
+    c = SimpleNamespace(
+        hidden_size=h,
+        num_hidden_layers=l,
+        num_attention_heads=96,
+        num_key_value_heads=96,
+        n_inner=4 * h,
+        vocab_size=V,
+        activation_function="gelu",
+        model_type="gpt2",
+    )
+    dense = 72 * l * h**2 * (1 + V / (12 * l * h))
+    attn_full = 72 * l * h**2 * s / (6 * h)
     assert flops_per_token(c, s) == pytest.approx(dense + attn_full / 2, rel=1e-12)
 
 
@@ -106,12 +152,14 @@ def test_flops_from_position_ids_count_each_document_whatever_the_shard():
     # one document: the per-token formula at s + 1 (each query sees p + 1 keys; the formula's s/2 average is s^2/2)
     assert flops_of_positions(c, one_doc) == pytest.approx(flops_per_token(c, 257) * 256)
     # two SP shards of the row add up to the row
-    assert flops_of_positions(c, one_doc[:, :128]) + flops_of_positions(c, one_doc[:, 128:]) == \
-        pytest.approx(flops_of_positions(c, one_doc))
+    assert flops_of_positions(c, one_doc[:, :128]) + flops_of_positions(c, one_doc[:, 128:]) == pytest.approx(
+        flops_of_positions(c, one_doc)
+    )
     # a packed row of two documents: the two documents alone (attention per document, never across)
     packed = torch.cat([torch.arange(100), torch.arange(156)])[None]
     assert flops_of_positions(c, packed) == pytest.approx(
-        flops_of_positions(c, torch.arange(100)[None]) + flops_of_positions(c, torch.arange(156)[None]))
+        flops_of_positions(c, torch.arange(100)[None]) + flops_of_positions(c, torch.arange(156)[None])
+    )
     assert flops_of_positions(c, packed) < flops_of_positions(c, one_doc)
 
 
@@ -131,9 +179,21 @@ def plan_8b_2gpu(seq_length, keep_layers=0, round_threshold=math.inf):
     buffer (its default)."""
     from framework.plan.memory import host_plan
 
-    return host_plan(params=8_030_261_248, layers=32, hidden=4096, seq_length=seq_length, micro_batch_size=1,
-                     world=2, sp_size=2, offload_optimizer=True, offload_params=False, offload_activations=True,
-                     keep_layers=keep_layers, round_threshold=round_threshold, super_offload=True)
+    return host_plan(
+        params=8_030_261_248,
+        layers=32,
+        hidden=4096,
+        seq_length=seq_length,
+        micro_batch_size=1,
+        world=2,
+        sp_size=2,
+        offload_optimizer=True,
+        offload_params=False,
+        offload_activations=True,
+        keep_layers=keep_layers,
+        round_threshold=round_threshold,
+        super_offload=True,
+    )
 
 
 def test_host_ram_plan_of_the_measured_2gpu_run():
@@ -153,12 +213,15 @@ def test_host_ram_plan_of_the_measured_2gpu_run():
     assert plan_8b_2gpu(2**20)["checkpointed_activations"] == pytest.approx(256.0)
 
 
-@pytest.mark.parametrize("conf,threshold", [
-    ("", math.inf),
-    ("expandable_segments:True", math.inf),
-    ("expandable_segments:True,pinned_max_round_threshold_mb:64", 64 * 2**20),
-    ("pinned_max_round_threshold_mb:256,pinned_max_cached_size_mb:128", 128 * 2**20),  # the cache limit wins
-])
+@pytest.mark.parametrize(
+    "conf,threshold",
+    [
+        ("", math.inf),
+        ("expandable_segments:True", math.inf),
+        ("expandable_segments:True,pinned_max_round_threshold_mb:64", 64 * 2**20),
+        ("pinned_max_round_threshold_mb:256,pinned_max_cached_size_mb:128", 128 * 2**20),  # the cache limit wins
+    ],
+)
 def test_pinned_buffers_are_rounded_as_the_allocator_settings_say(conf, threshold, monkeypatch):
     from framework.plan.memory import pinned_round_threshold, pinned_size
 
@@ -226,18 +289,30 @@ def _text(cfg):
 def _8b_256k(keep="auto"):
     from helpers import compose
 
-    return compose(["model=llama3_8b", "data.seq_length=262144", "parallelism.sp_size=2",
-                    "model.activation_checkpointing=true", "model.offload_activations=true",
-                    f"model.offload_keep_layers={keep}", "engine.offload_optimizer=true", "engine.zero_stage=3",
-                    "engine.super_offload=true"])
+    return compose(
+        [
+            "model=llama3_8b",
+            "data.seq_length=262144",
+            "parallelism.sp_size=2",
+            "model.activation_checkpointing=true",
+            "model.offload_activations=true",
+            f"model.offload_keep_layers={keep}",
+            "engine.offload_optimizer=true",
+            "engine.zero_stage=3",
+            "engine.super_offload=true",
+        ]
+    )
 
 
-@pytest.mark.parametrize("host_gib,local_ranks,expected", [
-    (252, None, 5),      # 185 GiB of optimizer + workers, 2 GiB per offloaded layer: 27 offloaded fit under 95%
-    (252, "1", 1),       # one rank per node (2 nodes): half of everything, fits with DeepSpeed's 1
-    (2000, None, 1),     # a big host: nothing moves to the GPUs
-    (150, None, 32),     # not even the optimizer fits: every checkpoint stays on the GPUs, and the line warns
-])
+@pytest.mark.parametrize(
+    "host_gib,local_ranks,expected",
+    [
+        (252, None, 5),  # 185 GiB of optimizer + workers, 2 GiB per offloaded layer: 27 offloaded fit under 95%
+        (252, "1", 1),  # one rank per node (2 nodes): half of everything, fits with DeepSpeed's 1
+        (2000, None, 1),  # a big host: nothing moves to the GPUs
+        (150, None, 32),  # not even the optimizer fits: every checkpoint stays on the GPUs, and the line warns
+    ],
+)
 def test_offload_keep_layers_auto_fits_the_node(host_gib, local_ranks, expected, monkeypatch):
     """model.offload_keep_layers=auto (the default) keeps on the GPUs the fewest layers whose checkpoints the node's
     host RAM cannot take: Llama-3.1-8B, 256K, sp 2, 2 ranks."""
@@ -253,8 +328,10 @@ def test_offload_keep_layers_auto_fits_the_node(host_gib, local_ranks, expected,
     cfg = _8b_256k()
     assert memory.keep_layers(cfg, 2, _text(cfg)) == expected
     line = memory.describe(cfg, 2, _text(cfg))
-    assert f"model.offload_keep_layers=auto keeps {expected} of 32 layers' checkpoints on the GPUs " \
-           f"({expected * 131072 * 4096 * 2 / 2**30:.1f} GiB on each)" in line
+    assert (
+        f"model.offload_keep_layers=auto keeps {expected} of 32 layers' checkpoints on the GPUs "
+        f"({expected * 131072 * 4096 * 2 / 2**30:.1f} GiB on each)" in line
+    )
     assert ("warning" in line) == (host_gib == 150)
     if expected not in (1, 32):  # the chosen count is the smallest that fits: one fewer would not
         assert plan_8b_2gpu(2**18, keep_layers=expected - 1)["total"] > memory.HOST_BUDGET * host_gib
@@ -292,15 +369,33 @@ def test_lora_params_match_peft_and_the_published_count():
         model = get_peft_model(AutoModelForCausalLM.from_config(config), peft_config(lora))
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         assert lora_params(config, lora) == trainable, targets
-    eight_b = AutoConfig.for_model("llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                                   num_attention_heads=32, num_key_value_heads=8, vocab_size=128256)
+    eight_b = AutoConfig.for_model(
+        "llama",
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+    )
     lora = OmegaConf.create({"r": 16, "alpha": 32.0, "dropout": 0.0, "target_modules": ["all-linear"]})
     assert lora_params(eight_b, lora) == 41_943_040
     plan = plan_8b_2gpu(2**18, keep_layers=32)
     from framework.plan.memory import host_plan
 
-    with_lora = host_plan(params=8.03e9, layers=32, hidden=4096, seq_length=2**18, micro_batch_size=1, world=2,
-                          sp_size=2, offload_optimizer=True, offload_params=False, offload_activations=True,
-                          keep_layers=32, trainable=41_943_040)
+    with_lora = host_plan(
+        params=8.03e9,
+        layers=32,
+        hidden=4096,
+        seq_length=2**18,
+        micro_batch_size=1,
+        world=2,
+        sp_size=2,
+        offload_optimizer=True,
+        offload_params=False,
+        offload_activations=True,
+        keep_layers=32,
+        trainable=41_943_040,
+    )
     assert with_lora["optimizer_states"] == pytest.approx(12 * 41_943_040 / 2**30)
     assert plan["optimizer_states"] == pytest.approx(12 * 8.03e9 / 2**30, rel=1e-3)

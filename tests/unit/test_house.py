@@ -1,5 +1,6 @@
 """The layout a reader relies on: every config group under conf/ is a subpackage of framework/ with its config
 dataclass, and no module of framework/ takes part in an import cycle (function-level imports included)."""
+
 import ast
 import dataclasses
 import importlib
@@ -10,8 +11,10 @@ import pytest
 from helpers import CONF_DIR, REPO
 
 PACKAGE = pathlib.Path(REPO) / "framework"
-NOT_COMPONENTS = {"experiment": "its files override the other groups; it builds nothing of its own",
-                  "hydra": "Hydra's own groups (sweeper, launcher)"}
+NOT_COMPONENTS = {
+    "experiment": "its files override the other groups; it builds nothing of its own",
+    "hydra": "Hydra's own groups (sweeper, launcher)",
+}
 
 
 def module_name(path: pathlib.Path) -> str:
@@ -33,7 +36,7 @@ def imports_of(name: str) -> set:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
             targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
         else:
@@ -97,8 +100,19 @@ GROUPS = sorted(p.name for p in pathlib.Path(CONF_DIR).iterdir() if p.is_dir() a
 
 
 def test_conf_groups_were_found():
-    assert GROUPS == ["attention", "checkpoint", "data", "engine", "eval", "loss", "model", "optim", "parallelism",
-                      "tracker", "train"]
+    assert GROUPS == [
+        "attention",
+        "checkpoint",
+        "data",
+        "engine",
+        "eval",
+        "loss",
+        "model",
+        "optim",
+        "parallelism",
+        "tracker",
+        "train",
+    ]
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -141,8 +155,12 @@ def test_no_group_picks_its_code_by_a_string_field():
     """The graph builds every group through hydra.utils.instantiate; nothing calls a builder by hand."""
     text = (PACKAGE / "graph.py").read_text()
     assert "get_method" not in text and "hydra_instantiate(node" in text
-SOURCES = {**{name: path for name, path in MODULES.items()},
-           **{module_name(p): p for p in (pathlib.Path(REPO) / "hydra_plugins").rglob("*.py")}}
+
+
+SOURCES = {
+    **{name: path for name, path in MODULES.items()},
+    **{module_name(p): p for p in (pathlib.Path(REPO) / "hydra_plugins").rglob("*.py")},
+}
 PRINTS_ALLOWED = {"framework.tracker.console": "the step line and its progress bar, drawn in place on a terminal"}
 
 
@@ -152,8 +170,13 @@ def calls(tree, name: str) -> list:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             f = node.func
-            spelled = f.id if isinstance(f, ast.Name) else (
-                f"{f.value.id}.{f.attr}" if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else "")
+            spelled = (
+                f.id
+                if isinstance(f, ast.Name)
+                else (
+                    f"{f.value.id}.{f.attr}" if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
+                )
+            )
             if spelled == name:
                 out.append(node)
     return out
@@ -161,8 +184,11 @@ def calls(tree, name: str) -> list:
 
 def test_modules_log_instead_of_printing():
     """framework.log's logger says what a module has to say: rank 0 only, and also in the job's log file."""
-    printing = [name for name, path in SOURCES.items()
-                if name not in PRINTS_ALLOWED and calls(ast.parse(path.read_text()), "print")]
+    printing = [
+        name
+        for name, path in SOURCES.items()
+        if name not in PRINTS_ALLOWED and calls(ast.parse(path.read_text()), "print")
+    ]
     assert printing == [], "use `log = framework.log.get_logger(__name__)` instead of print()"
 
 
@@ -179,16 +205,24 @@ def test_no_module_writes_a_file_then_renames_it_by_hand():
         if name == "framework.files":
             continue
         for fn in ast.walk(ast.parse(path.read_text())):
-            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and calls(fn, "os.replace") and any(
-                    opens_for_writing(c) for c in calls(fn, "open") + calls(fn, "os.fdopen")):
+            if (
+                isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and calls(fn, "os.replace")
+                and any(opens_for_writing(c) for c in calls(fn, "open") + calls(fn, "os.fdopen"))
+            ):
                 by_hand.append(f"{name}.{fn.name}")
     assert by_hand == [], "use framework.files.atomic_write"
 
 
 def test_framework_environment_names_are_spelled_once():
     """Every FRAMEWORK_* variable is a constant of framework.env; modules use the constant."""
-    spelled = [name for name, path in SOURCES.items()
-               if name != "framework.env" and any(isinstance(n, ast.Constant) and isinstance(n.value, str)
-                                                 and n.value.startswith("FRAMEWORK_")
-                                                 for n in ast.walk(ast.parse(path.read_text())))]
+    spelled = [
+        name
+        for name, path in SOURCES.items()
+        if name != "framework.env"
+        and any(
+            isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.startswith("FRAMEWORK_")
+            for n in ast.walk(ast.parse(path.read_text()))
+        )
+    ]
     assert spelled == [], "name the variable in framework/env.py and import it"

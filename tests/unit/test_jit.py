@@ -1,5 +1,6 @@
 """DeepSpeed's JIT-built CPU op behind torch's build lock (framework.engine.jit): a lock left by a killed build is
 removed, a live build is waited for, and every wait is bounded and said."""
+
 import os
 import subprocess
 import sys

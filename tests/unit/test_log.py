@@ -1,5 +1,6 @@
 """framework.log: rank 0 says INFO on stdout, every rank WARNING on stderr, the plain message as a print gave it; a
 job's lines also reach its log file, the step line (FILE_ONLY) only there."""
+
 from framework.log import FILE_ONLY, get_logger, job_log
 
 log = get_logger("framework.tests.log")

@@ -5,6 +5,7 @@ gradient reaching a rank's tensors is that of its own share of the global loss o
 ranks' parameter gradients. So rank r's hidden-state gradient equals the single-process gradient of its slice, and
 the LM-head gradients of the ranks add up to the single-process one.
 """
+
 import os
 
 import pytest
@@ -77,8 +78,11 @@ def test_tiled_equals_untiled_in_value_and_gradients(shards, scale):
 
 # --- over an SP group of 2 gloo processes ----------------------------------------------------------------------------
 
-AGG_CASES = {"uneven": ([6.0, 5.0], [3, 1]), "nan_on_empty_rank": ([6.0, float("nan")], [3, 0]),
-             "all_empty": ([0.0, 0.0], [0, 0])}
+AGG_CASES = {
+    "uneven": ([6.0, 5.0], [3, 1]),
+    "nan_on_empty_rank": ([6.0, float("nan")], [3, 0]),
+    "all_empty": ([0.0, 0.0], [0, 0]),
+}
 SP_MASKS = {
     "uneven": [(0, slice(0, 7)), (1, slice(9, 12))],
     "rank1_empty": [(0, slice(12, 24)), (1, slice(12, 24))],  # rank 1 holds positions 12..23 of each row
@@ -102,8 +106,9 @@ def _entry(rank, out_dir):
     # a rendezvous file, not a port: a free port picked here can be taken by another process before rank 0 binds it
     dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=2)
     try:
-        out = {("aggregate", name): _aggregate_scalars(rank, dist.group.WORLD, *case)
-               for name, case in AGG_CASES.items()}
+        out = {
+            ("aggregate", name): _aggregate_scalars(rank, dist.group.WORLD, *case) for name, case in AGG_CASES.items()
+        }
         for name in SP_MASKS:
             for tiled in (False, True):
                 out[("sp_loss", name, tiled)] = _sp_loss(rank, dist.group.WORLD, name, tiled)
@@ -157,7 +162,7 @@ def test_sp_loss_equals_the_whole_sequence_loss(mask_name, tiled, sp_results):
     out = sp_results[("sp_loss", mask_name, tiled)]
     for rank, r in enumerate(out):
         assert r["loss"] == pytest.approx(ref.item(), rel=1e-6) and r["n"] == int(n)
-        torch.testing.assert_close(r["hidden_grad"], hidden.grad[:, 12 * rank:12 * rank + 12], rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(r["hidden_grad"], hidden.grad[:, 12 * rank : 12 * rank + 12], rtol=1e-5, atol=1e-8)
         assert torch.isfinite(r["head_grad"]).all()
     torch.testing.assert_close(out[0]["head_grad"] + out[1]["head_grad"], head.weight.grad, rtol=1e-5, atol=1e-8)
 
@@ -170,8 +175,16 @@ def test_liger_loss_under_zero3_registers_the_head_as_an_external_parameter():
 
     from framework.engine.module import CausalLMWithLoss
 
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=2))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    )
     head = model.get_output_embeddings().weight
     head.ds_id = 0  # what ZeRO-3 marks its partitioned parameters with
     liger_loss = CausalLMLoss(cfg=LossConfig(tiled=True), liger=True)

@@ -1,5 +1,6 @@
 """The planner's terms against hand counts, its `auto` choice against what was measured fastest, ALST's published
 maxima, and `plan=true` / the host-RAM refusal through the CLI (no worker starts)."""
+
 import dataclasses
 import json
 import os
@@ -34,21 +35,37 @@ def plan(experiment, overrides, world, **kw):
 P8B = 8_029_995_008  # matmuls + embedding table; the norms (266,240) are left out
 
 
-@pytest.mark.parametrize("stage,offload,expected", [
-    (3, True, {"weights": 2 * P8B / 2 + 2 * 525_336_576 + 2 * 125e6, "buckets": 1e9}),  # LM head: the largest gather
-    (3, False, {"weights": 2 * P8B / 2 + 2 * 525_336_576 + 2 * 125e6, "gradients": 4 * P8B / 2,
-                "optimizer_states": 12 * P8B / 2, "buckets": 1e9}),
-    (2, False, {"weights": 2 * P8B, "gradients": 2 * P8B / 2, "optimizer_states": 12 * P8B / 2, "buckets": 5e8}),
-    (1, False, {"weights": 2 * P8B, "gradients": 2 * P8B, "optimizer_states": 12 * P8B / 2, "buckets": 5e8}),
-])
+@pytest.mark.parametrize(
+    "stage,offload,expected",
+    [
+        (
+            3,
+            True,
+            {"weights": 2 * P8B / 2 + 2 * 525_336_576 + 2 * 125e6, "buckets": 1e9},
+        ),  # LM head: the largest gather
+        (
+            3,
+            False,
+            {
+                "weights": 2 * P8B / 2 + 2 * 525_336_576 + 2 * 125e6,
+                "gradients": 4 * P8B / 2,
+                "optimizer_states": 12 * P8B / 2,
+                "buckets": 1e9,
+            },
+        ),
+        (2, False, {"weights": 2 * P8B, "gradients": 2 * P8B / 2, "optimizer_states": 12 * P8B / 2, "buckets": 5e8}),
+        (1, False, {"weights": 2 * P8B, "gradients": 2 * P8B, "optimizer_states": 12 * P8B / 2, "buckets": 5e8}),
+    ],
+)
 def test_model_states_by_zero_stage_and_offload(stage, offload, expected):
     """bf16 weights 2 B, fp32 master + Adam 12 B per parameter, partitioned over the 2 ranks as the stage says;
     gradients bf16 (2 B) under stages 1-2 (DeepSpeed accumulates in the model dtype) with a double-buffered bf16
     bucket, fp32 (4 B) under stage 3; the offloaded optimizer leaves only the weights and the buckets on the GPU."""
     from framework.plan.gpu import model_states
 
-    _, _, _, u = setup("llama8b_2gpu_64k", [f"engine.zero_stage={stage}",
-                                            f"engine.offload_optimizer={str(offload).lower()}"], 2)
+    _, _, _, u = setup(
+        "llama8b_2gpu_64k", [f"engine.zero_stage={stage}", f"engine.offload_optimizer={str(offload).lower()}"], 2
+    )
     assert u.params == P8B
     assert model_states(u) == pytest.approx(expected)
 
@@ -124,8 +141,9 @@ def test_saved_set_of_a_transformers_layer_matches_autograd():
     from framework.plan.gpu import layer_phases
 
     h, inter, s = 256, 1024, 256
-    c = LlamaConfig(hidden_size=h, intermediate_size=inter, num_attention_heads=4, num_key_value_heads=1,
-                    num_hidden_layers=1)
+    c = LlamaConfig(
+        hidden_size=h, intermediate_size=inter, num_attention_heads=4, num_key_value_heads=1, num_hidden_layers=1
+    )
     c._attn_implementation = "sdpa"
     layer = LlamaDecoderLayer(c, 0).to(torch.bfloat16)
     x = torch.randn(1, s, h, dtype=torch.bfloat16, requires_grad=True)
@@ -156,23 +174,31 @@ def test_step_time_counts_the_flops_of_tracker_flops():
     t = gpu.step_time(u)
     rate_mm = 989e12 * gpu.MATMUL_FRACTION
     rate_attn = 453e12  # cuDNN, head_dim 64, 64K: ATTENTION_TFLOPS
-    attn_fwd = 2 * 16 * 32 * 64 * 65536 ** 2
+    attn_fwd = 2 * 16 * 32 * 64 * 65536**2
     compute = 6 * u.matmul_params * 65536 / rate_mm + 3.5 * attn_fwd / rate_attn
     assert t["forward_compute"] + t["backward_compute"] == pytest.approx(compute * gpu.COMPUTE_OVERHEAD)
     # the model FLOPs (MFU's count) of the same step: attention 3x forward there, 3.5x in the kernel's real work
     assert 6 * u.matmul_params * 65536 + 3 * attn_fwd == pytest.approx(flops_per_token(text, 65536) * 65536)
     ac = gpu.step_time(dataclasses.replace(u, activation_checkpointing=True))
     extra = ac["backward_compute"] - t["backward_compute"]
-    assert extra == pytest.approx((2 * u.matmul_params * 65536 / rate_mm + attn_fwd / rate_attn)
-                                  * gpu.COMPUTE_OVERHEAD)
+    assert extra == pytest.approx((2 * u.matmul_params * 65536 / rate_mm + attn_fwd / rate_attn) * gpu.COMPUTE_OVERHEAD)
 
 
-@pytest.mark.parametrize("kernel,d,length,tflops", [
-    ("cudnn", 64, 65536, 453), ("cudnn", 64, 262144, 433), ("cudnn", 128, 65536, 589), ("cudnn", 128, 262144, 566),
-    ("flash", 64, 65536, 292), ("flash", 128, 262144, 327),
-    ("cudnn", 96, 65536, (453 + 589) / 2), ("cudnn", 64, 131072, (453 + 433) / 2),  # halfway in d, in log2(s)
-    ("cudnn", 128, 1 << 20, 566), ("cudnn", 256, 32768, 589),  # outside the measured range: the nearest
-])
+@pytest.mark.parametrize(
+    "kernel,d,length,tflops",
+    [
+        ("cudnn", 64, 65536, 453),
+        ("cudnn", 64, 262144, 433),
+        ("cudnn", 128, 65536, 589),
+        ("cudnn", 128, 262144, 566),
+        ("flash", 64, 65536, 292),
+        ("flash", 128, 262144, 327),
+        ("cudnn", 96, 65536, (453 + 589) / 2),
+        ("cudnn", 64, 131072, (453 + 433) / 2),  # halfway in d, in log2(s)
+        ("cudnn", 128, 1 << 20, 566),
+        ("cudnn", 256, 32768, 589),  # outside the measured range: the nearest
+    ],
+)
 def test_attention_rate_by_kernel_head_dim_and_length(kernel, d, length, tflops):
     """The attention kernel's rate is issue 28's table (one H200, causal fwd+bwd bf16, 32 q / 8 kv heads),
     interpolated in head_dim and log2(length), scaled by the card's peak over 989."""
@@ -191,10 +217,12 @@ def test_step_time_takes_the_rate_of_the_runs_head_dim_and_kernel():
     cfg, _, _, u = setup("llama8b_2gpu_long", H100 + ["model.recompute_attention=false"], 2)
     assert u.head_dim == 128 and attention_kernel(cfg) == "cudnn"
     assert attention_kernel(compose(["attention=flash_attention_2"], experiment="llama8b_2gpu_long")) == "flash"
-    assert attention_kernel(compose(["parallelism.cp_size=2", "parallelism.sp_size=1"],
-                                    experiment="llama8b_2gpu_long")) == "flash"
+    assert (
+        attention_kernel(compose(["parallelism.cp_size=2", "parallelism.sp_size=1"], experiment="llama8b_2gpu_long"))
+        == "flash"
+    )
     no_attn = dataclasses.replace(u, heads=0)
-    attn_fwd = 2 * u.layers * u.heads * 128 * u.seq_length ** 2 / u.sp_size
+    attn_fwd = 2 * u.layers * u.heads * 128 * u.seq_length**2 / u.sp_size
     for kernel, rate in (("cudnn", 566e12), ("flash", 327e12)):
         k = dataclasses.replace(u, attention_kernel=kernel)
         t, base = gpu.step_time(k), gpu.step_time(dataclasses.replace(no_attn, attention_kernel=kernel))
@@ -205,23 +233,76 @@ def test_step_time_takes_the_rate_of_the_runs_head_dim_and_kernel():
 # ---- auto: the plan picks what was measured fastest ----
 AUTO = ["model.recompute_attention=auto", "model.tiled_mlp=auto", "model.offload_activations=auto"]
 CHOICES = [  # (experiment, overrides, world, host GiB, what was measured fastest, source)
-    ("llama1b_1gpu", H200, 1, 128, {"recompute_attention": False},
-     "packed_vs_unpacked: 3.8 s kept against 4.4 s recomputed"),
-    ("llama1b_1gpu", H100 + ["data.seq_length=131072"], 1, 128, {"recompute_attention": False},
-     "keep_attention: 13.26 s all layers kept against 14.67 s for 8"),
-    ("llama1b_1gpu", H200 + ["data.seq_length=262144", "model.liger=true"], 1, 128, {"recompute_attention": False},
-     "issue 18: 41.5 s kept (71.2 GiB) against 51.8 s recomputed, one H200"),
-    ("llama8b_2gpu_long", H100, 2, 251, {"recompute_attention": False},
-     "alst_2gpu: 256K keeping attention, 82.3 s (40.4% MFU; 384K, recomputing: 34.5%)"),
-    ("llama8b_2gpu_64k", H100, 2, 252, {"tiled_mlp": False, "offload_activations": False},
-     "alst_2gpu: 13.4 s without tiling or offload against 14.6 s with the ALST stack, 64K"),
-    ("llama8b_2gpu_long", H100 + ["data.seq_length=393216", "model.offload_keep_layers=auto",
-                                  "model.tiled_mlp=true", "model.offload_activations=true"], 2, 251,
-     {"recompute_attention": True}, "alst_2gpu: 384K trains recomputing attention; keeping it needs 48 GiB more"),
-    ("llama8b_4gpu_1m", H100 + ["model.tiled_mlp=true", "model.offload_activations=true"], 4, 503,
-     {"recompute_attention": True}, "alst_4gpu: 1M recomputes (kept: 64 GiB more per GPU)"),
-    ("llama8b_4gpu_1m", H100 + ["data.seq_length=524288", "model.tiled_mlp=true", "model.offload_activations=true"],
-     4, 503, {"recompute_attention": False}, "alst_4gpu: 512K keeps attention, 43.4% MFU"),
+    (
+        "llama1b_1gpu",
+        H200,
+        1,
+        128,
+        {"recompute_attention": False},
+        "packed_vs_unpacked: 3.8 s kept against 4.4 s recomputed",
+    ),
+    (
+        "llama1b_1gpu",
+        H100 + ["data.seq_length=131072"],
+        1,
+        128,
+        {"recompute_attention": False},
+        "keep_attention: 13.26 s all layers kept against 14.67 s for 8",
+    ),
+    (
+        "llama1b_1gpu",
+        H200 + ["data.seq_length=262144", "model.liger=true"],
+        1,
+        128,
+        {"recompute_attention": False},
+        "issue 18: 41.5 s kept (71.2 GiB) against 51.8 s recomputed, one H200",
+    ),
+    (
+        "llama8b_2gpu_long",
+        H100,
+        2,
+        251,
+        {"recompute_attention": False},
+        "alst_2gpu: 256K keeping attention, 82.3 s (40.4% MFU; 384K, recomputing: 34.5%)",
+    ),
+    (
+        "llama8b_2gpu_64k",
+        H100,
+        2,
+        252,
+        {"tiled_mlp": False, "offload_activations": False},
+        "alst_2gpu: 13.4 s without tiling or offload against 14.6 s with the ALST stack, 64K",
+    ),
+    (
+        "llama8b_2gpu_long",
+        H100
+        + [
+            "data.seq_length=393216",
+            "model.offload_keep_layers=auto",
+            "model.tiled_mlp=true",
+            "model.offload_activations=true",
+        ],
+        2,
+        251,
+        {"recompute_attention": True},
+        "alst_2gpu: 384K trains recomputing attention; keeping it needs 48 GiB more",
+    ),
+    (
+        "llama8b_4gpu_1m",
+        H100 + ["model.tiled_mlp=true", "model.offload_activations=true"],
+        4,
+        503,
+        {"recompute_attention": True},
+        "alst_4gpu: 1M recomputes (kept: 64 GiB more per GPU)",
+    ),
+    (
+        "llama8b_4gpu_1m",
+        H100 + ["data.seq_length=524288", "model.tiled_mlp=true", "model.offload_activations=true"],
+        4,
+        503,
+        {"recompute_attention": False},
+        "alst_4gpu: 512K keeps attention, 43.4% MFU",
+    ),
 ]
 
 
@@ -229,8 +310,7 @@ CHOICES = [  # (experiment, overrides, world, host GiB, what was measured fastes
 def test_auto_picks_what_was_measured_fastest(row):
     experiment, overrides, world, host, expected, _ = row
     auto = [a for a in AUTO if a.split("=")[0].split(".")[1] not in " ".join(overrides)]
-    p = plan(experiment, overrides + auto + [f"hardware.host_ram_gib={host}", f"hardware.gpus_per_node={world}"],
-             world)
+    p = plan(experiment, overrides + auto + [f"hardware.host_ram_gib={host}", f"hardware.gpus_per_node={world}"], world)
     assert p.figures["fits"]
     assert {k: p.chosen.get(k) for k in expected} == expected
 
@@ -240,8 +320,9 @@ def test_auto_picks_what_fits_before_what_is_fast():
     the fastest one that does."""
     from framework.plan.planner import best, candidates, predict
 
-    cfg, text, hw, u = setup("llama8b_4gpu_1m", H100 + AUTO + ["hardware.host_ram_gib=503",
-                                                              "hardware.gpus_per_node=4"], 4)
+    cfg, text, hw, u = setup(
+        "llama8b_4gpu_1m", H100 + AUTO + ["hardware.host_ram_gib=503", "hardware.gpus_per_node=4"], 4
+    )
     options = candidates(u, {k: True for k in ("recompute_attention", "tiled_mlp", "offload_activations")}, "sdpa")
     assert len(options) == 8
     plans = [predict(o, hw) for o in options]
@@ -279,8 +360,12 @@ def test_search_goes_over_every_setup_auto_allows_and_names_it():
     p = check(cfg, text_config=text, world=8, on_gpu=False, planning=True, unresolved=left_auto)
     assert p.chosen == {"recompute_attention": False} and cfg.model.recompute_attention is False
     assert fixed.max_seq_length < 2_000_000 < 4_000_000 < p.max_seq_length
-    assert p.max_seq_length_setup == {"recompute_attention": True, "tiled_mlp": True, "offload_activations": True,
-                                      "offload_keep_layers": 1}
+    assert p.max_seq_length_setup == {
+        "recompute_attention": True,
+        "tiled_mlp": True,
+        "offload_activations": True,
+        "offload_keep_layers": 1,
+    }
     assert p.record()["max_seq_length_setup"] == p.max_seq_length_setup
     assert "model.recompute_attention=true" in p.table()
 
@@ -288,8 +373,12 @@ def test_search_goes_over_every_setup_auto_allows_and_names_it():
 def test_search_keeps_fixed_switches_fixed():
     """A switch the user set is not searched: with attention kept (model.recompute_attention=false) the 8B 500K
     search stays below 2M and says so."""
-    p = plan("llama8b_500k", H100 + ["hardware.host_ram_gib=1900", "hardware.gpus_per_node=8",
-                                     "model.recompute_attention=false"], 8, search=True)
+    p = plan(
+        "llama8b_500k",
+        H100 + ["hardware.host_ram_gib=1900", "hardware.gpus_per_node=8", "model.recompute_attention=false"],
+        8,
+        search=True,
+    )
     assert p.max_seq_length < 2_000_000 and p.max_seq_length_setup["recompute_attention"] is False
 
 
@@ -320,8 +409,12 @@ def test_plan_says_what_runs_out_first(tmp_path):
     GPUs fit (about 62 GiB, 61.2 measured), the host does not (about 233 GiB, 233 measured on a 251 GiB host); with
     plan=true it is only reported (the last line [no-fit], exit status 2), and the longest length that fits is
     shorter than 256K."""
-    run = run_cli(["plan=true", "hardware.host_ram_gib=200", "model.recompute_attention=false", *H100], str(tmp_path),
-                  experiment="llama8b_2gpu_long", timeout=120)
+    run = run_cli(
+        ["plan=true", "hardware.host_ram_gib=200", "model.recompute_attention=false", *H100],
+        str(tmp_path),
+        experiment="llama8b_2gpu_long",
+        timeout=120,
+    )
     assert run.returncode == 2 and run.stdout.strip().splitlines()[-1].startswith("[no-fit] "), run.describe()
     rec = json.load(open(tmp_path / "plan.json"))
     assert rec["fits"] is False and rec["first_wall"] == "host_ram"
@@ -391,8 +484,11 @@ def test_startup_line_warns_past_gpu_memory():
     """A run whose plan is past the GPU's memory starts, with a warning naming what to change; within, no warning.
     Llama-3.1-8B at 256K on 2 GPUs, attention kept in every layer and 8 layers' checkpoints on the GPUs: about 62
     GiB, fits 80 GB, not 40 GB."""
-    over = plan("llama8b_2gpu_long", ["hardware.gpu_mem_gib=40", "hardware.host_ram_gib=251",
-                                      "model.recompute_attention=false"], 2)
+    over = plan(
+        "llama8b_2gpu_long",
+        ["hardware.gpu_mem_gib=40", "hardware.host_ram_gib=251", "model.recompute_attention=false"],
+        2,
+    )
     assert over.figures["first_wall"] == "gpu_memory"
     assert "warning: this is likely to run out of GPU memory" in over.line()
     fits = plan("llama8b_2gpu_long", H100 + ["hardware.host_ram_gib=251", "model.recompute_attention=false"], 2)

@@ -1,6 +1,7 @@
 """Ring attention's plan (framework.attention.ring.ring_steps) on the zigzag layout: over the ring steps of all cp
 ranks, every causal (query, key) pair of the row is computed exactly once, and every rank computes as many pairs as
 every other (the load balance). The pairs are counted on global positions, from the plan the ring runs."""
+
 import pytest
 import torch
 
@@ -59,8 +60,9 @@ def test_math_kernel_matches_torch_cpu_flash_kernel():
         torch.testing.assert_close(m_out, out)
         torch.testing.assert_close(m_lse, lse)
         grads = block_backward(dout, q, k, v, out, lse, aux, causal=causal, scale=0.5)
-        m_dq, m_dk, m_dv = _math_backward(dout, q, _repeat_kv(k, 4), _repeat_kv(v, 4), out, lse, causal=causal,
-                                          scale=0.5)
+        m_dq, m_dk, m_dv = _math_backward(
+            dout, q, _repeat_kv(k, 4), _repeat_kv(v, 4), out, lse, causal=causal, scale=0.5
+        )
         for got, want in zip(grads, (m_dq, m_dk.view(2, 2, 2, 12, 8).sum(2), m_dv.view(2, 2, 2, 12, 8).sum(2))):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
@@ -74,8 +76,11 @@ def test_adapter_shards_are_the_ring_chunks_cut_over_the_sp_ranks(sp, cp):
 
     s = 2 * cp * sp * 5
     row = torch.arange(s).view(1, s)
-    shards = {(c, j): shard_row(row, seq_rank=c * sp + j, sp_size=sp, cp_size=cp).flatten()
-              for c in range(cp) for j in range(sp)}
+    shards = {
+        (c, j): shard_row(row, seq_rank=c * sp + j, sp_size=sp, cp_size=cp).flatten()
+        for c in range(cp)
+        for j in range(sp)
+    }
     for c in range(cp):
         held = torch.cat([shards[(c, j)] for j in range(sp)])
         want = positions(c, cp, s // (2 * cp)) if cp > 1 else torch.arange(s)

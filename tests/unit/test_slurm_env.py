@@ -1,6 +1,7 @@
 """Under srun, framework.launch.adopt_slurm_env maps SLURM's variables to torch's: every task of a faked 2-node job
 gets its rank, the world size, its local rank, the first host of the node list as the master and the same port,
 derived from the job id; torchrun's variables, or a MASTER_ADDR the user set, are left alone."""
+
 import os
 
 import pytest
@@ -11,9 +12,16 @@ SLURM = {"SLURM_NTASKS": "16", "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_JOB_ID
 TORCH = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-@pytest.mark.parametrize("nodelist,host", [("gpu[07-08]", "gpu07"), ("gpu[12,3-4],cpu1", "gpu12"),
-                                           ("node3,node1", "node3"), ("rack[1-2]-n[01-04]", "rack1-n01"),
-                                           ("single", "single")])
+@pytest.mark.parametrize(
+    "nodelist,host",
+    [
+        ("gpu[07-08]", "gpu07"),
+        ("gpu[12,3-4],cpu1", "gpu12"),
+        ("node3,node1", "node3"),
+        ("rack[1-2]-n[01-04]", "rack1-n01"),
+        ("single", "single"),
+    ],
+)
 def test_first_host_of_a_compressed_node_list(nodelist, host):
     assert first_host(nodelist) == host
 
@@ -31,8 +39,13 @@ def fake_task(monkeypatch, procid: int, localid: int, **extra):
 def test_every_task_of_a_two_node_job_finds_the_same_master(monkeypatch):
     first = fake_task(monkeypatch, 0, 0)
     last = fake_task(monkeypatch, 15, 7)
-    assert first == {"RANK": "0", "WORLD_SIZE": "16", "LOCAL_RANK": "0", "MASTER_ADDR": "gpu07",
-                     "MASTER_PORT": str(15000 + 4242 % 20000)}
+    assert first == {
+        "RANK": "0",
+        "WORLD_SIZE": "16",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "gpu07",
+        "MASTER_PORT": str(15000 + 4242 % 20000),
+    }
     assert last == {**first, "RANK": "15", "LOCAL_RANK": "7"}
     other_job = fake_task(monkeypatch, 0, 0, SLURM_JOB_ID="4243")
     assert other_job["MASTER_PORT"] != first["MASTER_PORT"]

@@ -1,6 +1,7 @@
 """summary.png read from job directories written by hand (the e2e tests in tests/e2e/test_sweep.py read real
 sweeps): each panel's lines carry the figures of the jobs, the card's and node's capacity, the planner's
 predictions (a hand-written plan.json) dashed, failed jobs marked at their length, and a one-job sweep draws."""
+
 import json
 
 import pytest
@@ -24,17 +25,37 @@ def job(root, name, overrides, result=None, metrics=(), plan=None):
 
 
 def step(seq, mem, **over):
-    m = dict(step=1, loss=2.0, seq_length=seq, tokens_per_s=seq / 10, tokens_per_s_per_gpu=seq / 10, mfu=0.25,
-             tflops_per_gpu=100.0, peak_mem_gib=mem, peak_reserved_gib=mem + 2, peak_mem_pct=100 * (mem + 2) / CARD,
-             host_rss_gib=9.0, host_used_gib=40.0, step_time_s=seq / 1e4, gpu_mem_total_gib=CARD,
-             host_ram_total_gib=NODE, device_name="NVIDIA H200")
+    m = dict(
+        step=1,
+        loss=2.0,
+        seq_length=seq,
+        tokens_per_s=seq / 10,
+        tokens_per_s_per_gpu=seq / 10,
+        mfu=0.25,
+        tflops_per_gpu=100.0,
+        peak_mem_gib=mem,
+        peak_reserved_gib=mem + 2,
+        peak_mem_pct=100 * (mem + 2) / CARD,
+        host_rss_gib=9.0,
+        host_used_gib=40.0,
+        step_time_s=seq / 1e4,
+        gpu_mem_total_gib=CARD,
+        host_ram_total_gib=NODE,
+        device_name="NVIDIA H200",
+    )
     m.update(over)
     return m
 
 
 def ok_job(root, i, seq, mem, plan=None, extra=()):
-    return job(root, f"{i}_data.seq_length={seq}", ["+experiment=llama1b_1gpu", *extra, f"data.seq_length={seq}"],
-               dict(status="ok", steps=1, seq_length=seq), [step(seq, mem)], plan)
+    return job(
+        root,
+        f"{i}_data.seq_length={seq}",
+        ["+experiment=llama1b_1gpu", *extra, f"data.seq_length={seq}"],
+        dict(status="ok", steps=1, seq_length=seq),
+        [step(seq, mem)],
+        plan,
+    )
 
 
 def lines(fig, key):
@@ -50,19 +71,30 @@ def lines(fig, key):
 
 def test_lengths_read_in_k_and_m_tokens():
     assert [fmt_tokens(n) for n in (65536, 81920, 1048576, 1536, 3 * 2**20 // 2, 100)] == [
-        "64K", "80K", "1M", "1.5K", "1.5M", "100"]
+        "64K",
+        "80K",
+        "1M",
+        "1.5K",
+        "1.5M",
+        "100",
+    ]
 
 
 def test_plan_json_predictions_are_drawn_dashed_beside_the_measurements(tmp_path):
-    plans = {16384: dict(gpu_peak_gib=21.0, host_ram_gib=50.0, step_time_s=1.9, fits=True),
-             32768: dict(gpu_peak_gib=37.0, host_ram_gib=55.0, step_time_s=3.5, fits=True)}
+    plans = {
+        16384: dict(gpu_peak_gib=21.0, host_ram_gib=50.0, step_time_s=1.9, fits=True),
+        32768: dict(gpu_peak_gib=37.0, host_ram_gib=55.0, step_time_s=3.5, fits=True),
+    }
     ok_job(tmp_path, 0, 16384, 20.0, plans[16384])
     ok_job(tmp_path, 1, 32768, 36.0, plans[32768])
     rows = [read_job(str(d)) for d in sorted(tmp_path.iterdir())]
     assert [r["plan_gpu_peak_gib"] for r in rows] == [21.0, 37.0]
     fig = figure(rows)
-    for key, plan_key in (("peak_mem_gib", "gpu_peak_gib"), ("host_used_gib", "host_ram_gib"),
-                          ("step_time_s", "step_time_s")):
+    for key, plan_key in (
+        ("peak_mem_gib", "gpu_peak_gib"),
+        ("host_used_gib", "host_ram_gib"),
+        ("step_time_s", "step_time_s"),
+    ):
         (measured,) = lines(fig, key).values()
         (planned,) = lines(fig, f"plan_{plan_key}").values()
         assert measured[0] == planned[0] == [16384, 32768]
@@ -80,7 +112,8 @@ def test_one_job_sweep_draws_every_panel_around_its_length_against_the_card_and_
     ok_job(tmp_path, 0, 65536, 115.0)
     (tmp_path / "multirun.yaml").write_text(
         "hydra:\n  overrides:\n    hydra: [hydra.mode=MULTIRUN]\n    task: [+experiment=llama1b_1gpu, "
-        "data.seq_length=65536]\n")
+        "data.seq_length=65536]\n"
+    )
     (row,) = summarize(str(tmp_path))
     import matplotlib.image
 
@@ -88,15 +121,24 @@ def test_one_job_sweep_draws_every_panel_around_its_length_against_the_card_and_
     assert h >= 1000 and w >= 1000
     fig = figure([row], command="python -m framework -m +experiment=llama1b_1gpu data.seq_length=65536")
     panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == ["GPU memory per GPU (GiB)", "host RAM (GiB)", "tokens/s per GPU",
-                                                "MFU (%)", "step time (s)"]
+    assert [ax.get_title() for ax in panels] == [
+        "GPU memory per GPU (GiB)",
+        "host RAM (GiB)",
+        "tokens/s per GPU",
+        "MFU (%)",
+        "step time (s)",
+    ]
     for ax in panels:
         lo, hi = ax.get_xlim()
         assert lo < 65536 < hi
         assert [t.get_text() for t in ax.get_xticklabels()] == ["64K"]
         assert ax.get_ylim()[0] == 0
-    capacity = {ln.get_gid(): ln.get_ydata()[0] for ax in panels for ln in ax.get_lines()
-                if ln.get_gid() in ("gpu_mem_total_gib", "host_ram_total_gib")}
+    capacity = {
+        ln.get_gid(): ln.get_ydata()[0]
+        for ax in panels
+        for ln in ax.get_lines()
+        if ln.get_gid() in ("gpu_mem_total_gib", "host_ram_total_gib")
+    }
     assert capacity == {"gpu_mem_total_gib": CARD, "host_ram_total_gib": NODE}
     assert lines(fig, "mfu")[""][1] == [25.0]  # in percent
     title = fig._suptitle.get_text()
@@ -108,23 +150,40 @@ def test_failed_jobs_are_marked_at_their_length_by_kind_and_series_get_their_own
     ok_job(tmp_path, 0, 16384, 20.0)
     ok_job(tmp_path, 1, 16384, 12.0, extra=["model.tiled_mlp=true"])
     # OOM in step 2: the step it trained is drawn hollow
-    job(tmp_path, "2_data.seq_length=65536", ["+experiment=llama1b_1gpu", "data.seq_length=65536"],
+    job(
+        tmp_path,
+        "2_data.seq_length=65536",
+        ["+experiment=llama1b_1gpu", "data.seq_length=65536"],
         dict(status="oom", steps=1, seq_length=65536, error="OutOfMemoryError: CUDA out of memory."),
-        [step(65536, 130.0)])
-    job(tmp_path, "3_data.seq_length=32768", ["+experiment=llama1b_1gpu", "data.seq_length=32768"],
-        dict(status="failed", steps=3, seq_length=32768, error="interrupted: stopped by SIGTERM"), [step(32768, 30)])
-    job(tmp_path, "4_data.seq_length=8192", ["+experiment=llama1b_1gpu", "data.seq_length=8192"],
-        dict(status="failed", steps=0, seq_length=8192, error="ValueError: x"))
+        [step(65536, 130.0)],
+    )
+    job(
+        tmp_path,
+        "3_data.seq_length=32768",
+        ["+experiment=llama1b_1gpu", "data.seq_length=32768"],
+        dict(status="failed", steps=3, seq_length=32768, error="interrupted: stopped by SIGTERM"),
+        [step(32768, 30)],
+    )
+    job(
+        tmp_path,
+        "4_data.seq_length=8192",
+        ["+experiment=llama1b_1gpu", "data.seq_length=8192"],
+        dict(status="failed", steps=0, seq_length=8192, error="ValueError: x"),
+    )
     rows = summarize(str(tmp_path))
     assert [r["status"] for r in rows] == ["ok", "ok", "oom", "failed", "failed"]
     fig = figure(rows)
-    marks = {(ln.get_gid(), ln.get_xdata()[0]) for ln in fig.axes[0].get_lines()
-             if (ln.get_gid() or "").startswith("mark|")}
+    marks = {
+        (ln.get_gid(), ln.get_xdata()[0]) for ln in fig.axes[0].get_lines() if (ln.get_gid() or "").startswith("mark|")
+    }
     assert marks == {("mark|oom", 65536), ("mark|interrupted", 32768), ("mark|failed", 8192)}
     series = lines(fig, "peak_mem_gib")
     assert series[""][0] == [16384] and series["model.tiled_mlp=true"][0] == [16384]  # a failed job draws no line
-    colours = {ln.get_gid(): ln.get_color() for ln in fig.axes[0].get_lines()
-               if ln.get_gid() in ("peak_mem_gib|", "peak_mem_gib|model.tiled_mlp=true")}
+    colours = {
+        ln.get_gid(): ln.get_color()
+        for ln in fig.axes[0].get_lines()
+        if ln.get_gid() in ("peak_mem_gib|", "peak_mem_gib|model.tiled_mlp=true")
+    }
     assert len(set(colours.values())) == 2
     (part,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "peak_mem_gib||part"]
     assert list(part.get_xdata()) == [32768, 65536] and list(part.get_ydata()) == [30.0, 130.0]
@@ -148,14 +207,25 @@ def test_summarize_command_refuses_a_directory_without_jobs(tmp_path, capsys):
 def test_evaluated_jobs_get_panels_of_their_final_loss_by_position_and_passkey_accuracy(tmp_path):
     for i, seq in enumerate((1024, 4096)):
         buckets = [[0, 16, 5.0, 30], [16, seq, 3.0 + i, 900], [seq, 2 * seq, None, 0]]
-        d = job(tmp_path, f"{i}_data.seq_length={seq}", [f"data.seq_length={seq}"],
-                dict(status="ok", steps=2, seq_length=seq),
-                [step(seq, 1.0, step=1, eval_loss=9.0), step(seq, 1.0, step=2, eval_loss=4.0, eval_passkey_accuracy=0.5,
-                                                            eval_loss_by_position=buckets), step(seq, 1.0, step=3)])
+        d = job(
+            tmp_path,
+            f"{i}_data.seq_length={seq}",
+            [f"data.seq_length={seq}"],
+            dict(status="ok", steps=2, seq_length=seq),
+            [
+                step(seq, 1.0, step=1, eval_loss=9.0),
+                step(seq, 1.0, step=2, eval_loss=4.0, eval_passkey_accuracy=0.5, eval_loss_by_position=buckets),
+                step(seq, 1.0, step=3),
+            ],
+        )
         (d / "eval").mkdir()
-        (d / "eval" / "passkey_step_2.jsonl").write_text("".join(
-            json.dumps({"length": n, "depth": dp, "correct": n == seq // 8 or dp == 0.1}) + "\n"
-            for n in (seq // 8, seq) for dp in (0.1, 0.9)))
+        (d / "eval" / "passkey_step_2.jsonl").write_text(
+            "".join(
+                json.dumps({"length": n, "depth": dp, "correct": n == seq // 8 or dp == 0.1}) + "\n"
+                for n in (seq // 8, seq)
+                for dp in (0.1, 0.9)
+            )
+        )
     rows = summarize(str(tmp_path))
     assert [(r["eval_loss"], r["eval_passkey_accuracy"]) for r in rows] == [(4.0, 0.5), (4.0, 0.5)]
     assert rows[1]["passkey_by_length"] == {512: 1.0, 4096: 0.5}

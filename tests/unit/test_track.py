@@ -1,5 +1,6 @@
 """Trackers in one process: the progress line (terminal vs log file), W&B that is missing or broken, the W&B run id
 kept for a resumed run, and the sweep summary read from job directories on disk."""
+
 import io
 import json
 import os
@@ -18,9 +19,24 @@ from helpers import complete_wandb_records
 
 
 def step_metrics(step, **over):
-    m = dict(step=step, loss=2.0, grad_norm=1.0, lr=1e-3, seq_length=64, tokens=128, tokens_per_s=100.0,
-             tokens_per_s_per_gpu=50.0, tflops_per_gpu=1.0, mfu=0.1, peak_mem_gib=1.0, peak_reserved_gib=1.5,
-             peak_mem_pct=10.0, host_rss_gib=2.0, pinned_gib=0.0, step_time_s=0.5)
+    m = dict(
+        step=step,
+        loss=2.0,
+        grad_norm=1.0,
+        lr=1e-3,
+        seq_length=64,
+        tokens=128,
+        tokens_per_s=100.0,
+        tokens_per_s_per_gpu=50.0,
+        tflops_per_gpu=1.0,
+        mfu=0.1,
+        peak_mem_gib=1.0,
+        peak_reserved_gib=1.5,
+        peak_mem_pct=10.0,
+        host_rss_gib=2.0,
+        pinned_gib=0.0,
+        step_time_s=0.5,
+    )
     m.update(over)
     return m
 
@@ -83,7 +99,9 @@ def test_console_tracker_logs_nowhere_else(tmp_path):
 
 def test_missing_wandb_is_reported_once_and_training_goes_on(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
-    t = WandbTracker(cfg=OmegaConf.structured(TrackerConfig(_target_="framework.tracker.build.wandb")), run_dir=str(tmp_path))
+    t = WandbTracker(
+        cfg=OmegaConf.structured(TrackerConfig(_target_="framework.tracker.build.wandb")), run_dir=str(tmp_path)
+    )
     t.log_config({"train": {}})
     for s in (1, 2):
         t.log(step_metrics(s))
@@ -110,8 +128,11 @@ def test_broken_wandb_is_reported_once_and_training_goes_on(tmp_path, monkeypatc
 
 
 def records(run_dir):
-    return [complete_wandb_records(os.path.join(run_dir, "wandb", d))
-            for d in sorted(os.listdir(os.path.join(run_dir, "wandb"))) if d.startswith("offline-run-")]
+    return [
+        complete_wandb_records(os.path.join(run_dir, "wandb", d))
+        for d in sorted(os.listdir(os.path.join(run_dir, "wandb")))
+        if d.startswith("offline-run-")
+    ]
 
 
 def test_offline_run_is_continued_by_a_resumed_run_with_the_same_id(tmp_path, monkeypatch):
@@ -174,10 +195,23 @@ def test_summary_reads_every_job_dir_including_one_without_a_result(tmp_path):
             (d / "result.json").write_text(json.dumps(result))
         (d / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
 
-    ok = dict(status="ok", steps=2, final_loss=5.0, seq_length=64, peak_mem_gib=1.0, tokens_per_s=100.0,
-              tflops_per_gpu=1.0, mfu=0.1, host_rss_gib=2.0)
-    job("0_data.seq_length=64", ["data.seq_length=64"], ok, [step_metrics(1, peak_mem_pct=12.0),
-                                                           step_metrics(2, peak_mem_pct=11.0)])
+    ok = dict(
+        status="ok",
+        steps=2,
+        final_loss=5.0,
+        seq_length=64,
+        peak_mem_gib=1.0,
+        tokens_per_s=100.0,
+        tflops_per_gpu=1.0,
+        mfu=0.1,
+        host_rss_gib=2.0,
+    )
+    job(
+        "0_data.seq_length=64",
+        ["data.seq_length=64"],
+        ok,
+        [step_metrics(1, peak_mem_pct=12.0), step_metrics(2, peak_mem_pct=11.0)],
+    )
     job("1_data.seq_length=128", ["data.seq_length=128"], dict(ok, status="oom", seq_length=128, error="OOM: x"))
     job("2_data.seq_length=256", ["data.seq_length=256"])
     (tmp_path / "multirun.yaml").write_text("{}\n")
@@ -199,23 +233,52 @@ def test_wandb_shows_the_evaluation_as_a_line_chart_a_heatmap_and_a_table(tmp_pa
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
     run_dir = tmp_path / "run"
     (run_dir / "eval").mkdir(parents=True)
-    cases = [{"length": n, "depth": 0.5, "answer_start": n - 4, "answer_ids": [1, 2], "predicted_ids": [1, 2],
-              "correct": True, "answer_logprob": -0.5} for n in (32, 64)]
+    cases = [
+        {
+            "length": n,
+            "depth": 0.5,
+            "answer_start": n - 4,
+            "answer_ids": [1, 2],
+            "predicted_ids": [1, 2],
+            "correct": True,
+            "answer_logprob": -0.5,
+        }
+        for n in (32, 64)
+    ]
     jsonl = run_dir / "eval" / "passkey_step_2.jsonl"
     jsonl.write_text("".join(json.dumps(c) + "\n" for c in cases))
     report.draw(str(run_dir), step=2, history=[], passkey_path=str(jsonl))
-    t = WandbTracker(cfg=OmegaConf.structured(TrackerConfig(_target_="framework.tracker.build.wandb", mode="offline")), run_dir=str(run_dir))
+    t = WandbTracker(
+        cfg=OmegaConf.structured(TrackerConfig(_target_="framework.tracker.build.wandb", mode="offline")),
+        run_dir=str(run_dir),
+    )
     t.log_config({"train": {"max_steps": 2}, "checkpoint": {"resume": None}})
-    t.log(step_metrics(2, eval_loss=1.5, eval_loss_by_position=[[0, 4, 2.0, 6], [4, 8, 1.0, 8], [8, 16, None, 0]],
-                       eval_passkey_accuracy=1.0))
+    t.log(
+        step_metrics(
+            2,
+            eval_loss=1.5,
+            eval_loss_by_position=[[0, 4, 2.0, 6], [4, 8, 1.0, 8], [8, 16, None, 0]],
+            eval_passkey_accuracy=1.0,
+        )
+    )
     t.finish({})
     (recs,) = records(str(run_dir))
-    keys = {i.key or "/".join(i.nested_key) for r in recs if r.WhichOneof("record_type") == "history"
-            for i in r.history.item}
+    keys = {
+        i.key or "/".join(i.nested_key)
+        for r in recs
+        if r.WhichOneof("record_type") == "history"
+        for i in r.history.item
+    }
     # a chart, table or image is stored as its parts (eval/passkey_cases/nrows, ...; the line chart's table under
     # eval/loss_by_position_table/)
-    for name in ("eval_loss_by_position/0-4", "eval_loss_by_position/4-8", "eval/loss_by_position_table/",
-                 "eval/passkey_cases/", "eval/passkey_heatmap/", "eval_passkey_accuracy"):
+    for name in (
+        "eval_loss_by_position/0-4",
+        "eval_loss_by_position/4-8",
+        "eval/loss_by_position_table/",
+        "eval/passkey_cases/",
+        "eval/passkey_heatmap/",
+        "eval_passkey_accuracy",
+    ):
         assert any(k.startswith(name) for k in keys), (name, sorted(keys))
     assert "eval_loss_by_position/8-16" not in keys  # an empty bucket has no loss to draw
 
