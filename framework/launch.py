@@ -172,6 +172,11 @@ def worker(
         adopt_env(env)
     if launcher_pid is not None and "framework.preload" in sys.modules:  # forked from the forkserver
         adopt_stdio(launcher_pid)
+        threads = os.environ.get("OMP_NUM_THREADS")  # the agent's (1 per worker unless the user set it): a forked
+        if threads and threads.isdigit():  # process keeps the server's thread pool, whatever the variable says now
+            import torch
+
+            torch.set_num_threads(int(threads))
     from omegaconf import OmegaConf
     import torch.distributed as dist
 

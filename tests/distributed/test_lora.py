@@ -86,7 +86,14 @@ def test_merged_export_equals_peft_merge_and_the_base_weights_stay_frozen(lora3,
     assert loss_of(load(merged_dir), rows(3)) == pytest.approx(lora4.metrics[3]["loss"], rel=RTOL)
 
 
-def test_lora_composes_with_zero2_checkpointing_tiled_mlp_and_tiled_loss(cli_runs, tiny_llama_dir, lora3):
+def test_lora_composes_with_zero2_checkpointing_tiled_mlp_and_tiled_loss(cli_runs, tiny_llama_dir):
+    """The features against the same ZeRO-2 run without them (against the ZeRO-3 run, the two stages' fp32 reduction
+    orders alone move the grad norm by ~1e-5: 0.14141454 against 0.14141302 with DeepSpeed 0.19.x on CPU)."""
+    plain = assert_ok(
+        cli_runs.run(
+            overrides(tiny_llama_dir, 3, "parallelism.sp_size=2", "engine.zero_stage=2", *LORA, "checkpoint.every=3")
+        )
+    )
     run = assert_ok(
         cli_runs.run(
             overrides(
@@ -104,7 +111,7 @@ def test_lora_composes_with_zero2_checkpointing_tiled_mlp_and_tiled_loss(cli_run
             )
         )
     )
-    assert_trajectories_agree(run, lora3)
+    assert_trajectories_agree(run, plain)
 
 
 def test_resumed_lora_run_continues_exactly(tiny_llama_dir, lora4, tmp_path):
