@@ -20,11 +20,13 @@ def check_switches(m):
 
 
 def check(cfg, *, text_config, world: int, on_gpu: bool, planning: bool, unresolved=None):
-    """For a job that will run on GPUs, refuse one whose host RAM plan exceeds the node's RAM. Returns the plan (None
+    """Refuse a job whose host RAM plan exceeds the node's RAM (on CPU processes, whose whole memory is host memory:
+    check_cpu_memory). Returns the plan (None
     for a job on CPU processes with nothing offloaded). `unresolved`: which switches the user left `auto`
     (framework.resolve.unresolved, taken before the resolve step): max_seq_length's search keeps them free."""
     e = cfg.engine
     if not (on_gpu or planning or e.offload_optimizer or e.offload_params):
+        check_cpu_memory(cfg, text_config=text_config, world=world, unresolved=unresolved)
         return None
     plan = make_plan(cfg, text_config, world, search=planning, unresolved=unresolved)
     f, hw = plan.figures, plan.hardware
@@ -39,4 +41,24 @@ def check(cfg, *, text_config, world: int, on_gpu: bool, planning: bool, unresol
             "GPUs (model.offload_keep_layers), or turn an offload off (python -m framework ... plan=true "
             "shows the parts)",
         )
+    if not (on_gpu or planning):
+        check_cpu_memory(cfg, text_config=text_config, world=world, unresolved=unresolved)
     return plan
+
+
+def check_cpu_memory(cfg, *, text_config, world: int, unresolved=None):
+    """CPU processes hold in host memory what a GPU would hold: each rank's share (the plan's GPU peak, read as host
+    bytes) besides the host plan (the processes, offloaded state). Refuse a job that cannot fit this node's RAM
+    before any worker starts (a 1T-token row used to reach the workers and end `failed`)."""
+    plan = make_plan(cfg, text_config, world, unresolved=unresolved)
+    f, hw = plan.figures, plan.hardware
+    need = f["gpu_peak_gib"] * hw.ranks_per_node + f["host_ram_gib"]
+    if need > hw.host_ram_gib:
+        raise ConfigError(
+            "data.seq_length",
+            cfg.data.seq_length,
+            f"on CPU processes the job needs about {need:,.0f} GiB of host memory ({hw.ranks_per_node} ranks x "
+            f"{f['gpu_peak_gib']:,.1f} GiB of activations and states, plus {f['host_ram_gib']:,.0f} GiB of processes "
+            f"and offloads), more than this node's {hw.host_ram_gib:,.0f} GiB",
+            "lower data.seq_length, or run on GPUs (python -m framework ... plan=true shows the parts)",
+        )

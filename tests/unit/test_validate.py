@@ -846,3 +846,13 @@ def test_ring_sizes_multiply_into_the_world_and_cut_rows_into_2_cp_sp_pieces():
     with pytest.raises(ConfigError) as info:
         validate(compose(["parallelism.sp_size=8"]))  # 4 query heads
     assert info.value.fix.endswith("parallelism.sp_size=4 parallelism.cp_size=2")
+
+
+def test_a_cpu_job_larger_than_host_memory_is_refused_before_start():
+    """On CPU processes what a GPU would hold lives in host memory: a row of 2^40 tokens is refused by the plan (it
+    used to reach the workers and be recorded `failed`); the smoke job fits."""
+    with pytest.raises(ConfigError) as info:
+        validate(compose(["data.seq_length=1099511627776"]))
+    assert info.value.key == "data.seq_length" and "host memory" in info.value.rule, str(info.value)
+    assert "\n" not in str(info.value)
+    assert validate(compose([])).world == 2
