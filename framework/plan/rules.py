@@ -46,19 +46,28 @@ def check(cfg, *, text_config, world: int, on_gpu: bool, planning: bool, unresol
     return plan
 
 
+CPU_PROCESS_GIB = 1.0
+"""Host memory of one CPU worker before its model and batch: torch, transformers and DeepSpeed imported (0.4 GiB
+resident measured on smoke_cpu, 2026-12-03, taken as 1). The host plan's per-process figure is a GPU worker's (CUDA
+context, pinned pools) and would refuse ordinary CPU jobs of 8 processes."""
+
+
 def check_cpu_memory(cfg, *, text_config, world: int, unresolved=None):
     """CPU processes hold in host memory what a GPU would hold: each rank's share (the plan's GPU peak, read as host
-    bytes) besides the host plan (the processes, offloaded state). Refuse a job that cannot fit this node's RAM
+    bytes) and the process itself, besides what the host plan offloads. Refuse a job that cannot fit this node's RAM
     before any worker starts (a 1T-token row used to reach the workers and end `failed`)."""
     plan = make_plan(cfg, text_config, world, unresolved=unresolved)
     f, hw = plan.figures, plan.hardware
-    need = f["gpu_peak_gib"] * hw.ranks_per_node + f["host_ram_gib"]
+    offloaded = plan.record()["host_parts"]
+    offloaded = offloaded.get("total", 0.0) - offloaded.get("processes", 0.0)
+    per_rank = f["gpu_peak_gib"] + CPU_PROCESS_GIB
+    need = per_rank * hw.ranks_per_node + offloaded
     if need > hw.host_ram_gib:
         raise ConfigError(
             "data.seq_length",
             cfg.data.seq_length,
             f"on CPU processes the job needs about {need:,.0f} GiB of host memory ({hw.ranks_per_node} ranks x "
-            f"{f['gpu_peak_gib']:,.1f} GiB of activations and states, plus {f['host_ram_gib']:,.0f} GiB of processes "
-            f"and offloads), more than this node's {hw.host_ram_gib:,.0f} GiB",
+            f"{per_rank:,.1f} GiB of process, activations and states, plus {offloaded:,.0f} GiB offloaded), more "
+            f"than this node's {hw.host_ram_gib:,.0f} GiB",
             "lower data.seq_length, or run on GPUs (python -m framework ... plan=true shows the parts)",
         )
