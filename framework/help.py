@@ -148,8 +148,9 @@ def unknown_key(overrides: List[str], conf_dir: str) -> Optional[str]:
                 for m in difflib.get_close_matches(leaf, [s.rpartition(".")[2] for s in siblings], n=1, cutoff=0.5)
             ]
         hint = f"did you mean `{near[0]}`?" if near else "see `framework --help` for the keys"
+        value = o.value() if o.value_type is not None else None
         return (
-            f"config error: {key}: no such config key; {hint} (every key and its docstring: "
+            f"config error: {key}={value!r}: no such config key. Fix: {hint} (every key and its docstring: "
             f"framework/<group>/config.py; `framework --cfg job` prints them all)"
         )
     return None

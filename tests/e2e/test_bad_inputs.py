@@ -154,12 +154,12 @@ BAD = [
         True,
     ),
     (
-        "unknown_key_added_with_plus",
+        "unknown_key_added_with_plus",  # the command line's check (framework.help), before Hydra composes
         ["+checkpoint.evry=1"],
         None,
         "checkpoint.evry=1",
-        "is not a key of the config",
-        True,
+        "no such config key",
+        False,  # nothing composed, nothing written: no result.json
     ),
     ("save_every_negative", ["checkpoint.every=-1"], None, "checkpoint.every=-1", "must be 0 or more", True),
     ("eval_every_negative", ["eval.every=-1"], None, "eval.every=-1", "must be 0 or more", True),

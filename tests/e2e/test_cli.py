@@ -194,7 +194,10 @@ def test_config_error_exits_2_with_one_line_and_writes_nothing_half_done(tmp_pat
 @pytest.mark.parametrize(
     "override,said",
     [
-        ("parallelism.sp_sise=2", "parallelism.sp_sise: no such config key; did you mean `parallelism.sp_size`?"),
+        (
+            "parallelism.sp_sise=2",
+            "parallelism.sp_sise=2: no such config key. Fix: did you mean `parallelism.sp_size`?",
+        ),
         ("optim.schedule=linaer", "full_key: optim.schedule"),
     ],
 )
