@@ -11,11 +11,25 @@ ENV = dict(os.environ)
 """The environment this process started with: a worker sets from the launcher's environment every variable the
 elastic agent did not set for it (framework.launch.adopt_env)."""
 
+LAUNCHER = os.getppid()
+
+
+def launcher_gone():
+    """The command ended before the server finished importing (a config error, --help): stop importing for nobody."""
+    if os.getppid() != LAUNCHER:
+        os._exit(0)
+
+
 import torch  # noqa: E402,F401
+
+launcher_gone()
 import deepspeed  # noqa: E402,F401
+
+launcher_gone()
 import transformers.models.llama.modeling_llama  # noqa: E402,F401
 from transformers import AutoModelForCausalLM  # noqa: E402,F401
 
+launcher_gone()
 from deepspeed.runtime.zero import stage3, stage_1_and_2  # noqa: E402,F401
 from deepspeed.runtime.zero.muon import muon_optimizer  # noqa: E402,F401  (torch.compile at import: ~3.7 s on an H200)
 
