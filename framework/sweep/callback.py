@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from framework.log import get_logger
 from framework.sweep.plot import outcome
 from framework.sweep.summary import COLUMNS, summarize, sweep_command
+from framework.tracker.config import uses_wandb
 
 _verdict: Optional[int] = None  # set by a sweeper that judges its own jobs (the search: failures are expected)
 log = get_logger(__name__)
@@ -45,7 +46,7 @@ def write_summary(sweep_dir: str, tracker=None) -> Optional[List[Dict[str, Any]]
         log.info(f"sweep: could not write the summary in {sweep_dir}: {type(exc).__name__}: {exc}")
         return None
     where = None
-    if tracker is not None and str(tracker.get("kind")) == "wandb":
+    if tracker is not None and uses_wandb(tracker):
         from framework.sweep.wandb import log_sweep
 
         where = log_sweep(

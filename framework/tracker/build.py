@@ -42,3 +42,6 @@ def wandb(*, cfg, run_dir: str, run_config: Dict[str, Any]):
     tracker = Trackers(ConsoleTracker(progress=cfg.get("progress", True)), WandbTracker(cfg=cfg, run_dir=run_dir))
     tracker.log_config(run_config)
     return tracker
+
+
+console.uses_wandb, wandb.uses_wandb = False, True  # framework.tracker.config.uses_wandb

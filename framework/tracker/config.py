@@ -29,3 +29,12 @@ class TrackerConfig:
     """W&B mode (offline, online, disabled); null: WANDB_MODE from the environment, else offline."""
     progress: bool = True
     """Show progress and ETA: a bar redrawn in place in a terminal, an `eta` field on each line in a log file."""
+
+
+def uses_wandb(node) -> bool:
+    """Whether the tracker option logs to W&B (tracker=wandb): its builder says so (`uses_wandb`), so the sweep's own
+    W&B run follows the jobs' tracker without a `kind` string."""
+    from hydra.utils import get_method
+
+    target = node.get("_target_") if hasattr(node, "get") else None
+    return bool(target) and bool(getattr(get_method(target), "uses_wandb", False))
