@@ -62,7 +62,7 @@ def test_key_typo_gets_the_nearest_key_in_one_line(override, near, tmp_path):
     assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-2000:]
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and f"did you mean `{near}`?" in lines[0], p.stderr
-    assert lines[0].startswith(f"config error: {override.split('=')[0].lstrip('+')}: ")
+    assert lines[0].startswith(f"config error: {override.split('=')[0].lstrip('+')}=") and ". Fix: " in lines[0]
     assert not os.path.exists(tmp_path / "outputs")  # nothing composed, nothing created
 
 
