@@ -25,3 +25,13 @@ def builds(schema):
         return call
 
     return wrap
+
+
+def builder_says(node, attribute: str) -> bool:
+    """What an option's builder declares about itself (an attribute set on the builder: `reads_corpus`,
+    `token_ids_only`, `uses_wandb`), so code that must know something of an option asks its `_target_` instead of a
+    kind string. False when the node names no builder or the builder does not say."""
+    from hydra.utils import get_method
+
+    target = node.get("_target_") if hasattr(node, "get") else getattr(node, "_target_", None)
+    return bool(target) and bool(getattr(get_method(target), attribute, False))

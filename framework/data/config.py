@@ -53,14 +53,14 @@ class DataConfig:
 def reads_corpus(d) -> bool:
     """Whether the option's builder reads a corpus (data.path, a tokenizer), as data=hf does; synthetic rows do
     not. The builder says so itself (its `reads_corpus` attribute)."""
-    from hydra.utils import get_method
+    from framework.builder import builder_says
 
-    return bool(getattr(get_method(d._target_), "reads_corpus", False))
+    return builder_says(d, "reads_corpus")
 
 
 def token_ids_only(d) -> bool:
     """Whether the option's rows are token ids with no text behind them (data=long_range): evaluation then builds
     its passkey cases from token ids, not through the tokenizer. The builder says so (its `token_ids_only`)."""
-    from hydra.utils import get_method
+    from framework.builder import builder_says
 
-    return bool(getattr(get_method(d._target_), "token_ids_only", False))
+    return builder_says(d, "token_ids_only")

@@ -34,7 +34,6 @@ class TrackerConfig:
 def uses_wandb(node) -> bool:
     """Whether the tracker option logs to W&B (tracker=wandb): its builder says so (`uses_wandb`), so the sweep's own
     W&B run follows the jobs' tracker without a `kind` string."""
-    from hydra.utils import get_method
+    from framework.builder import builder_says
 
-    target = node.get("_target_") if hasattr(node, "get") else None
-    return bool(target) and bool(getattr(get_method(target), "uses_wandb", False))
+    return builder_says(node, "uses_wandb")
