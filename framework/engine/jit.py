@@ -31,12 +31,9 @@ def extensions_dir() -> str:
 
 
 def build_dir(name: str = OP) -> str:
-    """Where torch builds op `name` (torch.utils.cpp_extension's layout: <dir>/py<major><minor>_cpu/<name>)."""
-    import torch
-
-    device = f"cu{torch.version.cuda.replace('.', '')}" if torch.version.cuda else "cpu"
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}_{device}"
-    return os.path.join(extensions_dir(), tag, name)
+    """Where torch builds op `name`: <TORCH_EXTENSIONS_DIR>/<name> (torch.utils.cpp_extension adds a
+    py<major><minor>_<cpu|cuXY> folder only under its default root, which extensions_dir() never leaves in place)."""
+    return os.path.join(extensions_dir(), name)
 
 
 def busy(folder: str) -> bool:

@@ -89,13 +89,8 @@ def extensions_with_a_stale_lock(tmp_path):
     from framework.engine.jit import OP, build_dir
 
     ext = tmp_path / "torch_extensions"
-    tag = os.path.basename(os.path.dirname(build_dir()))
-    built = [
-        d
-        for d in (build_dir(), os.path.expanduser(f"~/.cache/torch_extensions/{tag}/{OP}"))
-        if os.path.exists(os.path.join(d, f"{OP}.so"))
-    ]
-    folder = ext / tag / OP
+    built = [d for d in (build_dir(),) if os.path.exists(os.path.join(d, f"{OP}.so"))]
+    folder = ext / OP
     if built:
         shutil.copytree(built[0], folder)
     folder.mkdir(parents=True, exist_ok=True)

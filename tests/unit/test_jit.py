@@ -55,3 +55,14 @@ def test_each_environment_builds_in_a_folder_of_its_own(monkeypatch):
     assert mine.startswith(os.path.expanduser("~/.cache/framework/torch_extensions/"))
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "/somewhere/else")  # the user's choice wins
     assert extensions_dir() == "/somewhere/else"
+
+
+def test_the_lock_is_looked_for_where_torch_builds_the_op(tmp_path, monkeypatch):
+    """build_dir() is the folder torch's cpp_extension builds in (and locks) under our TORCH_EXTENSIONS_DIR: a wrong
+    guess (torch 2.13 dropped the py<major><minor>_cpu folder there) checked a lock nobody took, and rebuilt the op."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    from framework.engine.jit import OP, build_dir
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
+    assert build_dir() == _get_build_directory(OP, verbose=False)
