@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from framework.env import LOG_FILE_ENV, OWN_LAUNCH_ENV
+from framework.env import OWN_LAUNCH_ENV
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONF_DIR = os.path.join(REPO, "conf")
@@ -60,7 +60,7 @@ def clean_env(**extra) -> Dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith("PARALLELISM_CONFIG_")
-        and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", OWN_LAUNCH_ENV, LOG_FILE_ENV)
+        and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", OWN_LAUNCH_ENV)
     }
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("WANDB_MODE", "offline")
