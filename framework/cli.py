@@ -138,6 +138,7 @@ def start_lines(cfg: DictConfig, run_dir: str, checked) -> list:
     lines = [f"{what} directory: {run_dir}" + (f" (from step {checked.resume_step})" if checked.resume_step else "")]
     diff = config_diff(cfg)
     lines.append("config, where it differs from the defaults: " + (" ".join(diff) if diff else "(the defaults)"))
+    lines += list(checked.notes)
     if checked.corpus is not None and not cfg.get("plan", False):
         from framework.data.stats import corpus_lines, corpus_stats
 

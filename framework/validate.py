@@ -45,6 +45,8 @@ class Validated:
     """What the resolve step (framework.resolve) put in place of each `auto`: {key: value}."""
     corpus: Any = None
     """data=hf: the training rows, tokenized (None otherwise): the start lines describe them."""
+    notes: tuple = ()
+    """What a rule adjusted and says at start (a rule only checks and returns them; the CLI prints them)."""
 
     @property
     def text_config(self):
@@ -104,7 +106,7 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     engine_rules.check(e, grad_clip=cfg.optim.grad_clip, device=device)
     train_rules.check(t, device=device)
     checkpoint_rules.check(c)
-    eval_rules.check(
+    notes = eval_rules.check(
         cfg.eval,
         seq_length=max(list(d.lengths) or [d.seq_length]),
         pieces=p.sp_size * (2 * p.cp_size if p.cp_size > 1 else 1),
@@ -139,4 +141,5 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
         resume_skipped=tuple(skipped),
         resolved=resolved,
         corpus=corpus,
+        notes=tuple(notes or ()),
     )

@@ -2,10 +2,6 @@
 
 from framework.errors import ConfigError
 
-from framework.log import get_logger
-
-log = get_logger(__name__)
-
 
 def check(
     ev,
@@ -17,7 +13,8 @@ def check(
     tokenizer_path=None,
     vocab_size: int = 0,
 ):
-    """`seq_length`: the longest training row; `pieces`: the shards of a row (sp, or 2 x cp x sp)."""
+    """`seq_length`: the longest training row; `pieces`: the shards of a row (sp, or 2 x cp x sp). Returns the notes
+    the start lines show (passkey lengths rounded to the shards)."""
     if ev.steps < 1:
         raise ConfigError("eval.steps", ev.steps, "must be at least 1", "set eval.steps=1")
     if ev.every < 0:
@@ -39,7 +36,9 @@ def check(
     if seq_length:
         check_buckets(ev.position_buckets, seq_length)
     if ev.passkey:
-        check_passkey(ev, seq_length=seq_length, pieces=pieces, tokenizer_path=tokenizer_path, vocab_size=vocab_size)
+        return check_passkey(
+            ev, seq_length=seq_length, pieces=pieces, tokenizer_path=tokenizer_path, vocab_size=vocab_size
+        )
 
 
 def check_buckets(spec, seq_length: int):
@@ -107,8 +106,9 @@ def check_passkey(ev, *, seq_length: int, pieces: int, tokenizer_path, vocab_siz
             "evaluate longer contexts with eval.only=true and a larger data.seq_length",
         )
     rounded = [(n, u) for n, u in lengths if n != u]
+    notes = []
     if rounded:
-        log.info(
+        notes.append(
             f"note: eval.passkey_lengths rounded down to a multiple of the row's {pieces} shards: "
             + ", ".join(f"{n} -> {u}" for n, u in rounded)
         )
@@ -121,3 +121,4 @@ def check_passkey(ev, *, seq_length: int, pieces: int, tokenizer_path, vocab_siz
             lay.context(shortest, 0.0, torch.Generator().manual_seed(0))
         except ValueError as exc:
             raise ConfigError("eval.passkey_lengths", shortest, str(exc), "use longer passkey lengths") from None
+    return notes

@@ -46,14 +46,14 @@ def test_passkey_lengths_round_down_to_the_shards_and_auto_is_eighths_to_whole()
     assert pk.lengths([130, 1024], 1024, 8) == [(130, 128), (1024, 1024)]
 
 
-def test_rounded_passkey_length_is_said_at_validation(capsys):
+def test_rounded_passkey_length_is_said_at_start():
+    from framework.cli import start_lines
     from framework.validate import validate
     from helpers import compose
 
-    validate(compose(["eval.passkey=true", "eval.passkey_lengths=[129,256]"]))
-    assert (
-        "eval.passkey_lengths rounded down to a multiple of the row's 2 shards: 129 -> 128" in capsys.readouterr().out
-    )
+    cfg = compose(["eval.passkey=true", "eval.passkey_lengths=[129,256]"])
+    lines = start_lines(cfg, "/tmp/run", validate(cfg))
+    assert "note: eval.passkey_lengths rounded down to a multiple of the row's 2 shards: 129 -> 128" in lines
 
 
 def test_token_passkey_case_ends_with_the_key_planted_at_its_depth():
