@@ -1,8 +1,13 @@
 """Fixtures shared by the test suite: tiny models saved once per session, and a cache of CLI runs so that tests
 comparing against the same baseline do not launch it twice."""
 
+import json
 import os
 import pathlib
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -37,26 +42,90 @@ def sp1(cli_runs, tiny_llama_dir):
     return helpers.assert_ok(cli_runs.run(helpers.common_overrides(tiny_llama_dir) + ["parallelism.sp_size=1"]))
 
 
-class RunCache:
-    """run(name, overrides) launches the CLI once per distinct override list for the whole session."""
+class JobServer:
+    """One tests/job_server.py process for the session: run(overrides, run_dir) is the command `python -m framework
+    +experiment=smoke_cpu <overrides> hydra.run.dir=<run_dir>` run by it, torch, transformers and DeepSpeed imported
+    once (see tests/job_server.py). The Run's stdout and stderr are both the job's train.log (its whole console)."""
 
     def __init__(self, root):
-        self.root, self.runs = root, {}
+        self.root, self.proc, self.started = str(root), None, 0
+
+    def start(self):
+        self.started += 1
+        out = open(os.path.join(self.root, f"server{self.started}.log"), "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(os.path.dirname(__file__), "job_server.py")],
+            cwd=helpers.REPO,
+            env=helpers.clean_env(),
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    def run(self, overrides, run_dir: str, timeout: float = 240) -> helpers.Run:
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+        done = run_dir.rstrip("/") + ".done.json"
+        job = {"overrides": ["+experiment=smoke_cpu", *overrides], "run_dir": run_dir, "done": done}
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(done):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"the job server ended or timed out on {overrides} (see {self.root})")
+            time.sleep(0.05)
+        with open(done) as f:
+            rc = json.load(f)["returncode"]
+        log = os.path.join(run_dir, "train.log")
+        text = open(log).read() if os.path.exists(log) else ""
+        return helpers.load_run(run_dir, rc, text, text)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+class RunCache:
+    """run(overrides) runs the command once per distinct override list for the whole session, on the job server
+    (a run with its own environment or timeout is launched on its own: helpers.run_cli)."""
+
+    def __init__(self, root, server: JobServer):
+        self.root, self.runs, self.server = root, {}, server
 
     def run(self, overrides, **kw):
         key = tuple(overrides)
         if key not in self.runs:
             run_dir = os.path.join(str(self.root), f"run{len(self.runs)}")
-            self.runs[key] = helpers.run_cli(list(overrides), run_dir, **kw)
+            if kw:
+                self.runs[key] = helpers.run_cli(list(overrides), run_dir, **kw)
+            else:
+                self.runs[key] = self.server.run(list(overrides), run_dir)
         return self.runs[key]
 
 
 @pytest.fixture(scope="session")
-def cli_runs(tmp_path_factory):
-    return RunCache(tmp_path_factory.mktemp("cli_runs"))
+def job_server(tmp_path_factory):
+    server = JobServer(tmp_path_factory.mktemp("job_server"))
+    yield server
+    server.stop()
 
 
-CLI_FIXTURES = {"cli_runs", "sp1"}
+@pytest.fixture(scope="session")
+def cli_runs(tmp_path_factory, job_server):
+    return RunCache(tmp_path_factory.mktemp("cli_runs"), job_server)
+
+
+CLI_FIXTURES = {"cli_runs", "sp1", "job_server"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -104,7 +104,12 @@ def run_cli(
         cmd.append(f"+experiment={experiment}")
     cmd += list(overrides) + [f"hydra.run.dir={run_dir}"]
     p = subprocess.run(cmd, cwd=REPO, env=env or clean_env(), capture_output=True, text=True, timeout=timeout)
-    run = Run(run_dir=run_dir, returncode=p.returncode, stdout=p.stdout, stderr=p.stderr)
+    return load_run(run_dir, p.returncode, p.stdout, p.stderr)
+
+
+def load_run(run_dir: str, returncode: int, stdout: str, stderr: str) -> Run:
+    """A finished job's Run: its exit status and output, with its metrics.jsonl and result.json read."""
+    run = Run(run_dir=run_dir, returncode=returncode, stdout=stdout, stderr=stderr)
     mpath, rpath = os.path.join(run_dir, "metrics.jsonl"), os.path.join(run_dir, "result.json")
     if os.path.exists(mpath):
         run.metrics = [json.loads(line) for line in open(mpath).read().splitlines() if line.strip()]
