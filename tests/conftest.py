@@ -68,6 +68,8 @@ class JobServer:
         if self.proc is None or self.proc.poll() is not None:
             self.start()
         done = run_dir.rstrip("/") + ".done.json"
+        log = os.path.join(run_dir, "train.log")
+        before = os.path.getsize(log) if os.path.exists(log) else 0  # a resumed run appends to the earlier one's
         job = {"overrides": ["+experiment=smoke_cpu", *overrides], "run_dir": run_dir, "done": done}
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
@@ -79,8 +81,11 @@ class JobServer:
             time.sleep(0.05)
         with open(done) as f:
             rc = json.load(f)["returncode"]
-        log = os.path.join(run_dir, "train.log")
-        text = open(log).read() if os.path.exists(log) else ""
+        text = ""
+        if os.path.exists(log):
+            with open(log, errors="replace") as f:
+                f.seek(before)
+                text = f.read()
         return helpers.load_run(run_dir, rc, text, text)
 
     def stop(self):
@@ -106,17 +111,17 @@ class RunCache:
         key = tuple(overrides)
         if key not in self.runs:
             run_dir = os.path.join(str(self.root), f"run{len(self.runs)}")
-            if kw:
-                self.runs[key] = helpers.run_cli(list(overrides), run_dir, **kw)
-            else:
-                self.runs[key] = self.server.run(list(overrides), run_dir)
+            self.runs[key] = helpers.run_job(list(overrides), run_dir, **kw)
         return self.runs[key]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def job_server(tmp_path_factory):
+    """The session's job server (started at its first job): helpers.run_job and the cli_runs cache use it."""
     server = JobServer(tmp_path_factory.mktemp("job_server"))
+    helpers.SERVER = server
     yield server
+    helpers.SERVER = None
     server.stop()
 
 
@@ -125,7 +130,7 @@ def cli_runs(tmp_path_factory, job_server):
     return RunCache(tmp_path_factory.mktemp("cli_runs"), job_server)
 
 
-CLI_FIXTURES = {"cli_runs", "sp1", "job_server"}
+CLI_FIXTURES = {"cli_runs", "sp1"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -135,6 +140,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         parts = set(pathlib.Path(str(item.fspath)).parts)
         code = getattr(getattr(item, "function", None), "__code__", None)
-        calls_cli = code is not None and "run_cli" in code.co_names
+        calls_cli = code is not None and {"run_cli", "run_job"} & set(code.co_names)
         if {"distributed", "e2e"} & parts or calls_cli or CLI_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(slow)

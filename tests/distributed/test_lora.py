@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import assert_ok, assert_trajectories_agree, rows, run_cli
+from helpers import assert_ok, assert_trajectories_agree, rows, run_job
 from test_export import RTOL, export_command, load, loss_of, overrides, same_tensors
 
 pytestmark = pytest.mark.slow
@@ -116,7 +116,7 @@ def test_lora_composes_with_zero2_checkpointing_tiled_mlp_and_tiled_loss(cli_run
 
 def test_resumed_lora_run_continues_exactly(tiny_llama_dir, lora4, tmp_path):
     full = assert_ok(
-        run_cli(
+        run_job(
             overrides(tiny_llama_dir, 4, *SP2, *LORA, "checkpoint.every=1", "checkpoint.export=false"),
             str(tmp_path / "full"),
         ),
@@ -125,7 +125,7 @@ def test_resumed_lora_run_continues_exactly(tiny_llama_dir, lora4, tmp_path):
     assert_trajectories_agree(full, lora4)
     ckpt = os.path.join(full.run_dir, "checkpoints", "step_2")
     resumed = assert_ok(
-        run_cli(
+        run_job(
             overrides(
                 tiny_llama_dir,
                 4,

@@ -6,11 +6,10 @@ attention.document_masking=false the same run must give a different loss (so the
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import torch
+
+from helpers import run_job
 
 DOCS = ["The quick brown fox", "jumps over the lazy dog, twice", "then sleeps."]  # row 0 (64 ByT5 tokens)
 FILL = ["Row two is only here so", "each SP rank loads a row", "never trained."]
@@ -52,12 +51,7 @@ def documents_alone_loss(model_dir, tok):
 
 
 def run_cli(tmp_path, name, model_dir, corpus, *extra):
-    run_dir = tmp_path / name
-    cmd = [
-        sys.executable,
-        "-m",
-        "framework",
-        "+experiment=smoke_cpu",
+    overrides = [
         f"model.name_or_path={model_dir}",
         "data=hf",
         f"data.path={corpus}",
@@ -68,15 +62,13 @@ def run_cli(tmp_path, name, model_dir, corpus, *extra):
         "train.max_steps=1",
         "engine.zero_stage=2",
         "optim.lr=0.0",
-        f"hydra.run.dir={run_dir}",
         *extra,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    with open(run_dir / "metrics.jsonl") as f:
-        first = json.loads(f.readline())
+    run = run_job(overrides, str(tmp_path / name), timeout=300)
+    assert run.returncode == 0 and run.metrics, run.describe()
+    first = run.metrics[0]
     assert first["step"] == 1
-    return first["loss"], proc.stdout
+    return first["loss"], run.stdout
 
 
 def test_packed_row_loss_equals_documents_alone_and_differs_without_masking(tmp_path):

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from helpers import assert_ok, run_cli
+from helpers import assert_ok, run_job
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def full(tmp_path_factory, tiny_llama_dir):
     d = tmp_path_factory.mktemp("resume")
-    run = assert_ok(run_cli(base(tiny_llama_dir), str(d / "full")), steps=4)
+    run = assert_ok(run_job(base(tiny_llama_dir), str(d / "full")), steps=4)
     assert {f"step_{i}" for i in range(1, 5)} <= set(os.listdir(d / "full" / "checkpoints"))
     assert len({round(x, 6) for x in run.losses}) == 4  # every step differs: equal numbers below are no constant
     return run
@@ -39,7 +39,7 @@ def test_resumed_run_continues_exactly(stop, full, tmp_path, tiny_llama_dir):
     """stop=2: the brief's case; stop=3: resuming inside an SP round (the 2 SP ranks load batches in turns)."""
     ckpt = os.path.join(full.run_dir, "checkpoints", f"step_{stop}")
     resumed = assert_ok(
-        run_cli(
+        run_job(
             base(tiny_llama_dir) + [f"checkpoint.resume={ckpt}", "checkpoint.trust_resume=true"],
             str(tmp_path / "resumed"),
         ),
@@ -76,7 +76,7 @@ def test_resume_latest_skips_a_checkpoint_cut_short_and_one_whose_folder_vanishe
         f.write(bytes([byte[0] ^ 0xFF]))
     os.remove(run_dir / "result.json")  # as a crash leaves it
     resumed = assert_ok(
-        run_cli(base(tiny_llama_dir) + ["checkpoint.resume=latest", "checkpoint.keep_last=2"], str(run_dir)), steps=4
+        run_job(base(tiny_llama_dir) + ["checkpoint.resume=latest", "checkpoint.keep_last=2"], str(run_dir)), steps=4
     )  # steps 1-2 kept, 3-4 cut and written again
     out = resumed.stdout + resumed.stderr
     assert "skipped checkpoint step_4: its folder is gone" in out, out
@@ -99,7 +99,7 @@ def test_resuming_a_finished_run_does_nothing_and_keeps_its_record(full, tmp_pat
     run_dir = tmp_path / "run"
     shutil.copytree(full.run_dir, run_dir)
     before = {n: (run_dir / n).read_bytes() for n in ("result.json", "metrics.jsonl", "model/config.json")}
-    again = run_cli(base(tiny_llama_dir) + ["checkpoint.resume=latest"], str(run_dir))
+    again = run_job(base(tiny_llama_dir) + ["checkpoint.resume=latest"], str(run_dir))
     assert again.returncode == 0, again.describe()
     assert "nothing to do" in again.stdout and "train.max_steps=4" in again.stdout, again.stdout
     assert {n: (run_dir / n).read_bytes() for n in before} == before
@@ -110,10 +110,10 @@ def test_resumed_ring_run_continues_exactly(tmp_path, tiny_llama_dir):
     """Ring attention (cp_size=2, no Ulysses): the 2 ring ranks share each sequence and load batches in turns like SP
     ranks; resumed at step 3 (inside such a round), steps 3-4 are the uninterrupted run's."""
     ring = base(tiny_llama_dir) + ["parallelism.sp_size=1", "parallelism.cp_size=2"]
-    full = assert_ok(run_cli(ring, str(tmp_path / "full")), steps=4)
+    full = assert_ok(run_job(ring, str(tmp_path / "full")), steps=4)
     ckpt = os.path.join(full.run_dir, "checkpoints", "step_3")
     resumed = assert_ok(
-        run_cli(ring + [f"checkpoint.resume={ckpt}", "checkpoint.trust_resume=true"], str(tmp_path / "resumed")),
+        run_job(ring + [f"checkpoint.resume={ckpt}", "checkpoint.trust_resume=true"], str(tmp_path / "resumed")),
         steps=1,
     )
     assert resumed.metrics[0]["step"] == 4

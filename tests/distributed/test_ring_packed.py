@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from helpers import max_rel_diff, run_cli
+from helpers import max_rel_diff, run_job
 from test_packed_documents import DOCS, FILL, SEQ, save_model
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ def packed_setup(tmp_path_factory):
 def test_packed_documents_across_the_ring_give_each_documents_plain_loss_and_gradients(packed_setup, sp, cp):
     root, model_dir, corpus, (loss, grads, across) = packed_setup
     assert abs(across - loss) > 1e-3, (across, loss)  # attention across documents would show
-    run = run_cli(
+    run = run_job(
         [
             f"model.name_or_path={model_dir}",
             "data=hf",
