@@ -64,13 +64,14 @@ class JobServer:
             start_new_session=True,
         )
 
-    def run(self, overrides, run_dir: str, timeout: float = 240) -> helpers.Run:
+    def run(self, overrides, run_dir: str, timeout: float = 240, experiment="smoke_cpu") -> helpers.Run:
         if self.proc is None or self.proc.poll() is not None:
             self.start()
         done = run_dir.rstrip("/") + ".done.json"
         log = os.path.join(run_dir, "train.log")
         before = os.path.getsize(log) if os.path.exists(log) else 0  # a resumed run appends to the earlier one's
-        job = {"overrides": ["+experiment=smoke_cpu", *overrides], "run_dir": run_dir, "done": done}
+        job = {"overrides": [f"+experiment={experiment}"] * bool(experiment) + list(overrides), "run_dir": run_dir}
+        job["done"] = done
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
         deadline = time.monotonic() + timeout

@@ -115,8 +115,8 @@ def run_job(overrides: List[str], run_dir: str, **kw) -> Run:
     """The same job as run_cli(overrides, run_dir), run by the session's job server (torch, transformers and DeepSpeed
     imported once: tests/job_server.py); stdout and stderr are both the job's console (its train.log). For tests about
     what a job computes; a test about the command itself (exit status, stderr, signals) or needing its own
-    environment uses run_cli (a run given `env` or `experiment` is launched that way)."""
-    if SERVER is None or set(kw) - {"timeout"}:
+    environment uses run_cli (a run given `env` is launched that way)."""
+    if SERVER is None or "env" in kw:
         return run_cli(overrides, run_dir, **kw)
     return SERVER.run(list(overrides), run_dir, **kw)
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from helpers import REPO, assert_ok, clean_env, run_cli
+from helpers import REPO, assert_ok, clean_env, run_cli, run_job
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +118,7 @@ def test_run_killed_at_random_moments_and_resumed_ends_with_the_uninterrupted_lo
         kills += 1
         resume = ["checkpoint.resume=latest"]
     assert kills == 5, f"the run finished after {kills} kills (seed {seed})"
-    last = assert_ok(run_cli(base(tiny_llama_dir) + resume, run_dir), steps=STEPS)
+    last = assert_ok(run_job(base(tiny_llama_dir) + resume, run_dir), steps=STEPS)
     assert [m["step"] for m in last.metrics] == list(range(1, STEPS + 1))
     for a, b in zip(last.metrics, full.metrics, strict=True):
         assert (a["loss"], a["grad_norm"], a["lr"]) == (b["loss"], b["grad_norm"], b["lr"]), (seed, a["step"])

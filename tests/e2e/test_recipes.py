@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from helpers import REPO, assert_ok, run_cli, save_tiny_model
+from helpers import REPO, assert_ok, run_job, save_tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_finetune_lora_recipe_trains_and_exports_a_peft_adapter(tmp_path):
     header = open(os.path.join(REPO, "conf", "experiment", "finetune_lora.yaml")).read()
     assert "model.name_or_path=/path/to/model data.path=/path/to/chat.jsonl" in header
     run = assert_ok(
-        run_cli(
+        run_job(
             [
                 "+experiment=finetune_lora",
                 f"model.name_or_path={model_dir}",

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from framework.checkpoint import incomplete_reason
-from helpers import REPO, assert_ok, clean_env, run_cli
+from helpers import REPO, assert_ok, clean_env, run_job
 
 pytestmark = pytest.mark.slow
 
@@ -52,8 +52,8 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_exactly(tmp_path, tiny_
     assert incomplete_reason(str(job / "checkpoints" / f"step_{len(done)}")) is None
     assert json.loads((job / "result.json").read_text())["error"] == "interrupted: stopped by SIGTERM"
 
-    resumed = assert_ok(run_cli(base[1:] + ["checkpoint.resume=latest"], str(job), timeout=300), steps=STEPS)
-    full = assert_ok(run_cli(base[1:], str(tmp_path / "full"), timeout=300), steps=STEPS)
+    resumed = assert_ok(run_job(base[1:] + ["checkpoint.resume=latest"], str(job), timeout=300), steps=STEPS)
+    full = assert_ok(run_job(base[1:], str(tmp_path / "full"), timeout=300), steps=STEPS)
     for a, b in zip(resumed.metrics, full.metrics, strict=True):
         assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], rel=1e-6), (a, b)
         assert a["lr"] == pytest.approx(b["lr"], rel=1e-9)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from helpers import REPO, clean_env, run_cli
+from helpers import REPO, clean_env, run_job
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def test_torchrun_started_ranks_write_one_run_directory_and_train_the_same(tmp_p
     result = json.load(open(os.path.join(run_dirs[0], "result.json")))
     metrics = [json.loads(x) for x in open(os.path.join(run_dirs[0], "metrics.jsonl"))]
     assert result["status"] == "ok" and len(metrics) == 2
-    ours = run_cli(overrides, str(tmp_path / "own_launcher"))
+    ours = run_job(overrides, str(tmp_path / "own_launcher"))
     assert [m["loss"] for m in metrics] == [m["loss"] for m in ours.metrics]
 
 
@@ -121,5 +121,5 @@ def test_two_torchrun_agents_on_loopback_train_like_one_node(tmp_path, tiny_llam
     outs = [a.communicate(timeout=240) for a in agents]
     assert [a.returncode for a in agents] == [0, 0], "\n".join(o[1][-2000:] for o in outs)
     metrics = [json.loads(x) for x in open(tmp_path / "two_nodes" / "metrics.jsonl")]
-    ours = run_cli(overrides, str(tmp_path / "one_node"))
+    ours = run_job(overrides, str(tmp_path / "one_node"))
     assert len(metrics) == 2 and [m["loss"] for m in metrics] == [m["loss"] for m in ours.metrics]
