@@ -213,20 +213,39 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("overrides,setup,opening,rule,recorded", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
-def test_bad_input_stops_before_any_worker_with_one_line(overrides, setup, opening, rule, recorded, files, tmp_path):
-    run_dir = str(tmp_path / "job")
-    if setup:
-        setup(run_dir)
-    before = (
-        open(os.path.join(run_dir, "result.json")).read()
-        if os.path.exists(os.path.join(run_dir, "result.json"))
-        else None
-    )
-    overrides = [o.format(d=files) for o in overrides]
-    if "data=hf" in overrides:
-        overrides.append(f"data.cache_dir={files}/cache")  # not the user's ~/.cache
-    run = run_cli(overrides, run_dir, timeout=120)
+def result_text(run_dir):
+    path = os.path.join(run_dir, "result.json")
+    return open(path).read() if os.path.exists(path) else None
+
+
+@pytest.fixture(scope="module")
+def outcomes(files, tmp_path_factory):
+    """Every row's command, two at a time (each stops in its launching process, one core each), the forkserver off
+    (it imports for workers that never start; tests/e2e/test_cli.py covers a config error with it on):
+    {id: (run, run_dir, result.json before)}."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from helpers import clean_env
+
+    root = tmp_path_factory.mktemp("bad_input_runs")
+    jobs = {}
+    for name, overrides, setup, *_ in BAD:
+        run_dir = str(root / name)
+        if setup:
+            setup(run_dir)
+        overrides = [o.format(d=files) for o in overrides]
+        if "data=hf" in overrides:
+            overrides.append(f"data.cache_dir={files}/cache")  # not the user's ~/.cache
+        jobs[name] = (overrides, run_dir, result_text(run_dir))
+    env = clean_env(FRAMEWORK_FORKSERVER="0")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = {n: pool.submit(run_cli, o, d, env=env, timeout=180) for n, (o, d, _) in jobs.items()}
+        return {n: (runs[n].result(), jobs[n][1], jobs[n][2]) for n in jobs}
+
+
+@pytest.mark.parametrize("name,opening,rule,recorded", [(b[0], *b[3:]) for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_input_stops_before_any_worker_with_one_line(name, opening, rule, recorded, outcomes):
+    run, run_dir, before = outcomes[name]
     assert run.returncode == 2, run.describe()
     lines = run.stderr.strip().splitlines()
     assert "Traceback" not in run.stderr + run.stdout, run.describe()
@@ -237,9 +256,4 @@ def test_bad_input_stops_before_any_worker_with_one_line(overrides, setup, openi
     if recorded:
         assert run.result["status"] == "failed" and run.result["error"] == errors[0], run.result
     else:  # the run directory holds another run (or another job): its result.json stays as it was
-        after = (
-            open(os.path.join(run_dir, "result.json")).read()
-            if os.path.exists(os.path.join(run_dir, "result.json"))
-            else None
-        )
-        assert after == before
+        assert result_text(run_dir) == before
