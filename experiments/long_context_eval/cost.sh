@@ -7,7 +7,8 @@ OUT=${1:-outputs/long_context_eval/cost_$(date +%Y-%m-%d_%H%M%S)}
 mkdir -p "$OUT"
 for seq in ${SEQS:-65536 262144}; do
   echo "== $seq"
-  timeout 300 python experiments/long_context_eval/probe.py "$OUT/cost_$seq.json" +experiment=llama1b_1gpu \
+  if [ "$seq" -gt 131072 ]; then export PROBE_STEPS=2 PROBE_REPEAT=1; else export PROBE_STEPS=3 PROBE_REPEAT=3; fi
+  timeout 420 python experiments/long_context_eval/probe.py "$OUT/cost_$seq.json" +experiment=llama1b_1gpu \
       data.seq_length=$seq > "$OUT/cost_$seq.log" 2>&1
   echo "   exit $? ($(tail -1 "$OUT/cost_$seq.log" | cut -c1-200))"
 done

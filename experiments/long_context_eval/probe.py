@@ -19,6 +19,11 @@ import sys
 import tempfile
 import time
 
+STEPS = int(os.environ.get("PROBE_STEPS", "3"))
+"""Training steps before the evaluation pieces (the step time is the mean of steps 2 on)."""
+REPEAT = int(os.environ.get("PROBE_REPEAT", "3"))
+"""Timed calls of each piece after its warm-up call (the best is kept)."""
+
 
 def main():
     out_path, overrides = sys.argv[1], sys.argv[2:]
@@ -32,7 +37,7 @@ def main():
 
     register()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides + ["train.max_steps=3", "eval.every=0"])
+        cfg = compose(config_name="config", overrides=overrides + [f"train.max_steps={STEPS}", "eval.every=0"])
         from framework.validate import validate
 
         validate(cfg)
@@ -72,7 +77,7 @@ def main():
     }
     edges = torch.tensor(ev.edges, device=ds.device)
 
-    def timed(fn, n=3):
+    def timed(fn, n=REPEAT):
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
         fn()
         best = float("inf")
