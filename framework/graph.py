@@ -218,6 +218,7 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
         seq_length=max(list(cfg.data.lengths) or [cfg.data.seq_length]),
         pieces=sp_size * (2 if cp_size > 1 else 1),
         vocab_size=vocab,
+        filler_vocab=cfg.data.filler_vocab,
         dp_rank=dp_rank,
         dp_size=dp_size,
         tokenizer_path=None if token_ids_only(cfg.data) else tok_path,

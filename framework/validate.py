@@ -89,7 +89,7 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
         m, config=config, device=device, attention=str(a.implementation), environment=not planning
     )
     model_rules.check_lora(m.lora, config=config, super_offload=e.super_offload)
-    data_rules.check(d, parallelism=p, eval_every=cfg.eval.every or int(cfg.eval.only))
+    data_rules.check(d, parallelism=p, eval_every=cfg.eval.every or int(cfg.eval.only), vocab_size=text.vocab_size)
     attention_rules.check_packed(
         a, text_config=text, device=device, packing=d.packing, micro_batch_size=t.micro_batch_size
     )

@@ -18,6 +18,10 @@ class DataConfig:
     sp_seq_length_is_variable)."""
     num_samples: int = 1024
     """synthetic and long_range: rows in the dataset."""
+    filler_vocab: int = 0
+    """long_range: its filler's token ids, [0, filler_vocab), and those of the passkey cases without a tokenizer
+    (framework.data.long_range); at most the model's vocabulary less the 19 ids the passkeys reserve. 0: min(1024,
+    that)."""
     packing: bool = False
     """Concatenate documents into rows of seq_length; position_ids restart at each document."""
     shuffle: bool = True

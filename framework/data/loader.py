@@ -34,12 +34,16 @@ def synthetic(*, cfg, vocab_size: int, seed: int, tokenizer_path: Optional[str] 
 
 @builds(DataConfig)
 def long_range(*, cfg, vocab_size: int, seed: int, tokenizer_path: Optional[str] = None, **loader):
-    """data=long_range: generated rows with long-range structure to learn (copies and passkeys,
-    framework.data.long_range), token ids only."""
+    """data=long_range: generated rows with long-range structure to learn (copies and passkeys from a small filler
+    range, framework.data.long_range), token ids only."""
     from framework.data.long_range import LongRangeRows
 
     rows = LongRangeRows(
-        num_samples=cfg.num_samples, lengths=list(cfg.lengths) or [cfg.seq_length], vocab_size=vocab_size, seed=seed
+        num_samples=cfg.num_samples,
+        lengths=list(cfg.lengths) or [cfg.seq_length],
+        vocab_size=vocab_size,
+        seed=seed,
+        filler_vocab=cfg.filler_vocab,
     )
     return build_dataloader(rows, cfg=cfg, seed=seed, **loader)
 

@@ -1,15 +1,18 @@
 """data's cross-field rules, checked before any worker starts (framework.validate calls them in order)."""
 
-from framework.data.config import reads_corpus
+from framework.data.config import reads_corpus, token_ids_only
 from framework.data.loader import held_out_data
 from framework.errors import ConfigError
 
 """Sources whose rows are generated (a pure function of the seed and the row index), `data.lengths` long."""
 
 
-def check(d, *, parallelism, eval_every: int):
-    """Lengths against the SP layout, and what data=hf and evaluation need."""
+def check(d, *, parallelism, eval_every: int, vocab_size: int = 0):
+    """Lengths against the SP layout, what data=hf and evaluation need, and long_range's filler against the model's
+    vocabulary (`vocab_size`; 0: not checked)."""
     p = parallelism
+    if vocab_size:
+        check_filler(d, vocab_size=vocab_size)
     if d.seq_length < 1:
         raise ConfigError("data.seq_length", d.seq_length, "must be positive", "set data.seq_length=4096")
     if not reads_corpus(d) and d.num_samples < 1:
@@ -118,3 +121,26 @@ def check_corpus(d, *, parallelism, tokenizer_path, world: int, micro_batch_size
             "set data.pad_to_seq_length=true, data.packing=true or parallelism.sp_seq_length_is_variable=true",
         )
     return dataset  # the start lines describe it (framework.data.stats)
+
+
+def check_filler(d, *, vocab_size: int):
+    """data.filler_vocab: long_range's filler ids (and the token-id passkey cases'), 0 (auto) or 2 or more, and with
+    the ids the passkeys reserve inside the model's vocabulary."""
+    from framework.data.long_range import RESERVED, filler_size
+
+    asked, room = d.filler_vocab, vocab_size - RESERVED
+    if asked < 0 or asked == 1:
+        raise ConfigError(
+            "data.filler_vocab",
+            asked,
+            "random filler needs 2 ids or more (0: min(1024, the vocabulary less the passkeys' ids))",
+            "set data.filler_vocab=0",
+        )
+    if (asked or token_ids_only(d)) and not 2 <= filler_size(vocab_size, asked) <= room:
+        raise ConfigError(
+            "data.filler_vocab",
+            asked,
+            f"a vocabulary of {vocab_size} ids has room for {max(room, 0)} filler ids beside the {RESERVED} the "
+            "passkeys reserve (10 digits, 8 needle marks, QUERY), and filler needs 2",
+            f"set data.filler_vocab={room} or less" if room >= 2 else f"use a model with {RESERVED + 2} ids or more",
+        )

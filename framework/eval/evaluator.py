@@ -29,8 +29,8 @@ class Evaluator:
     Built by hydra.utils.instantiate(cfg.eval, batches=..., ...): `batches` a function returning a fresh iterator
     over the held-out micro-batches; `shard` maps a whole `[b, s]` row to this rank's `[b, s_local]` piece on the
     device (the data adapter's shard_row); `seq_length` the training row length; `run_dir` where rank 0 writes
-    eval/; `tokenizer_path` / `vocab_size` make the passkey cases; `dp_rank` / `dp_size` split the cases over the
-    DP replicas; `seed` draws them.
+    eval/; `tokenizer_path` / `vocab_size` / `filler_vocab` (data.filler_vocab) make the passkey cases; `dp_rank` /
+    `dp_size` split the cases over the DP replicas; `seed` draws them.
     """
 
     def __init__(
@@ -52,6 +52,7 @@ class Evaluator:
         run_dir: Optional[str] = None,
         tokenizer_path: Optional[str] = None,
         vocab_size: int = 0,
+        filler_vocab: int = 0,
         dp_rank: int = 0,
         dp_size: int = 1,
         seed: int = 0,
@@ -72,7 +73,7 @@ class Evaluator:
             tokenizer_path,
             vocab_size,
         )
-        self.dp_rank, self.dp_size, self.seed = dp_rank, dp_size, seed
+        self.dp_rank, self.dp_size, self.seed, self.filler_vocab = dp_rank, dp_size, seed, filler_vocab
         self.cases = None
         self.history = []  # (step, loss by position record), for the pictures
 
@@ -125,7 +126,7 @@ class Evaluator:
     def build_cases(self):
         spec = self.passkey_spec
         used = [u for _, u in pk.lengths(spec["lengths"], self.seq_length, self.pieces)]
-        lay = pk.layout(self.tokenizer_path, self.vocab_size)
+        lay = pk.layout(self.tokenizer_path, self.vocab_size, self.filler_vocab)
         self.cases = pk.cases(lay, lengths_used=used, depths=spec["depths"], samples=spec["samples"], seed=self.seed)
 
     def run_passkey(self, ds_engine, step: int) -> dict:

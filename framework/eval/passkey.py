@@ -2,7 +2,8 @@
 after it; scored teacher-forced (one forward, no generation) from the answer positions' CE and argmax.
 
 With a tokenizer the filler, needle and question are text; without one (or with data=long_range) they are token ids
-(framework.data.long_range.TokenLayout), the format the learnable corpus teaches.
+(framework.data.long_range.TokenLayout: filler, `NAME k1..k4` at the depth, filler, `QUERY NAME k1..k4`), the format
+the learnable corpus teaches, its filler from the same data.filler_vocab ids.
 """
 
 import math
@@ -68,8 +69,9 @@ class TextLayout:
         return torch.tensor(ids, dtype=torch.long), length - len(answer), answer
 
 
-def layout(tokenizer_path: Optional[str], vocab_size: int):
-    """TextLayout with the tokenizer at `tokenizer_path`, TokenLayout when there is none (or it cannot load)."""
+def layout(tokenizer_path: Optional[str], vocab_size: int, filler_vocab: int = 0):
+    """TextLayout with the tokenizer at `tokenizer_path`, TokenLayout (filler ids [0, filler_vocab): data.filler_vocab,
+    as the long_range corpus draws them) when there is none (or it cannot load)."""
     if tokenizer_path:
         try:
             from transformers import AutoTokenizer
@@ -77,7 +79,7 @@ def layout(tokenizer_path: Optional[str], vocab_size: int):
             return TextLayout(AutoTokenizer.from_pretrained(tokenizer_path))
         except Exception:  # no tokenizer files (a random-weight or bare model): token ids
             pass
-    return TokenLayout(vocab_size)
+    return TokenLayout(vocab_size, filler_vocab)
 
 
 def cases(lay, *, lengths_used: Sequence[int], depths: Sequence[float], samples: int, seed: int) -> List[Case]:

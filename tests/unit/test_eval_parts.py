@@ -1,12 +1,12 @@
 """The pieces of long-context evaluation on one process: bucket edges and sums, the per-token loss (tiled or not),
-passkey cases and lengths, the long_range corpus, and the pictures."""
+passkey cases and lengths, and the pictures (the long_range corpus: test_long_range.py)."""
 
 import json
 
 import pytest
 import torch
 
-from framework.data.long_range import LongRangeRows, TokenLayout
+from framework.data.long_range import TokenLayout
 from framework.eval import passkey as pk
 from framework.eval.positions import auto_edges, bucket_sums
 from framework.loss.causal_lm import IGNORE, per_token
@@ -61,35 +61,21 @@ def test_token_passkey_case_ends_with_the_key_planted_at_its_depth():
     for depth in (0.0, 0.5, 1.0):
         (case,) = pk.cases(lay, lengths_used=[100], depths=[depth], samples=1, seed=3)
         ids = case.input_ids.tolist()
+        name = ids[case.answer_start - 1]
         assert (
             len(ids) == 100
             and ids[case.answer_start :] == case.answer_ids
-            and ids[case.answer_start - 1] == lay.query_mark
+            and ids[case.answer_start - 2] == lay.query_mark
+            and name in lay.names
         )
-        at = ids.index(lay.key_mark)
+        at = ids.index(name)  # the needle: the question's mark, then the key
         assert ids[at + 1 : at + 5] == case.answer_ids
-        assert abs(at / (100 - 10) - depth) < 0.02
+        assert abs(at / (100 - lay.pair_tokens) - depth) < 0.02
     again = pk.cases(lay, lengths_used=[100], depths=[0.5], samples=2, seed=3)
     assert again[0].input_ids.tolist() != again[1].input_ids.tolist()  # samples differ, and repeat across calls
     assert [c.input_ids.tolist() for c in again] == [
         c.input_ids.tolist() for c in pk.cases(lay, lengths_used=[100], depths=[0.5], samples=2, seed=3)
     ]
-
-
-def test_long_range_rows_copy_a_segment_or_ask_for_a_planted_key():
-    rows, lay = LongRangeRows(num_samples=8, lengths=[512], vocab_size=384, seed=1), TokenLayout(384)
-    for i in range(8):
-        ids = rows[i]["input_ids"].tolist()
-        assert len(ids) == 512 and rows[i]["labels"].tolist() == ids
-        if i % 2:  # a passkey context: the answer after the question is the key after its mark
-            at = ids.index(lay.key_mark)
-            assert ids[-5] == lay.query_mark and ids[-4:] == ids[at + 1 : at + 5]
-        else:  # a copy: some period p <= 256 repeats through the row
-            assert any(ids[p:] == ids[:-p] for p in range(1, 257)) and max(ids) < lay.filler_vocab
-    assert (
-        rows[0]["input_ids"].tolist()
-        == LongRangeRows(num_samples=8, lengths=[512], vocab_size=384, seed=1)[0]["input_ids"].tolist()
-    )
 
 
 def test_pictures_are_drawn(tmp_path):

@@ -661,6 +661,22 @@ RULES = [
     ),
     ("num_samples_zero", ["data.num_samples=0"], None, "data.num_samples", "at least one row", "data.num_samples="),
     (
+        "filler_vocab_of_one_id",
+        ["data=long_range", "data.filler_vocab=1"],
+        None,
+        "data.filler_vocab",
+        "random filler needs 2 ids or more",
+        "data.filler_vocab=0",
+    ),
+    (
+        "filler_vocab_past_the_vocabulary",
+        ["data=long_range", "data.filler_vocab=400"],
+        None,
+        "data.filler_vocab",
+        "a vocabulary of 384 ids has room for 365 filler ids beside the 19",
+        "data.filler_vocab=365",
+    ),
+    (
         "rows_not_splitting_into_sp_shards",
         ["data.seq_length=255"],
         None,
