@@ -15,10 +15,10 @@ done
 python - "$OUT" <<'PY'
 import glob, json, sys
 print(f"{'seq':>7} {'step s':>7} {'train fwd s':>11} {'plain eval s':>12} {'per-token s':>11} {'held-out s':>10} "
-      f"{'held-out/plain':>14} {'passkey s':>9} {'passkey/step':>12} {'peak GiB':>8}")
+      f"{'held-out/plain':>14} {'passkey s':>9} {'passkey/step':>12} {'train peak GiB':>14} {'eval peak GiB':>13}")
 for path in sorted(glob.glob(f"{sys.argv[1]}/cost_*.json"), key=lambda p: int(p.split("_")[-1][:-5])):
     r = json.load(open(path))
     print(f"{r['seq_length']:>7} {r['step_s']:>7.2f} {r['train_forward_s']:>11.2f} {r['plain_s']:>12.3f} "
           f"{r['per_token_s']:>11.3f} {r['held_out_s']:>10.3f} {r['held_out_over_plain']:>14.3f} {r['passkey_s']:>9.2f} "
-          f"{r['passkey_over_step']:>12.2f} {r['peak_gib'] or 0:>8.1f}")
+          f"{r['passkey_over_step']:>12.2f} {r.get('train_peak_gib') or 0:>14.1f} {r.get('eval_peak_gib') or 0:>13.1f}")
 PY
