@@ -47,8 +47,8 @@ class JobServer:
     +experiment=smoke_cpu <overrides> hydra.run.dir=<run_dir>` run by it, torch, transformers and DeepSpeed imported
     once (see tests/job_server.py). The Run's stdout and stderr are both the job's train.log (its whole console)."""
 
-    def __init__(self, root):
-        self.root, self.proc, self.started = str(root), None, 0
+    def __init__(self, root, env):
+        self.root, self.env, self.proc, self.started = str(root), env, None, 0
 
     def start(self):
         self.started += 1
@@ -56,7 +56,7 @@ class JobServer:
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(os.path.dirname(__file__), "job_server.py")],
             cwd=helpers.REPO,
-            env=helpers.clean_env(),
+            env=self.env,
             stdin=subprocess.PIPE,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -102,11 +102,10 @@ class JobServer:
 
 
 class RunCache:
-    """run(overrides) runs the command once per distinct override list for the whole session, on the job server
-    (a run with its own environment or timeout is launched on its own: helpers.run_cli)."""
+    """run(overrides) runs the command once per distinct override list for the whole session (helpers.run_job)."""
 
-    def __init__(self, root, server: JobServer):
-        self.root, self.runs, self.server = root, {}, server
+    def __init__(self, root):
+        self.root, self.runs = root, {}
 
     def run(self, overrides, **kw):
         key = tuple(overrides)
@@ -116,19 +115,38 @@ class RunCache:
         return self.runs[key]
 
 
+class JobServers:
+    """A job server per environment (a test's sitecustomize hook, for instance, needs one started with it)."""
+
+    def __init__(self, root):
+        self.root, self.by_env = root, {}
+
+    def get(self, env=None) -> JobServer:
+        env = env or helpers.clean_env()
+        key = tuple(sorted(env.items()))
+        if key not in self.by_env:
+            self.by_env[key] = JobServer(os.path.join(str(self.root), f"env{len(self.by_env)}"), env)
+            os.makedirs(self.by_env[key].root)
+        return self.by_env[key]
+
+    def stop(self):
+        for server in self.by_env.values():
+            server.stop()
+
+
 @pytest.fixture(scope="session", autouse=True)
-def job_server(tmp_path_factory):
-    """The session's job server (started at its first job): helpers.run_job and the cli_runs cache use it."""
-    server = JobServer(tmp_path_factory.mktemp("job_server"))
-    helpers.SERVER = server
-    yield server
-    helpers.SERVER = None
-    server.stop()
+def job_servers(tmp_path_factory):
+    """The session's job servers (each started at its first job): helpers.run_job and the cli_runs cache use them."""
+    servers = JobServers(tmp_path_factory.mktemp("job_servers"))
+    helpers.SERVERS = servers
+    yield servers
+    helpers.SERVERS = None
+    servers.stop()
 
 
 @pytest.fixture(scope="session")
-def cli_runs(tmp_path_factory, job_server):
-    return RunCache(tmp_path_factory.mktemp("cli_runs"), job_server)
+def cli_runs(tmp_path_factory):
+    return RunCache(tmp_path_factory.mktemp("cli_runs"))
 
 
 CLI_FIXTURES = {"cli_runs", "sp1"}

@@ -107,18 +107,18 @@ def run_cli(
     return load_run(run_dir, p.returncode, p.stdout, p.stderr)
 
 
-SERVER = None
-"""The session's job server (tests/conftest.py JobServer), set while pytest runs."""
+SERVERS = None
+"""The session's job servers (tests/conftest.py JobServers), set while pytest runs."""
 
 
-def run_job(overrides: List[str], run_dir: str, **kw) -> Run:
-    """The same job as run_cli(overrides, run_dir), run by the session's job server (torch, transformers and DeepSpeed
-    imported once: tests/job_server.py); stdout and stderr are both the job's console (its train.log). For tests about
-    what a job computes; a test about the command itself (exit status, stderr, signals) or needing its own
-    environment uses run_cli (a run given `env` is launched that way)."""
-    if SERVER is None or "env" in kw:
-        return run_cli(overrides, run_dir, **kw)
-    return SERVER.run(list(overrides), run_dir, **kw)
+def run_job(overrides: List[str], run_dir: str, *, env: Optional[Dict[str, str]] = None, **kw) -> Run:
+    """The same job as run_cli(overrides, run_dir, env=env), run by the session's job server for that environment
+    (torch, transformers and DeepSpeed imported once: tests/job_server.py); stdout and stderr are both the job's
+    console (its train.log). For tests about what a job computes; a test about the command itself (exit status,
+    stderr, signals) uses run_cli."""
+    if SERVERS is None:
+        return run_cli(overrides, run_dir, env=env, **kw)
+    return SERVERS.get(env).run(list(overrides), run_dir, **kw)
 
 
 def load_run(run_dir: str, returncode: int, stdout: str, stderr: str) -> Run:

@@ -62,18 +62,27 @@ o._ActivationOffloadEngine._should_skip = lambda self, t: isinstance(t, torch.nn
 """
 
 
+@pytest.fixture(scope="module")
+def offload_env(tmp_path_factory):
+    """The environment of the offload runs: a sitecustomize that tells DeepSpeed's offload engine CPU tensors count."""
+    from helpers import REPO, clean_env
+
+    site = tmp_path_factory.mktemp("site")
+    (site / "sitecustomize.py").write_text(FORCE_OFFLOAD_ON_CPU)
+    return clean_env(PYTHONPATH=os.pathsep.join([str(site), REPO, os.environ.get("PYTHONPATH", "")]))
+
+
 @pytest.mark.parametrize("keep,kept", [(0, 0), (1, 1), ("auto", 1)])
-def test_offload_moves_the_hidden_states_through_the_zero3_engine(keep, kept, cli_runs, tiny_llama_dir, tmp_path):
+def test_offload_moves_the_hidden_states_through_the_zero3_engine(
+    keep, kept, cli_runs, tiny_llama_dir, tmp_path, offload_env
+):
     """The real path: the CLI, sp_size=2, ZeRO-3 (whose hooks swap each layer's input), with DeepSpeed's offload
     engine told (by a sitecustomize in every worker) that CPU tensors are offloadable. Each rank moves 2 - kept
     layers' hidden states [1, 128, 64] fp32 per step (auto keeps DeepSpeed's 1 when the host holds everything), and
     the run equals ZeRO-3 without offload. Fails without the
     ZeRO-3 marking fix (0 offloaded), and failed when a model loaded from a directory stayed in eval mode, where
     transformers does not checkpoint at all."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(FORCE_OFFLOAD_ON_CPU)
-    from helpers import REPO, clean_env, run_cli
+    from helpers import run_job
 
     common = common_overrides(tiny_llama_dir) + [
         "parallelism.sp_size=2",
@@ -81,12 +90,11 @@ def test_offload_moves_the_hidden_states_through_the_zero3_engine(keep, kept, cl
         "model.activation_checkpointing=true",
     ]
     base = assert_ok(cli_runs.run(common))
-    env = clean_env(PYTHONPATH=os.pathsep.join([str(site), REPO, os.environ.get("PYTHONPATH", "")]))
     run = assert_ok(
-        run_cli(
+        run_job(
             common + ["model.offload_activations=true", f"model.offload_keep_layers={keep}"],
             str(tmp_path / "run"),
-            env=env,
+            env=offload_env,
         )
     )
     assert [m["offloaded_gib"] for m in run.metrics] == [(2 - kept) * 128 * 64 * 4 / 2**30] * 3

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from helpers import REPO, assert_ok, clean_env, run_cli
+from helpers import REPO, assert_ok, clean_env, run_job
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +31,10 @@ if os.environ.get("FRAMEWORK_OWN_LAUNCH") == "1":  # the ranks
 """
 
 
-def nan_env(tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
+@pytest.fixture(scope="module")
+def nan_env(tmp_path_factory):
+    """The environment of both runs: a sitecustomize that makes step 2's loss nan in every worker."""
+    site = tmp_path_factory.mktemp("site")
     (site / "sitecustomize.py").write_text(NAN_AT_STEP_2)
     return clean_env(PYTHONPATH=os.pathsep.join([str(site), REPO, os.environ.get("PYTHONPATH", "")]))
 
@@ -41,8 +42,8 @@ def nan_env(tmp_path):
 BASE = ["train.max_steps=4", "data.seq_length=64"]
 
 
-def test_nan_loss_stops_the_job_naming_the_step(tmp_path):
-    run = run_cli(BASE, str(tmp_path / "job"), env=nan_env(tmp_path))
+def test_nan_loss_stops_the_job_naming_the_step(tmp_path, nan_env):
+    run = run_job(BASE, str(tmp_path / "job"), env=nan_env)
     assert run.returncode == 1, run.describe()
     assert run.result["status"] == "failed" and run.result["error"].startswith("FloatingPointError: step 2: loss nan")
     assert "train.on_nonfinite=skip" in run.result["error"]
@@ -69,9 +70,9 @@ def optimizer_states(step_dir: str) -> list:
     return out
 
 
-def test_nan_loss_step_is_skipped_with_on_nonfinite_skip(tmp_path):
+def test_nan_loss_step_is_skipped_with_on_nonfinite_skip(tmp_path, nan_env):
     run = assert_ok(
-        run_cli(BASE + ["train.on_nonfinite=skip", "checkpoint.every=1"], str(tmp_path / "job"), env=nan_env(tmp_path)),
+        run_job(BASE + ["train.on_nonfinite=skip", "checkpoint.every=1"], str(tmp_path / "job"), env=nan_env),
         steps=4,
     )
     assert "step 2: loss nan" in run.stdout and "skipped (train.on_nonfinite=skip)" in run.stdout
