@@ -19,7 +19,7 @@ from helpers import REPO, assert_ok, clean_env, run_cli, run_job
 
 pytestmark = pytest.mark.slow
 
-STEPS = 30
+STEPS = 20
 
 
 def base(model_dir):
