@@ -23,7 +23,8 @@ class DataConfig:
     (framework.data.long_range); at most the model's vocabulary less the 19 ids the passkeys reserve. 0: min(1024,
     that)."""
     packing: bool = False
-    """Concatenate documents into rows of seq_length; position_ids restart at each document."""
+    """Concatenate documents into rows of seq_length; position_ids restart at each document. long_range: one long and
+    many short generated documents a row."""
     shuffle: bool = True
     """Seeded shuffle of the row order (train.seed), reshuffled each epoch."""
     text_field: str = "text"

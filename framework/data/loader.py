@@ -44,6 +44,7 @@ def long_range(*, cfg, vocab_size: int, seed: int, tokenizer_path: Optional[str]
         vocab_size=vocab_size,
         seed=seed,
         filler_vocab=cfg.filler_vocab,
+        packing=cfg.packing,
     )
     return build_dataloader(rows, cfg=cfg, seed=seed, **loader)
 
