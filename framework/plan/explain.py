@@ -23,9 +23,10 @@ def opening(plan, *, world: int, seq_length: int) -> str:
     f = plan.figures
     hw = hardware_words(plan, world=world, seq_length=seq_length)
     if f["fits"]:
+        step = "the evaluation" if f.get("eval_only") else "a step"
         return (
             f"This job fits: about {f['gpu_peak_gib']:.1f} GiB per GPU and {f['host_ram_gib']:.0f} GiB of host "
-            f"RAM, a step in about {f['step_time_s']:.1f} s, on {hw}."
+            f"RAM, {step} in about {f['step_time_s']:.1f} s, on {hw}."
         )
     return (
         f"This job does not fit: it runs out of {WALLS.get(f['first_wall'], f['first_wall'])} first "
@@ -70,7 +71,10 @@ def rows(plan) -> List[Tuple[str, object]]:
         ("runs out of first", WALLS.get(rec["first_wall"], "nothing") if rec["first_wall"] else "nothing"),
         ("GPU memory per GPU, peak (GiB)", rec["gpu_peak_gib"]),
         ("host RAM per node (GiB)", rec["host_ram_gib"]),
-        ("time per optimizer step (s)", rec["step_time_s"]),
+        (
+            "time of the evaluation (s)" if plan.figures.get("eval_only") else "time per optimizer step (s)",
+            rec["step_time_s"],
+        ),
         ("tokens per second, whole job", rec["tokens_per_s"]),
         (
             "longest data.seq_length that fits",
@@ -78,6 +82,8 @@ def rows(plan) -> List[Tuple[str, object]]:
         ),
         ("layers whose checkpoints stay on GPU", rec["offload_keep_layers"]),
     ]
+    if rec["eval_s"] and not plan.figures.get("eval_only"):
+        out.insert(5, ("time of one evaluation (s)", rec["eval_s"]))
     out += [(f"  GPU: {k} (GiB)", v) for k, v in rec["gpu_parts"].items() if k != "total"]
     out += [(f"  host: {k} (GiB)", v) for k, v in rec["host_parts"].items() if k != "total"]
     out += [(f"  time: {k} (s)", v) for k, v in rec["time_parts"].items() if k != "total"]

@@ -10,7 +10,7 @@ Shapes: s the sequence, s_local = s / sp_size a rank's share, h hidden, I interm
 
 import math
 from dataclasses import dataclass
-from typing import Dict
+from typing import Any, Dict, List
 
 GIB = 2**30
 
@@ -91,6 +91,12 @@ class Setup:
     peak_tflops: float = 989.0
     attention_kernel: str = "cudnn"  # a key of ATTENTION_TFLOPS: what the run's attention calls (attention_kernel)
     first_step: bool = False  # the peak of step 1: Adam's moments do not exist yet during its backward
+    eval_every: int = 0  # eval.every: an evaluation every N steps (0: none in the step loop)
+    eval_only: bool = False  # eval.only: one evaluation, forward only (no gradients, no optimizer state)
+    eval_steps: int = 0  # held-out micro-batches per evaluation (eval.steps; 0: no evaluation)
+    passkey_lengths: Any = None  # eval.passkey_lengths when eval.passkey (None: no passkey cases)
+    passkey_cells: int = 0  # passkey cases per length: depths x samples
+    pieces: int = 1  # shards of a row (sp, or 2 x cp x sp): passkey lengths round down to a multiple
 
     @property
     def s_local(self) -> int:
@@ -120,7 +126,8 @@ def model_states(u: Setup) -> Dict[str, float]:
     trainable parameter, and its double-buffered reduce bucket (overlap_comm) in that dtype, 2 x 2 B x
     reduce_bucket_size; the fp32 copy of the partition exists only inside the step, after the activations are gone.
     Stage 3 (every recorded run offloads its optimizer): 4 B per trainable parameter and 8 B x reduce_bucket_size of
-    buffers, as fit on experiments/alst_2gpu and alst_4gpu."""
+    buffers, as fit on experiments/alst_2gpu and alst_4gpu.
+    eval.only builds the engine without an optimizer (framework.graph): the weights alone, nothing to reduce."""
     P, T, N, B = u.params, u.trainable, u.world, u.reduce_bucket_size
     out = {}
     if u.zero_stage == 3:
@@ -128,6 +135,8 @@ def model_states(u: Setup) -> Dict[str, float]:
         out["weights"] = (0 if u.offload_params else 2 * P / N) + 2 * max(layer, u.hidden * u.vocab) + 2 * B
     else:
         out["weights"] = 2 * P
+    if u.eval_only:
+        return out
     grad_bytes = 4 if u.zero_stage == 3 else 2
     if not u.offload_optimizer:
         out["gradients"] = grad_bytes * T / (N if u.zero_stage >= 2 else 1)
@@ -219,15 +228,56 @@ def activations(u: Setup) -> Dict[str, float]:
     return out
 
 
+def eval_activations(u: Setup) -> float:
+    """Bytes per GPU of an evaluation's forward beyond the model states, at its peak: with no gradient nothing is saved
+    (no checkpoints, no kept attention), so it is the larger of one decoder layer's forward and the per-token loss.
+    A held-out micro-batch is a training one (b rows of s_local tokens); a passkey case is one row no longer.
+    - a layer (bf16 elements per token, transformers' Llama layer, counted from its code and summed as if all were
+      alive at once, an upper bound): the residual h, the norm's fp32 copy and normalized fp32 4h and output h;
+      q, k, v h + 2kv, RoPE's rotated q, k and their temporaries 2h, with SP the all-to-all's copies h + 2kv, the
+      kernel's output h; or the MLP's act(gate), up and their product 3I (the gate dies into act; tiled: one tile's)
+      beside the residual and the norm's output;
+    - the loss (framework.loss.causal_lm.per_token): one tile's logits in bf16 and fp32 and the log-softmax of
+      cross_entropy, 2 + 4 + 4 B per [tokens, vocab] element (the bf16 dies first: an upper bound; untiled every
+      token, loss.tiled tiles of at most 1 GiB of fp32 logits, auto_tiles), and each token's hidden state, CE and
+      argmax (2h + 4 + 8 B).
+    Each is no more than training's counterpart (activations: layer_backward holds the saved set and gradients,
+    the loss 12 B per element or a 2.5 GiB tile), except against Liger's fused loss, whose chunks are smaller than
+    evaluation's tiles; gpu_peak takes the larger moment anyway."""
+    b, h, I, kv = u.micro_batch_size, u.hidden, u.intermediate, u.kv
+    tokens = b * u.s_local
+    attention = 6 * h + 2 * kv + 2 * h + (h + 2 * kv if u.sp_size > 1 else 0) + h
+    if u.tiled_mlp:
+        shards = u.tiled_mlp_shards or math.ceil(tokens / h)
+        mlp = 2 * h * tokens + 3 * I * math.ceil(tokens / max(shards, 1))
+    else:
+        mlp = (2 * h + 3 * I) * tokens
+    layer = max(2 * attention * tokens, 2 * mlp)
+    tiles = max(1, math.ceil(tokens * u.vocab * 4 / GIB)) if u.loss_tiled else 1
+    loss = math.ceil(tokens / tiles) * u.vocab * 10 + tokens * (2 * h + 12)
+    return max(layer, loss)
+
+
 def gpu_peak(u: Setup) -> Dict[str, float]:
     """GiB per GPU, allocated, at the step's peak, by term, and `total`: the model states, checkpoints, kept
     attention outputs and the MLP tile, plus the larger of the loss's (`logits`: its backward ends before the
-    layers' starts) and a layer's backward."""
-    parts = {k: v / GIB for k, v in {**model_states(u), **activations(u)}.items()}
+    layers' starts) and a layer's backward. With evaluation, `eval_forward` (eval_activations) beside the model states
+    is another moment: the total is the larger of the two. eval.only: the weights and the evaluation alone."""
+    if u.eval_only:
+        parts = {k: v / GIB for k, v in model_states(u).items()}
+        parts["eval_forward"] = eval_activations(u) / GIB
+        parts["total"] = sum(parts.values())
+        return parts
+    states = {k: v / GIB for k, v in model_states(u).items()}
+    parts = {**states, **{k: v / GIB for k, v in activations(u).items()}}
     transient = ("logits", "layer_backward")
-    parts["total"] = sum(v for k, v in parts.items() if k not in transient) + max(
+    total = sum(v for k, v in parts.items() if k not in transient) + max(
         (parts.get(k, 0.0) for k in transient), default=0.0
     )
+    if u.eval_steps:
+        parts["eval_forward"] = eval_activations(u) / GIB
+        total = max(total, sum(states.values()) + parts["eval_forward"])
+    parts["total"] = total
     return parts
 
 
@@ -246,8 +296,50 @@ def attention_rate(kernel: str, head_dim: int, length: int, peak_tflops: float =
     return between(by_dim, head_dim) * 1e12 * peak_tflops / 989.0
 
 
+def forward_pass(u: Setup, length: int, rows: int) -> float:
+    """Seconds of one forward without gradient (an evaluation's) of `rows` rows of `length` tokens on one rank: the
+    matmuls and attention as step_time counts a training forward, with one all-to-all pass under SP and one gather
+    of the weights under ZeRO-3."""
+    tokens = rows * length / u.sp_size
+    matmul = u.peak_tflops * 1e12 * MATMUL_FRACTION
+    attn = rows * 2 * u.layers * u.heads * u.head_dim * length**2 / u.sp_size
+    rate = attention_rate(u.attention_kernel, u.head_dim, length, u.peak_tflops)
+    seconds = (2 * u.matmul_params * tokens / matmul + attn / rate) * COMPUTE_OVERHEAD
+    if u.sp_size > 1:
+        moved = u.layers * tokens * (2 * u.hidden + 2 * u.kv) * 2 * (u.sp_size - 1) / u.sp_size
+        seconds += moved / (A2A_GBPS[u.sp_size <= u.ranks_per_node] * 1e9)
+    if u.zero_stage == 3 and u.world > 1:
+        seconds += 2 * u.params * (u.world - 1) / u.world / (LINK_GBPS[u.world <= u.ranks_per_node] * 1e9)
+    return seconds
+
+
+def passkey_lengths(u: Setup) -> List[int]:
+    """The length of each passkey case, as the evaluator makes them (framework.eval.passkey.lengths: `auto` is
+    seq_length x 1/8, 1/4, 1/2, 1, each rounded down to a multiple of the row's pieces), passkey_cells cases each."""
+    if u.passkey_lengths is None:
+        return []
+    from framework.eval.passkey import lengths
+
+    return [used for _, used in lengths(u.passkey_lengths, u.seq_length, u.pieces) for _ in range(u.passkey_cells)]
+
+
+def eval_time(u: Setup) -> Dict[str, float]:
+    """Seconds of one evaluation on one rank, by part: `eval_held_out`, eval_steps forwards of a training micro-batch
+    (held-out rows are as long as training's); `eval_passkey`, this rank's share of the passkey cases, one forward of
+    one row each (the DP replicas split the cases: each runs ceil(cases / dp) of them). The evaluation forward has
+    the training forward's rate: before 143c8aa it measured about 5x slower on an H200 (experiments/
+    long_context_eval), not measured since."""
+    out = {"eval_held_out": u.eval_steps * forward_pass(u, u.seq_length, u.micro_batch_size)}
+    cases = passkey_lengths(u)
+    if cases:
+        share = math.ceil(len(cases) / max(u.world // u.sp_size, 1)) / len(cases)
+        out["eval_passkey"] = share * sum(forward_pass(u, n, 1) for n in cases)
+    return out
+
+
 def step_time(u: Setup) -> Dict[str, float]:
-    """Seconds of one optimizer step on one rank, by part, and `total` (forward + backward + optimizer).
+    """Seconds of one optimizer step on one rank, by part, and `total` (forward + backward + optimizer, and with
+    eval.every one evaluation (eval_time) spread over its `every` steps: `eval`). eval.only: the one evaluation.
 
     FLOPs per rank (framework/tracker/flops.py's counts; a rank runs s_local tokens of every matmul and 1/sp of the
     heads of attention): matmuls 2N per token forward, 4N backward (2N when the weight is frozen, LoRA), 2N more
@@ -257,6 +349,10 @@ def step_time(u: Setup) -> Dict[str, float]:
     Communication: the Ulysses all-to-alls (q k v out, per pass) and ZeRO-3's gathers (forward, recompute, backward) and
     gradient reduction at link bandwidth; the checkpoint copies at PCIe bandwidth, only where longer than the pass they
     overlap; the optimizer from CPU_ADAM_S_PER_PARAM."""
+    if u.eval_only:
+        out = eval_time(u)
+        out["total"] = sum(out.values())
+        return out
     b, g = u.micro_batch_size, u.grad_accum
     tokens = b * g * u.s_local
     N, Nt, Nm = u.matmul_params, min(u.trainable, u.matmul_params), u.mlp_params
@@ -288,5 +384,7 @@ def step_time(u: Setup) -> Dict[str, float]:
     owned = u.trainable / u.world
     key = (u.super_offload and u.zero_stage == 3) if u.offload_optimizer else "gpu"
     out["optimizer"] = owned * CPU_ADAM_S_PER_PARAM[key]
+    if u.eval_every and u.eval_steps:
+        out["eval"] = sum(eval_time(u).values()) / u.eval_every
     out["total"] = sum(out.values())
     return out

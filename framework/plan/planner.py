@@ -12,7 +12,16 @@ from typing import Any, Dict, List, Optional, Tuple
 
 
 from framework.files import write_json_atomic
-from framework.plan.gpu import CONTEXT_GIB, FRAGMENTATION, GIB, Setup, gpu_peak, step_time
+from framework.plan.gpu import (
+    CONTEXT_GIB,
+    FRAGMENTATION,
+    GIB,
+    Setup,
+    eval_time,
+    gpu_peak,
+    passkey_lengths,
+    step_time,
+)
 from framework.plan.memory import HOST_BUDGET, host_plan, host_ram_gib, node_ranks, trainable_params
 from framework.tracker.flops import head_dim, matmul_params, mlp_shape, peak_for_name
 
@@ -73,6 +82,12 @@ def setup_of(cfg, text_config, world: int, hw: Hardware, **changes) -> Setup:
     mm = matmul_params(c)
     inter, mats = mlp_shape(c)
     keep = m.get("offload_keep_layers", "auto")
+    ev = cfg.get("eval") or {}
+    evaluates = bool(ev.get("every", 0) or ev.get("only", False))
+    passkey = ev.get("passkey_lengths", "auto") if evaluates and ev.get("passkey", False) else None
+    if passkey is not None:  # the evaluator's spec: `auto` (or null) or a list of token counts
+        passkey = "auto" if str(passkey) in ("auto", "None") else tuple(int(n) for n in passkey)
+    cp, sp = int(cfg.parallelism.get("cp_size", 1) or 1), cfg.parallelism.sp_size
     u = Setup(
         layers=c.num_hidden_layers,
         hidden=c.hidden_size,
@@ -107,6 +122,12 @@ def setup_of(cfg, text_config, world: int, hw: Hardware, **changes) -> Setup:
         loss_tiled=cfg.loss.tiled,
         peak_tflops=hw.peak_tflops,
         attention_kernel=attention_kernel(cfg),
+        eval_every=int(ev.get("every", 0) or 0),
+        eval_only=bool(ev.get("only", False)),
+        eval_steps=int(ev.get("steps", 0)) if evaluates else 0,
+        passkey_lengths=passkey,
+        passkey_cells=len(ev.get("passkey_depths", ())) * int(ev.get("passkey_samples", 1)),
+        pieces=sp * (2 * cp if cp > 1 else 1),
     )
     return dataclasses.replace(u, **changes)
 
@@ -121,11 +142,11 @@ def host_of(u: Setup, keep: int) -> Dict[str, float]:
         micro_batch_size=u.micro_batch_size,
         world=u.world,
         sp_size=u.sp_size,
-        offload_optimizer=u.offload_optimizer,
+        offload_optimizer=u.offload_optimizer and not u.eval_only,  # eval.only: no optimizer
         offload_params=u.offload_params,
-        offload_activations=u.offload_activations and u.activation_checkpointing,
+        offload_activations=u.offload_activations and u.activation_checkpointing and not u.eval_only,
         keep_layers=keep,
-        super_offload=u.super_offload and u.offload_optimizer and u.zero_stage == 3,
+        super_offload=u.super_offload and u.offload_optimizer and u.zero_stage == 3 and not u.eval_only,
         trainable=u.trainable,
     )
     share = u.ranks_per_node / u.world
@@ -156,12 +177,17 @@ def predict(u: Setup, hw: Hardware) -> Dict[str, Any]:
         "host_ram": host["total"] / hw.host_ram_gib,
     }
     first = None if gpu_ok and host_ok else max(walls, key=walls.get)
-    tokens = u.seq_length * u.micro_batch_size * u.grad_accum * max(u.world // u.sp_size, 1)
+    dp = max(u.world // u.sp_size, 1)
+    tokens = u.seq_length * u.micro_batch_size * u.grad_accum * dp
+    if u.eval_only:  # the tokens of the one evaluation
+        tokens = u.seq_length * u.micro_batch_size * u.eval_steps * dp + sum(passkey_lengths(u))
     return {
         "fits": gpu_ok and host_ok,
         "gpu_peak_gib": gpu["total"],
         "host_ram_gib": host["total"],
         "step_time_s": time["total"],
+        "eval_s": sum(eval_time(u).values()) if u.eval_steps else 0.0,
+        "eval_only": u.eval_only,
         "first_wall": first,
         "tokens_per_s": tokens / time["total"],
         "offload_keep_layers": u.offload_keep_layers,
@@ -243,7 +269,8 @@ class Plan:
 
     def record(self) -> Dict[str, Any]:
         """plan.json: the six keys readers rely on first (fits, gpu_peak_gib, host_ram_gib, step_time_s, first_wall,
-        max_seq_length), then the parts and what was assumed."""
+        max_seq_length), then the parts and what was assumed. `eval_s`: one evaluation's seconds (0: none); with
+        eval.only, step_time_s is that evaluation."""
         f = self.figures
         out = {
             "fits": f["fits"],
@@ -254,6 +281,7 @@ class Plan:
             "max_seq_length": self.max_seq_length,
             "max_seq_length_setup": self.max_seq_length_setup,
             "tokens_per_s": round(f["tokens_per_s"], 1),
+            "eval_s": round(f["eval_s"], 3),
             "offload_keep_layers": f["offload_keep_layers"],
             "chosen": self.chosen,
             "hardware": dataclasses.asdict(self.hardware),
@@ -270,6 +298,10 @@ class Plan:
             f"about {f['host_ram_gib']:.0f} of {hw.host_ram_gib:.0f} GiB per node, a step about "
             f"{f['step_time_s']:.1f} s ({f['tokens_per_s']:,.0f} tokens/s)"
         )
+        if f["eval_only"]:
+            line = line.replace("a step about", "the evaluation about")
+        elif f["eval_s"]:
+            line += f", an evaluation about {f['eval_s']:.1f} s"
         if self.chosen:
             line += "; auto chose " + " ".join(f"model.{k}={str(v).lower()}" for k, v in self.chosen.items())
         if f["first_wall"] == "gpu_memory":
@@ -295,6 +327,7 @@ class Plan:
                 "first_wall",
                 "max_seq_length",
                 "tokens_per_s",
+                "eval_s",
                 "offload_keep_layers",
             )
         ]
