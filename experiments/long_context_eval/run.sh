@@ -18,12 +18,9 @@ job() {  # job <name> <seconds> <overrides...>: one run, bounded, its outcome in
   echo "   exit $? ($(tail -1 "$OUT/$name.log" | cut -c1-160))"
 }
 
-# 1. cost: 3 training steps, then one evaluation (held-out row with loss by position; the default passkey cases:
-#    seq_length x 1/8, 1/4, 1/2, 1 at depths 0.1, 0.5, 0.9, one key each) after step 3
-COST="+experiment=llama1b_1gpu eval.every=3 eval.steps=1 eval.passkey=true train.max_steps=3"
+# 1. cost: an evaluation's pieces beside the training step at 64K and 256K (cost.sh, probe.py)
 if [ "${SKIP_COST:-0}" != 1 ]; then
-  job cost_64k 150 $COST data.seq_length=65536
-  [ "${SKIP_256K:-0}" = 1 ] || job cost_256k 270 $COST data.seq_length=262144 train.max_steps=2 eval.every=2
+  SEQS=$([ "${SKIP_256K:-0}" = 1 ] && echo 65536 || echo "65536 262144") bash experiments/long_context_eval/cost.sh "$OUT/cost"
 fi
 
 # 2. learning: the long_range corpus from random weights, its rows packed (each holds one long document, a quarter to
@@ -45,24 +42,11 @@ python - "$OUT" "$LEARN_ROWS" <<'PY'
 import json, os, sys
 out, learn_rows = sys.argv[1], int(sys.argv[2])
 print(f"\nresults in {out} (eval/loss_by_position.png and eval/passkey_step_N.png in each run directory)")
-print(f"{'run':<18} {'seq':>7} {'status':>7} {'step s':>7} {'fwd s':>6} {'eval s/row':>10} {'eval/fwd':>8} "
-      f"{'passkey s':>9} {'pk/step':>7} {'eval loss':>9} {'passkey acc':>11}")
-for name in ("cost_64k", "cost_256k", "learn_long_range"):
+for name in ("learn_long_range",):
     d = os.path.join(out, name)
-    res = json.load(open(os.path.join(d, "result.json"))) if os.path.exists(os.path.join(d, "result.json")) else {}
     ms = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))] if os.path.exists(
         os.path.join(d, "metrics.jsonl")) else []
     ev = [m for m in ms if "eval_loss" in m]
-    steady = [m["step_time_s"] for m in ms[1:]] or [m["step_time_s"] for m in ms] or [float("nan")]
-    fwd = [m["forward_s"] for m in ms[1:]] or [m["forward_s"] for m in ms] or [float("nan")]
-    step_s, fwd_s = sum(steady) / len(steady), sum(fwd) / len(fwd)
-    e = ev[-1] if ev else {}
-    rows = 1 if name.startswith("cost") else learn_rows
-    per_row = e.get("eval_s", float("nan")) / rows
-    pk = e.get("eval_passkey_s", float("nan"))
-    print(f"{name:<18} {res.get('seq_length', '-'):>7} {res.get('status', 'none'):>7} {step_s:>7.2f} {fwd_s:>6.2f} "
-          f"{per_row:>10.2f} {per_row / fwd_s:>8.2f} {pk:>9.1f} {pk / step_s:>7.2f} {e.get('eval_loss', float('nan')):>9.4f} "
-          f"{e.get('eval_passkey_accuracy', float('nan')):>11.2f}")
     if name == "learn_long_range" and ev:
         a, b = ev[0], ev[-1]
         k = lambda n: f"{n // 1024}K" if n >= 1024 else str(n)
