@@ -121,13 +121,22 @@ class JobServers:
     def __init__(self, root):
         self.root, self.by_env = root, {}
 
+    KEEP = 2
+    """Servers kept alive at once (each holds a launcher and a forkserver, ~0.6 GB): the least recently used goes."""
+
     def get(self, env=None) -> JobServer:
         env = env or helpers.clean_env()
-        key = tuple(sorted(env.items()))
+        # pytest names the running test in PYTEST_CURRENT_TEST: not a difference between two jobs' environments
+        key = tuple(sorted((k, v) for k, v in env.items() if k != "PYTEST_CURRENT_TEST"))
         if key not in self.by_env:
-            self.by_env[key] = JobServer(os.path.join(str(self.root), f"env{len(self.by_env)}"), env)
-            os.makedirs(self.by_env[key].root)
-        return self.by_env[key]
+            server = JobServer(os.path.join(str(self.root), f"env{len(self.by_env)}"), env)
+            os.makedirs(server.root, exist_ok=True)
+            self.by_env[key] = server
+        server = self.by_env.pop(key)
+        self.by_env[key] = server  # the most recently used last
+        for other in list(self.by_env.values())[: -self.KEEP]:
+            other.stop()
+        return server
 
     def stop(self):
         for server in self.by_env.values():
