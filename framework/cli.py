@@ -122,13 +122,23 @@ def app(cfg: DictConfig):
             run_dir = "(no run directory kept)"
         line = f"[{status}] {run_dir}"
         if "verdict" in rec:  # plan=true: [ok] or [no-fit], with the fix
-            line, status = rec["verdict"], "ok" if rec["fits"] else "no-fit"
+            line = rec["verdict"]
         elif status != "ok":
             line += f": {rec.get('error', '')}"
         log.info(line)
-    if status != "ok" and hc.mode.name == "RUN":
-        sys.exit(2 if config_error or status == "no-fit" else 1)
+    if exit_status(rec) and hc.mode.name == "RUN":
+        sys.exit(exit_status(rec))
     return rec
+
+
+def exit_status(rec: dict) -> int:
+    """The command's exit status for a job's record: 0 when it ended well (plan=true: the plan fits), 2 for a config
+    error or a plan that does not fit, 1 for any other failure."""
+    if "verdict" in rec:
+        return 0 if rec["fits"] else 2
+    if rec.get("status", "failed") == "ok":
+        return 0
+    return 2 if rec.get("error", "").startswith("config error") else 1
 
 
 def start_lines(cfg: DictConfig, run_dir: str, checked) -> list:

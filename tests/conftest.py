@@ -43,7 +43,7 @@ def sp1(cli_runs, tiny_llama_dir):
 
 
 class JobServer:
-    """One tests/job_server.py process for the session: run(overrides, run_dir) is the command `python -m framework
+    """One tests/job_server.py process per environment: run(overrides, run_dir) is the command `python -m framework
     +experiment=smoke_cpu <overrides> hydra.run.dir=<run_dir>` run by it, torch, transformers and DeepSpeed imported
     once (see tests/job_server.py). The Run's stdout and stderr are both the job's train.log (its whole console)."""
 

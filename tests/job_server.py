@@ -16,14 +16,6 @@ import sys
 import traceback
 
 
-def returncode(rec: dict) -> int:
-    """The command's exit status for a job's record (framework.cli.app: 2 for a config error or a plan that does not
-    fit, 1 for any other failure)."""
-    if rec.get("status") == "ok" and rec.get("fits", True):
-        return 0
-    return 2 if str(rec.get("error", "")).startswith("config error") or "fits" in rec else 1
-
-
 def main():
     from framework.runtime import mark_start
 
@@ -36,7 +28,7 @@ def main():
     start_forkserver([])
     from hydra import compose, initialize_config_dir
 
-    from framework.cli import CONF_DIR, LOG, console_to, run_job
+    from framework.cli import CONF_DIR, LOG, console_to, exit_status, run_job
     from framework.files import write_json_atomic
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3", job_name="framework"):
@@ -49,7 +41,7 @@ def main():
             try:
                 cfg = compose(config_name="config", overrides=job["overrides"])
                 with console_to(os.path.join(run_dir, LOG)):
-                    rc = returncode(run_job(cfg, run_dir))
+                    rc = exit_status(run_job(cfg, run_dir))
             except BaseException:  # noqa: BLE001  (the job failed; the server goes on with the next one)
                 with open(os.path.join(run_dir, LOG), "a") as f:
                     f.write(traceback.format_exc())

@@ -70,7 +70,6 @@ def main():
         vocab_size=parts.model.config.get_text_config().vocab_size,
         seed=2,
     )
-    from framework.data.adapter import SPBatches  # noqa: F401  (the row below is what SPBatches gives at sp=1)
 
     row = torch.randint(0, ev.vocab_size, (1, cfg.data.seq_length), device=ds.device)
     batch = {
