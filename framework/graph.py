@@ -26,7 +26,7 @@ from framework.log import get_logger
 from framework.model import announce_zero3, resolve_dtype
 from framework.model.features import apply_features
 from framework.optim import build_scheduler
-from framework.parallelism import MeshAxis, dp_rank_and_size, sequence_group
+from framework.parallelism import MeshAxis, dp_rank_and_size, row_pieces, sequence_group
 from framework.plan.memory import keep_layers
 from framework.env import JOB_STARTED_ENV, VALIDATED_ENV
 from framework.runtime import since_start
@@ -216,7 +216,7 @@ def build(cfg: DictConfig, run_dir: str) -> Parts:
         seed=cfg.train.seed + 2,
         shard=lambda t: shard_row(t, seq_rank=sp_rank, sp_size=sp_size // cp_size, cp_size=cp_size).to(device),
         seq_length=max(list(cfg.data.lengths) or [cfg.data.seq_length]),
-        pieces=sp_size * (2 if cp_size > 1 else 1),
+        pieces=row_pieces(sp_size // cp_size, cp_size),
         vocab_size=vocab,
         filler_vocab=cfg.data.filler_vocab,
         dp_rank=dp_rank,

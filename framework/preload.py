@@ -31,6 +31,9 @@ from transformers import AutoModelForCausalLM  # noqa: E402,F401
 
 launcher_gone()
 from deepspeed.runtime.zero import stage3, stage_1_and_2  # noqa: E402,F401
-from deepspeed.runtime.zero.muon import muon_optimizer  # noqa: E402,F401  (torch.compile at import: ~3.7 s on an H200)
+from framework.engine.lazy_compile import defer_deepspeed_compile  # noqa: E402
+
+defer_deepspeed_compile()  # its torch.compile at import cost 3.7 s on an H200 host
+from deepspeed.runtime.zero.muon import muon_optimizer  # noqa: E402,F401
 
 import framework.graph  # noqa: E402,F401  (everything a rank builds)

@@ -20,6 +20,7 @@ from framework.errors import ConfigError
 from framework.model import rules as model_rules
 from framework.optim import rules as optim_rules
 from framework.parallelism import rules as parallelism_rules
+from framework.parallelism.config import row_pieces
 from framework.plan import rules as plan_rules
 from framework.train import rules as train_rules
 from framework.resolve import resolve, unresolved
@@ -109,7 +110,7 @@ def validate(cfg, run_dir: Optional[str] = None) -> Validated:
     notes = eval_rules.check(
         cfg.eval,
         seq_length=max(list(d.lengths) or [d.seq_length]),
-        pieces=p.sp_size * (2 * p.cp_size if p.cp_size > 1 else 1),
+        pieces=row_pieces(p.sp_size, p.cp_size),
         name_or_path=m.name_or_path,
         resume=c.resume,
         vocab_size=text.vocab_size,

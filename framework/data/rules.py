@@ -3,6 +3,7 @@
 from framework.data.config import reads_corpus, token_ids_only
 from framework.data.loader import held_out_data
 from framework.errors import ConfigError
+from framework.parallelism.config import row_pieces
 
 """Sources whose rows are generated (a pure function of the seed and the row index), `data.lengths` long."""
 
@@ -29,9 +30,8 @@ def check(d, *, parallelism, eval_every: int, vocab_size: int = 0):
         )
     if not p.sp_seq_length_is_variable:
         fixed = p.sp_seq_length or d.seq_length
-        pieces, what = p.sp_size, f"sp_size={p.sp_size}"
-        if p.cp_size > 1:  # each ring rank holds 2 chunks, each cut over the sp ranks
-            pieces, what = 2 * p.cp_size * p.sp_size, f"2 x cp_size x sp_size = {2 * p.cp_size * p.sp_size}"
+        pieces = row_pieces(p.sp_size, p.cp_size)
+        what = f"2 x cp_size x sp_size = {pieces}" if p.cp_size > 1 else f"sp_size={p.sp_size}"
         if fixed % pieces:
             raise ConfigError(
                 "parallelism.sp_seq_length" if p.sp_seq_length else "data.seq_length",

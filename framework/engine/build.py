@@ -65,6 +65,9 @@ def build_engine(module, *, cfg, optimizer, scheduler, ds_cfg: Dict[str, Any], m
     weights)."""
     import deepspeed
 
+    from framework.engine.lazy_compile import defer_deepspeed_compile
+
+    defer_deepspeed_compile()  # before deepspeed.initialize imports its Muon module
     if optimizer is None:
         for p in module.parameters():
             p.requires_grad_(False)

@@ -83,6 +83,8 @@ class Evaluator:
     def run(self, ds_engine, step: int = 0) -> dict:
         """The step record's eval fields. All ranks must call this (the sums are reduced over every rank)."""
         ds_engine.eval()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         t0 = _now()
         with torch.no_grad():
             out = self.held_out(ds_engine) if self.batches is not None else {}
@@ -92,6 +94,8 @@ class Evaluator:
                 out.update(self.run_passkey(ds_engine, step))
                 out["eval_passkey_s"] = _now() - t1
         ds_engine.train()
+        if torch.cuda.is_available():  # this rank's, as the step's peak_mem_gib: evaluation fits where training does?
+            out["eval_peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
         if dist.get_rank() == 0 and self.run_dir:
             from framework.eval import report
 

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from framework.choice import Choice
+from framework.choice import Choice, Switch
 
 
 class Dtype(Choice):
@@ -36,7 +36,7 @@ class ModelConfig:
     """Parameter dtype: auto (bf16 on GPU, fp32 on CPU), bf16, fp16, fp32."""
     activation_checkpointing: bool = False
     """Non-reentrant checkpointing of every decoder layer."""
-    recompute_attention: Any = True
+    recompute_attention: Switch = True
     """true, false or auto (the plan picks the faster that fits). With activation_checkpointing: false keeps each
     layer's attention kernel output (and its softmax statistics) so the backward does not run attention's forward again
     (selective checkpointing). Costs s x heads x head_dim x 2 B per layer on each GPU (s: the full sequence, heads: this
@@ -45,7 +45,7 @@ class ModelConfig:
     """With activation_checkpointing and recompute_attention=true: the last N decoder layers keep their attention
     kernel's output anyway, the others recompute it; for GPU memory that fits some layers' outputs but not all
     (each costs what recompute_attention says). 0: none; recompute_attention=false keeps it in every layer."""
-    offload_activations: Any = False
+    offload_activations: Switch = False
     """Offload the checkpointed hidden states to pinned CPU memory on a side stream (needs activation_checkpointing,
     GPU). true, false or auto: the plan picks the faster setup that fits (framework/plan/planner.py)."""
     offload_keep_layers: Any = "auto"
@@ -53,7 +53,7 @@ class ModelConfig:
     needs them at once). Each kept layer trades s_local x hidden x 2 B of GPU memory for the same of host RAM per
     rank. auto: the fewest (at least 1) that keep the host RAM plan under 95% of the node's RAM, printed at startup;
     so a sweep over lengths moves checkpoints to the GPUs only where the host runs out."""
-    tiled_mlp: Any = False
+    tiled_mlp: Switch = False
     """Compute each decoder MLP in sequence tiles (DeepSpeed's TiledMLP); recomputes the MLP forward in backward.
     true, false or auto: the plan picks the faster setup that fits."""
     tiled_mlp_shards: int = 0

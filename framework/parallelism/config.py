@@ -17,6 +17,12 @@ class MeshAxis(str, Enum):
     SP = "sp"
 
 
+def row_pieces(sp_size: int, cp_size: int) -> int:
+    """The pieces one row is cut into over the ranks that share it: sp_size, or with the ring 2 x cp_size x sp_size
+    (each ring rank holds 2 chunks, one from each end, for balanced causal work; each chunk cut over the sp ranks)."""
+    return sp_size * (2 * cp_size if cp_size > 1 else 1)
+
+
 class SPBackend(Choice):
     deepspeed = "deepspeed"
 

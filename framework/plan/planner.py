@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 
 from framework.files import write_json_atomic
+from framework.parallelism.config import row_pieces
 from framework.plan.gpu import (
     CONTEXT_GIB,
     FRAGMENTATION,
@@ -127,7 +128,7 @@ def setup_of(cfg, text_config, world: int, hw: Hardware, **changes) -> Setup:
         eval_steps=int(ev.get("steps", 0)) if evaluates else 0,
         passkey_lengths=passkey,
         passkey_cells=len(ev.get("passkey_depths", ())) * int(ev.get("passkey_samples", 1)),
-        pieces=sp * (2 * cp if cp > 1 else 1),
+        pieces=row_pieces(sp, cp),
     )
     return dataclasses.replace(u, **changes)
 
