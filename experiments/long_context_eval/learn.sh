@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Does a model from random weights learn the long_range corpus at 16K on one GPU, and what does evaluation hold in GPU
-# memory at 256K? Runs, at the same time on one GPU (each uses a few GiB and a fraction of the card):
-#   f256:   4 layers x 512, filler of 256 ids, lr 2e-3                      (the experiment's setting)
-#   f1024:  the same with the default filler of 1,024 ids
-#   f256s:  2 layers x 256, filler of 256 ids, lr 3e-3
-#   eval256k: the 1B shape at 256K, one training step, then an evaluation with the default passkey cases
+# memory at 256K? Runs, at the same time on one GPU (each uses a few GiB and a fraction of the card), packed 16K rows
+# of one long document and short ones (data.short_lengths), filler of 256 ids:
+#   s64:    4 layers x 512, short documents of 32-64 tokens, lr 2e-3
+#   s1k:    the same, short documents of 32-1,024 tokens
+#   s4k:    the same, short documents of 32-4,096 tokens
+#   s1k_2l: 2 layers x 256, short documents of 32-1,024 tokens, lr 3e-3
+#   eval256k (EVAL256K=1): the 1B shape at 256K, one training step, then an evaluation with the default passkey cases
 # and prints, per learning run, the first and last evaluation's loss by position and passkey accuracy, then the 256K
 # job's training and evaluation peaks.
 #   bash experiments/long_context_eval/learn.sh [out_dir]   (from the repository root; about 7 minutes on an H200)
@@ -15,7 +17,7 @@ mkdir -p "$OUT"
 STEPS=${STEPS:-4000}; LIMIT_S=${LIMIT_S:-420}
 S="model.activation_checkpointing=false loss.tiled=false model.arch.vocab_size=2048 data=long_range data.packing=true
    data.seq_length=16384 data.num_samples=1000000 train.max_steps=$STEPS eval.every=250 eval.steps=8 eval.passkey=true
-   eval.passkey_samples=2 optim.warmup_steps=50 checkpoint.every=0"
+   eval.passkey_samples=2 optim.warmup_steps=50 checkpoint.every=0 data.filler_vocab=256"
 M4="model.arch.hidden_size=512 model.arch.intermediate_size=1536 model.arch.num_hidden_layers=4
     model.arch.num_attention_heads=8 model.arch.num_key_value_heads=8"
 M2="model.arch.hidden_size=256 model.arch.intermediate_size=768 model.arch.num_hidden_layers=2
@@ -26,20 +28,23 @@ job() {  # job <name> <overrides...>
       > "$OUT/$name.log" 2>&1
   echo "== $name: exit $? ($(tail -1 "$OUT/$name.log" | cut -c1-160))"
 }
-job f256 $S $M4 data.filler_vocab=256 optim.lr=2e-3 &
-job f1024 $S $M4 optim.lr=2e-3 &
-job f256s $S $M2 data.filler_vocab=256 optim.lr=3e-3 &
-job eval256k data.seq_length=262144 train.max_steps=1 eval.every=1 eval.steps=1 eval.passkey=true &
+job s64 $S $M4 data.short_lengths=[32,64] optim.lr=2e-3 &
+job s1k $S $M4 data.short_lengths=[32,1024] optim.lr=2e-3 &
+job s4k $S $M4 data.short_lengths=[32,4096] optim.lr=2e-3 &
+job s1k_2l $S $M2 data.short_lengths=[32,1024] optim.lr=3e-3 &
+[ "${EVAL256K:-0}" = 1 ] && job eval256k data.seq_length=262144 train.max_steps=1 eval.every=1 eval.steps=1 eval.passkey=true &
 wait
 
 python - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
 k = lambda n: f"{n // 1024}K" if n >= 1024 else str(n)
-for name in ("f256", "f1024", "f256s", "eval256k"):
+for name in ("s64", "s1k", "s4k", "s1k_2l", "eval256k"):
     path = os.path.join(out, name, "metrics.jsonl")
     ms = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
     ev = [m for m in ms if "eval_loss" in m]
+    if not ev and not ms:
+        continue
     if not ev:
         print(f"\n{name}: no evaluation recorded ({len(ms)} steps)")
         continue

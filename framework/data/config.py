@@ -22,6 +22,9 @@ class DataConfig:
     """long_range: its filler's token ids, [0, filler_vocab), and those of the passkey cases without a tokenizer
     (framework.data.long_range); at most the model's vocabulary less the 19 ids the passkeys reserve. 0: min(1024,
     that)."""
+    short_lengths: List[int] = field(default_factory=lambda: [32, 64])
+    """long_range with packing: the short documents' lengths in tokens, log-uniform in [lo, hi] (a model from random
+    weights learns to copy in them first; framework.data.long_range)."""
     packing: bool = False
     """Concatenate documents into rows of seq_length; position_ids restart at each document. long_range: one long and
     many short generated documents a row."""

@@ -45,6 +45,7 @@ def long_range(*, cfg, vocab_size: int, seed: int, tokenizer_path: Optional[str]
         seed=seed,
         filler_vocab=cfg.filler_vocab,
         packing=cfg.packing,
+        short=tuple(cfg.short_lengths),
     )
     return build_dataloader(rows, cfg=cfg, seed=seed, **loader)
 

@@ -17,7 +17,7 @@ the current tokens occurred before, predict what followed) learns them all. A do
   (uniform) of it, the question at its end; the pairs interleave. The answer's first digit is the token that followed
   NAME, its others continue that copy.
 Unpacked (data.packing=false), a row is one document. Packed, a row holds one long document (log-uniform in [L/4, L])
-and fills the rest with short ones (log-uniform in SHORT), position_ids restarting at each (the attention keeps them
+and fills the rest with short ones (log-uniform in data.short_lengths), position_ids restarting at each (the attention keeps them
 apart, as for any packed row). Why packed: a causal head looking back over thousands of tokens gets little gradient
 toward the one token it should copy from, so from random weights the copy is learned in short documents first, if at
 all. On a CPU a 2-layer Llama 64 wide learns it in 200 steps of 32 documents of 32 tokens (tests/unit/
@@ -44,8 +44,8 @@ PAIR_TOKENS = 64
 REPEATED = 0.75
 """Share of documents whose filler is a repeated segment (the rest: plain random filler)."""
 SHORT = (32, 64)
-"""data.packing: the short documents' lengths in tokens, log-uniform in this range (the shorter, the sooner a model
-learns to copy in them: the module docstring)."""
+"""data.short_lengths' default: the short documents' lengths in tokens, log-uniform in this range (the shorter, the
+sooner a model learns to copy in them: the module docstring)."""
 
 
 def filler_size(vocab_size: int, filler_vocab: int = 0) -> int:
@@ -106,8 +106,9 @@ class LongRangeRows(torch.utils.data.Dataset):
         seed: int,
         filler_vocab: int = 0,
         packing: bool = False,
+        short: tuple = SHORT,
     ):
-        self.n, self.lengths, self.seed, self.packing = num_samples, lengths, seed, packing
+        self.n, self.lengths, self.seed, self.packing, self.short = num_samples, lengths, seed, packing, short
         self.layout = TokenLayout(vocab_size, filler_vocab)
 
     def __len__(self):
@@ -124,7 +125,7 @@ class LongRangeRows(torch.utils.data.Dataset):
         sizes, left = [log_uniform(max(1, L // 4), L, g)], L
         left -= sizes[0]
         while left > 0:
-            sizes.append(min(left, log_uniform(*SHORT, g)))
+            sizes.append(min(left, log_uniform(*self.short, g)))
             left -= sizes[-1]
         return torch.cat([self.document(n, g) for n in sizes]), torch.cat([torch.arange(n) for n in sizes])
 

@@ -5,8 +5,6 @@ from framework.data.loader import held_out_data
 from framework.errors import ConfigError
 from framework.parallelism.config import row_pieces
 
-"""Sources whose rows are generated (a pure function of the seed and the row index), `data.lengths` long."""
-
 
 def check(d, *, parallelism, eval_every: int, vocab_size: int = 0):
     """Lengths against the SP layout, what data=hf and evaluation need, and long_range's filler against the model's
@@ -14,6 +12,14 @@ def check(d, *, parallelism, eval_every: int, vocab_size: int = 0):
     p = parallelism
     if vocab_size:
         check_filler(d, vocab_size=vocab_size)
+    short = list(d.short_lengths)
+    if len(short) != 2 or not 1 <= short[0] <= short[1]:
+        raise ConfigError(
+            "data.short_lengths",
+            short,
+            "must be [lo, hi] with 1 <= lo <= hi (long_range's short documents, log-uniform in that range)",
+            "e.g. data.short_lengths=[32,64] (the default)",
+        )
     if d.seq_length < 1:
         raise ConfigError("data.seq_length", d.seq_length, "must be positive", "set data.seq_length=4096")
     if not reads_corpus(d) and d.num_samples < 1:

@@ -63,6 +63,15 @@ def test_packed_rows_hold_one_long_document_then_short_ones():
         assert 16384 // 4 <= sizes[0] <= 16384 and all(n <= SHORT[1] for n in sizes[1:])
         assert all(n >= SHORT[0] for n in sizes[1:-1])  # the last one fills what is left
     assert data[0]["input_ids"].tolist() == data[0]["input_ids"].tolist()
+    data.short = (200, 400)  # data.short_lengths
+    sizes = [n for n in starts_and_sizes(data[0]["position_ids"].tolist())[1:-1]]
+    assert sizes and all(200 <= n <= 400 for n in sizes)
+
+
+def starts_and_sizes(pos):
+    """Document sizes of a packed row from its position_ids."""
+    starts = [j for j, p in enumerate(pos) if p == 0] + [len(pos)]
+    return [b - a for a, b in zip(starts, starts[1:])]
 
 
 def test_short_rows_hold_fewer_pairs_and_still_fill_their_length():

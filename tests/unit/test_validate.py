@@ -669,6 +669,14 @@ RULES = [
         "data.filler_vocab=0",
     ),
     (
+        "short_lengths_reversed",
+        ["data=long_range", "data.packing=true", "data.short_lengths=[64,32]"],
+        None,
+        "data.short_lengths",
+        "must be [lo, hi] with 1 <= lo <= hi",
+        "data.short_lengths=[32,64]",
+    ),
+    (
         "filler_vocab_past_the_vocabulary",
         ["data=long_range", "data.filler_vocab=400"],
         None,
