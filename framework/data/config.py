@@ -20,7 +20,7 @@ class DataConfig:
     """synthetic and long_range: rows in the dataset."""
     filler_vocab: int = 0
     """long_range: its filler's token ids, [0, filler_vocab), and those of the passkey cases without a tokenizer
-    (framework.data.long_range); at most the model's vocabulary less the 19 ids the passkeys reserve. 0: min(1024,
+    (framework.data.long_range); at most the model's vocabulary less the 19 ids the passkeys reserve. 0: min(256,
     that)."""
     short_lengths: List[int] = field(default_factory=lambda: [32, 64])
     """long_range with packing: the short documents' lengths in tokens, log-uniform in [lo, hi] (a model from random

@@ -139,7 +139,7 @@ def check_filler(d, *, vocab_size: int):
         raise ConfigError(
             "data.filler_vocab",
             asked,
-            "random filler needs 2 ids or more (0: min(1024, the vocabulary less the passkeys' ids))",
+            "random filler needs 2 ids or more (0: min(256, the vocabulary less the passkeys' ids))",
             "set data.filler_vocab=0",
         )
     if (asked or token_ids_only(d)) and not 2 <= filler_size(vocab_size, asked) <= room:

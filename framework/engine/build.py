@@ -67,7 +67,7 @@ def build_engine(module, *, cfg, optimizer, scheduler, ds_cfg: Dict[str, Any], m
 
     from framework.engine.lazy_compile import defer_deepspeed_compile
 
-    defer_deepspeed_compile()  # before deepspeed.initialize imports its Muon module
+    defer_deepspeed_compile()  # CPU: before deepspeed.initialize imports its Muon module
     if optimizer is None:
         for p in module.parameters():
             p.requires_grad_(False)

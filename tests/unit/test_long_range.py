@@ -16,7 +16,7 @@ def rows(length=4096, seed=1, vocab=2048, filler=0, n=8):
 
 def test_token_ids_filler_below_the_reserved_digits_marks_and_query():
     lay = TokenLayout(2048)
-    assert lay.filler_vocab == 1024 and TokenLayout(384).filler_vocab == 384 - RESERVED == 365
+    assert lay.filler_vocab == 256 and TokenLayout(200).filler_vocab == 200 - RESERVED == 181
     assert TokenLayout(2048, 100).filler_vocab == 100
     reserved = list(lay.digits) + list(lay.names) + [lay.query_mark]
     assert reserved == list(range(2048 - RESERVED, 2048)) and len(lay.names) == NAMES
@@ -128,8 +128,8 @@ def test_a_tiny_llama_learns_to_predict_late_positions_from_random_weights():
         model = AutoModelForCausalLM.from_config(
             AutoConfig.for_model("llama", **TINY["llama"]), dtype=torch.float32, attn_implementation="sdpa"
         )
-        train = repeating(rows(length=32, seed=0, vocab=384, n=9000), 200 * 32)
-        held = repeating(rows(length=32, seed=1, vocab=384, n=64), 32)
+        train = repeating(rows(length=32, seed=0, vocab=384, filler=365, n=9000), 200 * 32)
+        held = repeating(rows(length=32, seed=1, vocab=384, filler=365, n=64), 32)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 30))
         for x in train.split(32):
