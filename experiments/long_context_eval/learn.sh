@@ -10,20 +10,22 @@
 # and prints, per learning run, the first and last evaluation's loss by position and passkey accuracy, then the 256K
 # job's training and evaluation peaks.
 #   bash experiments/long_context_eval/learn.sh [out_dir]   (from the repository root; about 7 minutes on an H200)
-# Knobs (environment): STEPS (4000), LIMIT_S (420, each run's wall-clock bound).
+# Knobs (environment): VARIANTS ("s64 s1k s4k s1k_2l": which to run), STEPS (4000), EVERY (250: steps between
+# evaluations), SCHEDULE (cosine: optim.schedule), LIMIT_S (420, each run's wall-clock bound), EVAL256K=1.
 set -u
 OUT=${1:-outputs/long_context_eval/learn_$(date +%Y-%m-%d_%H%M%S)}
 mkdir -p "$OUT"
-STEPS=${STEPS:-4000}; LIMIT_S=${LIMIT_S:-420}
+STEPS=${STEPS:-4000}; LIMIT_S=${LIMIT_S:-420}; EVERY=${EVERY:-250}; VARIANTS=${VARIANTS:-s64 s1k s4k s1k_2l}
 S="model.activation_checkpointing=false loss.tiled=false model.arch.vocab_size=2048 data=long_range data.packing=true
-   data.seq_length=16384 data.num_samples=1000000 train.max_steps=$STEPS eval.every=250 eval.steps=8 eval.passkey=true
-   eval.passkey_samples=2 optim.warmup_steps=50 checkpoint.every=0 data.filler_vocab=256"
+   data.seq_length=16384 data.num_samples=1000000 train.max_steps=$STEPS eval.every=$EVERY eval.steps=8 eval.passkey=true
+   eval.passkey_samples=2 optim.warmup_steps=50 optim.schedule=${SCHEDULE:-cosine} checkpoint.every=0 data.filler_vocab=256"
 M4="model.arch.hidden_size=512 model.arch.intermediate_size=1536 model.arch.num_hidden_layers=4
     model.arch.num_attention_heads=8 model.arch.num_key_value_heads=8"
 M2="model.arch.hidden_size=256 model.arch.intermediate_size=768 model.arch.num_hidden_layers=2
     model.arch.num_attention_heads=4 model.arch.num_key_value_heads=4"
 job() {  # job <name> <overrides...>
   local name=$1; shift
+  case " $VARIANTS eval256k " in *" $name "*) ;; *) return ;; esac
   timeout --signal=TERM "$LIMIT_S" python -m framework +experiment=llama1b_1gpu "$@" hydra.run.dir="$OUT/$name" \
       > "$OUT/$name.log" 2>&1
   echo "== $name: exit $? ($(tail -1 "$OUT/$name.log" | cut -c1-160))"
