@@ -160,6 +160,18 @@ def cli_runs(tmp_path_factory):
 
 CLI_FIXTURES = {"cli_runs", "sp1"}
 
+FIRST = (
+    "e2e/test_sweep.py",
+    "distributed/test_kill_resume.py",
+    "e2e/test_bad_inputs.py",
+    "e2e/test_cli.py",
+    "distributed/test_alst.py",
+    "e2e/test_torchrun.py",
+)
+"""The longest files (2-5 minutes each on 2 cores), collected first, then the other files that start processes, then
+the rest: CI's two test processes (`-n 2 --dist loadfile --no-loadscope-reorder`) take whole files in this order, so
+no long file is left to end the run alone."""
+
 
 def pytest_collection_modifyitems(config, items):
     """`slow` marks every test that starts processes: all of tests/distributed and tests/e2e, and a unit test that
@@ -171,3 +183,12 @@ def pytest_collection_modifyitems(config, items):
         calls_cli = code is not None and {"run_cli", "run_job"} & set(code.co_names)
         if {"distributed", "e2e"} & parts or calls_cli or CLI_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(slow)
+    tests = pathlib.Path(__file__).parent
+    file_of = {id(item): pathlib.Path(str(item.fspath)).relative_to(tests).as_posix() for item in items}
+    starts = {file_of[id(item)] for item in items if item.get_closest_marker("slow")}
+
+    def rank(item):
+        f = file_of[id(item)]
+        return FIRST.index(f) if f in FIRST else len(FIRST) + (f not in starts)
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
