@@ -1,24 +1,23 @@
 #!/usr/bin/env bash
 # Does a model from random weights learn the long_range corpus at 16K on one GPU, and what does evaluation hold in GPU
 # memory at 256K? Runs, at the same time on one GPU (each small run uses a few GiB and a fraction of the card), packed
-# 16K rows of one long document and shorter ones (data.short_lengths), filler of 256 ids, constant lr after 50
-# warm-up steps, each a variant below:
-#   s64:      4 layers x 512 (8 heads), short documents of 32-64 tokens, lr 2e-3
-#   mid:      4 layers x 512, short documents of 64-1,024 tokens, lr 1e-3
-#   tiny:     2 layers x 128 (4 heads of 32), short documents of 32-512 tokens, lr 3e-3
-#   tiny_s64: 2 layers x 128, short documents of 32-64 tokens, lr 3e-3
-#   small:    2 layers x 256 (4 heads of 64), short documents of 32-512 tokens, lr 3e-3
+# 16K rows of one long document and short ones (the corpus' defaults: 32-64 tokens, filler of 256 ids), constant lr after
+# 50 warm-up steps, each a variant below:
+#   tiny:    2 layers x 128 (4 heads of 32), lr 3e-3
+#   tiny3:   3 layers x 128, lr 3e-3
+#   small:   2 layers x 256 (4 heads of 64), lr 3e-3
+#   tiny32k: tiny at 32K
 #   eval256k (EVAL256K=1): the 1B shape at 256K, two training steps (the first has no Adam moments yet), then an
 #             evaluation with the default passkey cases
 # and prints, per learning run, the first and last evaluation's loss by position and passkey accuracy, then the 256K
 # job's training and evaluation peaks.
 #   bash experiments/long_context_eval/learn.sh [out_dir]   (from the repository root; about 9 minutes on an H200)
-# Knobs (environment): VARIANTS ("s64 mid tiny tiny_s64 small": which to run), STEPS (20000), EVERY (500: steps between
+# Knobs (environment): VARIANTS ("tiny tiny3 small tiny32k": which to run), STEPS (20000), EVERY (500: steps between
 # evaluations), SCHEDULE (constant: optim.schedule), LIMIT_S (500, each run's wall-clock bound), EVAL256K=1.
 set -u
 OUT=${1:-outputs/long_context_eval/learn_$(date +%Y-%m-%d_%H%M%S)}
 mkdir -p "$OUT"
-STEPS=${STEPS:-20000}; LIMIT_S=${LIMIT_S:-500}; EVERY=${EVERY:-500}; VARIANTS=${VARIANTS:-s64 mid tiny tiny_s64 small}
+STEPS=${STEPS:-20000}; LIMIT_S=${LIMIT_S:-500}; EVERY=${EVERY:-500}; VARIANTS=${VARIANTS:-tiny tiny3 small tiny32k}
 S="model.activation_checkpointing=false loss.tiled=false model.arch.vocab_size=2048 data=long_range data.packing=true
    data.seq_length=16384 data.num_samples=1000000 train.max_steps=$STEPS eval.every=$EVERY eval.steps=8 eval.passkey=true
    eval.passkey_samples=2 optim.warmup_steps=50 optim.schedule=${SCHEDULE:-constant} checkpoint.every=0"
@@ -33,11 +32,10 @@ job() {  # job <name> <overrides...>
       > "$OUT/$name.log" 2>&1
   echo "== $name: exit $? ($(tail -1 "$OUT/$name.log" | cut -c1-160))"
 }
-job s64 $S $(arch 4 512 8) data.short_lengths=[32,64] optim.lr=2e-3 &
-job mid $S $(arch 4 512 8) data.short_lengths=[64,1024] optim.lr=1e-3 &
-job tiny $S $(arch 2 128 4) data.short_lengths=[32,512] optim.lr=3e-3 &
-job tiny_s64 $S $(arch 2 128 4) data.short_lengths=[32,64] optim.lr=3e-3 &
-job small $S $(arch 2 256 4) data.short_lengths=[32,512] optim.lr=3e-3 &
+job tiny $S $(arch 2 128 4) optim.lr=3e-3 &
+job tiny3 $S $(arch 3 128 4) optim.lr=3e-3 &
+job small $S $(arch 2 256 4) optim.lr=3e-3 &
+job tiny32k $S $(arch 2 128 4) optim.lr=3e-3 data.seq_length=32768 &
 [ "${EVAL256K:-0}" = 1 ] && job eval256k data.seq_length=262144 train.max_steps=2 eval.every=2 eval.steps=1 eval.passkey=true &
 wait
 

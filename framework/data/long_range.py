@@ -44,6 +44,10 @@ PAIR_TOKENS = 64
 """A document holds one needle-question pair per this many tokens (up to NAMES)."""
 REPEATED = 0.75
 """Share of documents whose filler is a repeated segment (the rest: plain random filler)."""
+SHORT_PAIR = 0.5
+"""Share of documents shorter than PAIR_TOKENS (and at least two pairs long) that hold one passkey pair: without
+them a packed row's short documents, where a model learns to copy first, ask for nothing, and no run learned
+retrieval (experiments/long_context_eval)."""
 SHORT = (32, 64)
 """data.short_lengths' default: the short documents' lengths in tokens, log-uniform in this range (the shorter, the
 sooner a model learns to copy in them: the module docstring)."""
@@ -135,6 +139,8 @@ class LongRangeRows(torch.utils.data.Dataset):
         the document's start, its needle at depth d_j of it, its question at its end (the pairs inserted)."""
         lay = self.layout
         pairs = min(NAMES, L // PAIR_TOKENS)
+        if pairs == 0 and L >= 2 * lay.pair_tokens and torch.rand((), generator=g) < SHORT_PAIR:
+            pairs = 1  # a short document asks too: where retrieval is learned first
         m = L - pairs * lay.pair_tokens
         filler = self.repeated(m, g) if torch.rand((), generator=g) < REPEATED else lay.filler(m, g)
         names = torch.randperm(NAMES, generator=g)[:pairs].tolist()
