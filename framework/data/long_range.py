@@ -71,8 +71,8 @@ class TokenLayout:
 
     @property
     def pair_tokens(self) -> int:
-        """Tokens of one needle, question and answer: NAME k1..kn, QUERY NAME, k1..kn."""
-        return 3 + 2 * self.key_length
+        """Tokens of one needle, question and answer: QUERY NAME k1..kn twice."""
+        return 2 * (2 + self.key_length)
 
     def key(self, g: torch.Generator) -> torch.Tensor:
         return self.digits[0] + torch.randint(0, 10, (self.key_length,), generator=g)
@@ -81,9 +81,12 @@ class TokenLayout:
         return torch.randint(0, self.filler_vocab, (n,), generator=g)
 
     def pair(self, name: int, g: torch.Generator):
-        """(needle, question + answer, key) of one passkey: `NAME k1..kn`, `QUERY NAME k1..kn`."""
+        """(needle, question + answer, key) of one passkey: `QUERY NAME k1..kn` both. The question repeats the needle's
+        prefix, as a text passkey does ("the pass key is 71432" ... "the pass key is"): the key is fetched by matching
+        the tokens before it, as any copy is (the module docstring)."""
         key = self.key(g)
-        return torch.cat([torch.tensor([name]), key]), torch.cat([torch.tensor([self.query_mark, name]), key]), key
+        needle = torch.cat([torch.tensor([self.query_mark, name]), key])
+        return needle, needle.clone(), key
 
     def context(self, length: int, depth: float, g: torch.Generator):
         """(input_ids [length], answer_start, answer ids): a passkey context ending with its answer."""
