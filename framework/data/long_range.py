@@ -11,20 +11,21 @@ the current tokens occurred before, predict what followed) learns them all. A do
   filler's length), so every filler token from position P on is predictable from P tokens back and the ones before P
   are not: the loss by position falls with position once the model copies; or plain random filler (1 in 4), as the
   evaluation's passkey cases have;
-- with up to NAMES passkeys planted in it (one per 64 tokens): a needle `NAME k1..k4` (four digits after its own
-  mark) and later its question `QUERY NAME` followed by the answer `k1..k4`, each pair placed as an evaluation case
-  is: a context of c filler tokens (c log-uniform in [m/16, m]) from the document's start, the needle at depth d
-  (uniform) of it, the question at its end; the pairs interleave. The answer's first digit is the token that followed
-  NAME, its others continue that copy.
+- with up to NAMES passkeys planted in it (one per 64 tokens; a shorter document, half the time, one): a needle
+  `QUERY NAME k1..k4` (four digits after a mark of its own) and later its question, the same tokens again, the key
+  predictable there by copying what followed `QUERY NAME` before (as a text passkey repeats "the pass key is"); each
+  pair placed as an evaluation case is: a context of c filler tokens (c log-uniform in [m/16, m]) from the document's
+  start, the needle at depth d (uniform) of it, the question at its end; the pairs interleave.
 Unpacked (data.packing=false), a row is one document. Packed, a row holds one long document (log-uniform in [L/4, L])
 and fills the rest with short ones (log-uniform in data.short_lengths), position_ids restarting at each (the attention
 keeps them apart, as for any packed row). Why packed: a causal head looking back over thousands of tokens gets little
 gradient toward the one token it should copy from, so from random weights the copy is learned in short documents
 first. On a CPU a 2-layer Llama 64 wide learns it in 200 steps of 32 documents of 32 tokens (tests/unit/
-test_long_range.py). On one H200 (experiments/long_context_eval/, 2026-12-03), a 4-layer one 512 wide, packed 16K rows
-with short documents of 32-64 tokens, learned to copy within them and the first hundreds of tokens of the long one
-(loss at positions 0-255 from 5.56 to 3.79 in 3,800 steps, filler of 256 ids) but not further back, and with a filler
-of 1,024 ids learned nothing: hence the default filler of 256.
+test_long_range.py). On one H200 (experiments/long_context_eval/, 2026-12-03), a 2- or 3-layer one 128 wide, packed
+16K or 32K rows, learned to copy within the short documents first and then, in about 1,000 steps somewhere between
+steps 3,000 and 6,000, from every distance: the loss at positions past 1K fell from 5.55 to 1.3-4.2. The passkeys it
+did not learn in those runs (accuracy 0; the answers' log-probability that of a guess among the digits). With a filler
+of 1,024 ids a 4-layer model learned nothing: hence the default of 256.
 A passkey case of the evaluation (TokenLayout.context) is one pair alone in filler, at a given length and depth.
 Row i is a pure function of (seed, i), so every rank agrees and seed + 1 gives held-out rows.
 """

@@ -2,8 +2,8 @@
 after it; scored teacher-forced (one forward, no generation) from the answer positions' CE and argmax.
 
 With a tokenizer the filler, needle and question are text; without one (or with data=long_range) they are token ids
-(framework.data.long_range.TokenLayout: filler, `NAME k1..k4` at the depth, filler, `QUERY NAME k1..k4`), the format
-the learnable corpus teaches, its filler from the same data.filler_vocab ids.
+(framework.data.long_range.TokenLayout: filler, `QUERY NAME k1..k4` at the depth, filler, the same tokens again), the
+format the learnable corpus teaches, its filler from the same data.filler_vocab ids.
 """
 
 import math

@@ -68,8 +68,8 @@ def test_token_passkey_case_ends_with_the_key_planted_at_its_depth():
             and ids[case.answer_start - 2] == lay.query_mark
             and name in lay.names
         )
-        at = ids.index(name)  # the needle: the question's mark, then the key
-        assert ids[at + 1 : at + 5] == case.answer_ids
+        at = ids.index(name)  # the needle, as the question: QUERY NAME, then the key
+        assert ids[at - 1] == lay.query_mark and ids[at + 1 : at + 5] == case.answer_ids
         assert abs(at / (100 - lay.pair_tokens) - depth) < 0.02
     again = pk.cases(lay, lengths_used=[100], depths=[0.5], samples=2, seed=3)
     assert again[0].input_ids.tolist() != again[1].input_ids.tolist()  # samples differ, and repeat across calls

@@ -35,14 +35,14 @@ def test_documents_repeat_a_filler_segment_or_not_and_ask_for_every_planted_key(
         row = data[i]
         ids = row["input_ids"].tolist()
         assert len(ids) == 4096 and row["labels"].tolist() == ids and row["position_ids"].tolist() == list(range(4096))
-        asked = [j for j, t in enumerate(ids) if t == lay.query_mark]
-        assert len(asked) == NAMES  # 4096 tokens hold the most pairs
-        for q in asked:
-            name = ids[q + 1]
-            needle = ids.index(name)
-            assert name in lay.names and needle < q and ids.count(name) == 2
-            key = ids[q + 2 : q + 6]
-            assert ids[needle + 1 : needle + 5] == key and all(t in lay.digits for t in key)
+        marks = [j for j, t in enumerate(ids) if t == lay.query_mark]
+        assert len(marks) == 2 * NAMES  # 4096 tokens hold the most pairs: a needle and its question each
+        names = [ids[q + 1] for q in marks]
+        assert sorted(set(names)) == list(lay.names) and all(names.count(n) == 2 for n in names)
+        for name in set(names):
+            needle, question = [q for q in marks if ids[q + 1] == name]  # the same QUERY NAME k1..k4 twice
+            key = ids[question + 2 : question + 6]
+            assert ids[needle + 2 : needle + 6] == key and all(t in lay.digits for t in key)
         filler = [t for t in ids if t < 50]
         assert len(filler) == 4096 - NAMES * lay.pair_tokens and all(t < 50 or t >= lay.digits[0] for t in ids)
         periods.append(period(filler))
@@ -102,8 +102,8 @@ def test_evaluation_asks_in_the_corpus_format_and_filler():
         list(lay.names),
     )
     assert ids[case.answer_start - 2] == corpus.query_mark and name in corpus.names
-    needle = ids.index(name)
-    assert ids[needle + 1 : needle + 5] == case.answer_ids
+    needle = ids.index(name)  # the needle is the question: QUERY NAME k1..k4
+    assert ids[needle - 1] == corpus.query_mark and ids[needle + 1 : needle + 5] == case.answer_ids
     assert max(t for t in ids if t not in corpus.names and t != corpus.query_mark and t not in corpus.digits) < 100
 
 

@@ -639,7 +639,7 @@ RULES = [
         ["eval.passkey=true", "eval.passkey_lengths=[4]"],
         None,
         "eval.passkey_lengths",
-        "needs at least 11 tokens",
+        "needs at least 12 tokens",
         "longer passkey lengths",
     ),
     (
