@@ -128,7 +128,7 @@ def test_a_tiny_llama_learns_to_predict_late_positions_from_random_weights():
         model = AutoModelForCausalLM.from_config(
             AutoConfig.for_model("llama", **TINY["llama"]), dtype=torch.float32, attn_implementation="sdpa"
         )
-        train = repeating(rows(length=32, seed=0, vocab=384, filler=365, n=9000), 200 * 32)
+        train = repeating(rows(length=32, seed=0, vocab=384, filler=365, n=18000), 200 * 32)
         held = repeating(rows(length=32, seed=1, vocab=384, filler=365, n=64), 32)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 30))
