@@ -60,8 +60,9 @@ for name in sorted(os.listdir(out)):
     a, b = ev[0], ev[-1]
     print(f"\n{name}: training loss step 1 {ms[0]['loss']:.2f} -> step {ms[-1]['step']} {ms[-1]['loss']:.2f}"
           f" ({ms[-1]['step_time_s']:.3f} s a step)")
-    print(f"   {'positions':<14} " + " ".join(f"{'step ' + str(e['step']):>10}" for e in ev[:: max(1, len(ev) // 6)] + [b]))
-    cols = ev[:: max(1, len(ev) // 6)] + [b]
+    cols = ev[:: max(1, len(ev) // 6)]  # about six evaluations, and the last
+    cols += [b] if cols[-1] is not b else []
+    print(f"   {'positions':<14} " + " ".join(f"{'step ' + str(e['step']):>10}" for e in cols))
     for i, x in enumerate(a["eval_loss_by_position"]):
         if all(e["eval_loss_by_position"][i][2] is not None for e in cols):
             print(f"   {'[' + k(x[0]) + ',' + k(x[1]) + ')':<14} "
