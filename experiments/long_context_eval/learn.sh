@@ -13,14 +13,16 @@
 # job's training and evaluation peaks.
 #   bash experiments/long_context_eval/learn.sh [out_dir]   (from the repository root; about 9 minutes on an H200)
 # Knobs (environment): VARIANTS ("tiny tiny3 small tiny32k": which to run), STEPS (20000), EVERY (500: steps between
-# evaluations), SCHEDULE (constant: optim.schedule), LIMIT_S (500, each run's wall-clock bound), EVAL256K=1.
+# evaluations), SCHEDULE (constant: optim.schedule), LIMIT_S (500, each run's wall-clock bound), EVAL256K=1,
+# PK_LENGTHS ([64,256,1024,16384]: the passkey contexts, from a short document's length to the row's), SAMPLES (4 keys a
+# cell: 12 cases a length).
 set -u
 OUT=${1:-outputs/long_context_eval/learn_$(date +%Y-%m-%d_%H%M%S)}
 mkdir -p "$OUT"
 STEPS=${STEPS:-20000}; LIMIT_S=${LIMIT_S:-500}; EVERY=${EVERY:-500}; VARIANTS=${VARIANTS:-tiny tiny3 small tiny32k}
 S="model.activation_checkpointing=false loss.tiled=false model.arch.vocab_size=2048 data=long_range data.packing=true
    data.seq_length=16384 data.num_samples=1000000 train.max_steps=$STEPS eval.every=$EVERY eval.steps=8 eval.passkey=true
-   eval.passkey_samples=2 optim.warmup_steps=50 optim.schedule=${SCHEDULE:-constant} checkpoint.every=0"
+   eval.passkey_samples=${SAMPLES:-4} eval.passkey_lengths=${PK_LENGTHS:-[64,256,1024,16384]} optim.warmup_steps=50 optim.schedule=${SCHEDULE:-constant} checkpoint.every=0"
 arch() {  # arch <layers> <hidden> <heads>
   echo "model.arch.num_hidden_layers=$1 model.arch.hidden_size=$2 model.arch.intermediate_size=$((3 * $2))
         model.arch.num_attention_heads=$3 model.arch.num_key_value_heads=$3"
@@ -75,4 +77,16 @@ for name in sorted(os.listdir(out)):
         return sum(c["answer_logprob"] for c in cases) / max(1, len(cases))
 
     print(f"   {'answer logp':<14} " + " ".join(f"{logprob(e['step']):>10.2f}" for e in cols))
+
+    def by_length(step):  # {length: (correct, cases)}
+        path = os.path.join(out, name, "eval", f"passkey_step_{step}.jsonl")
+        got = {}
+        for c in (json.loads(l) for l in open(path)) if os.path.exists(path) else []:
+            n = got.setdefault(c["length"], [0, 0])
+            n[0], n[1] = n[0] + c["correct"], n[1] + 1
+        return got
+
+    for length in sorted(by_length(b["step"])):
+        print(f"   {'acc at ' + k(length):<14} "
+              + " ".join(f"{'%d/%d' % tuple(by_length(e['step']).get(length, (0, 0))):>10}" for e in cols))
 PY
