@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Does a model from random weights learn the long_range corpus at 16K on one GPU, and what does evaluation hold in GPU
-# memory at 256K? Runs, at the same time on one GPU (each small run uses a few GiB and a fraction of the card), packed
-# 16K rows of one long document and short ones (the corpus' defaults: 32-64 tokens, filler of 256 ids), constant lr after
-# 50 warm-up steps, each a variant below:
-#   tiny:    2 layers x 128 (4 heads of 32), lr 3e-3
-#   tiny3:   3 layers x 128, lr 3e-3
-#   small:   2 layers x 256 (4 heads of 64), lr 3e-3
+# memory at 256K? Runs, at the same time on one GPU (each small run uses a few GiB and a fraction of the card),
+# +experiment=long_range_1gpu (packed 16K rows of one long document and short ones of 32-64 tokens, filler of 256 ids,
+# lr 3e-3 constant after 50 warm-up steps) with the model of each variant below:
+#   tiny:    2 layers x 128 (4 heads of 32)
+#   tiny3:   3 layers x 128 (the experiment's own)
+#   small:   2 layers x 256 (4 heads of 64)
 #   tiny32k: tiny at 32K
 #   eval256k (EVAL256K=1): the 1B shape at 256K, two training steps (the first has no Adam moments yet), then an
 #             evaluation with the default passkey cases
@@ -20,9 +20,8 @@ set -u
 OUT=${1:-outputs/long_context_eval/learn_$(date +%Y-%m-%d_%H%M%S)}
 mkdir -p "$OUT"
 STEPS=${STEPS:-20000}; LIMIT_S=${LIMIT_S:-500}; EVERY=${EVERY:-500}; VARIANTS=${VARIANTS:-tiny tiny3 small tiny32k}
-S="model.activation_checkpointing=false loss.tiled=false model.arch.vocab_size=2048 data=long_range data.packing=true
-   data.seq_length=16384 data.num_samples=1000000 train.max_steps=$STEPS eval.every=$EVERY eval.steps=8 eval.passkey=true
-   eval.passkey_samples=${SAMPLES:-4} eval.passkey_lengths=${PK_LENGTHS:-[64,256,1024,16384]} optim.warmup_steps=50 optim.schedule=${SCHEDULE:-constant} checkpoint.every=0"
+S="+experiment=long_range_1gpu train.max_steps=$STEPS eval.every=$EVERY eval.passkey_samples=${SAMPLES:-4}
+   eval.passkey_lengths=${PK_LENGTHS:-[64,256,1024,16384]} optim.schedule=${SCHEDULE:-constant}"
 arch() {  # arch <layers> <hidden> <heads>
   echo "model.arch.num_hidden_layers=$1 model.arch.hidden_size=$2 model.arch.intermediate_size=$((3 * $2))
         model.arch.num_attention_heads=$3 model.arch.num_key_value_heads=$3"
@@ -30,15 +29,15 @@ arch() {  # arch <layers> <hidden> <heads>
 job() {  # job <name> <overrides...>
   local name=$1; shift
   case " $VARIANTS eval256k " in *" $name "*) ;; *) return ;; esac
-  timeout --signal=TERM "$LIMIT_S" python -m framework +experiment=llama1b_1gpu "$@" hydra.run.dir="$OUT/$name" \
+  timeout --signal=TERM "$LIMIT_S" python -m framework "$@" hydra.run.dir="$OUT/$name" \
       > "$OUT/$name.log" 2>&1
   echo "== $name: exit $? ($(tail -1 "$OUT/$name.log" | cut -c1-160))"
 }
-job tiny $S $(arch 2 128 4) optim.lr=3e-3 &
-job tiny3 $S $(arch 3 128 4) optim.lr=3e-3 &
-job small $S $(arch 2 256 4) optim.lr=3e-3 &
-job tiny32k $S $(arch 2 128 4) optim.lr=3e-3 data.seq_length=32768 &
-[ "${EVAL256K:-0}" = 1 ] && job eval256k data.seq_length=262144 train.max_steps=2 eval.every=2 eval.steps=1 eval.passkey=true &
+job tiny $S $(arch 2 128 4) &
+job tiny3 $S &
+job small $S $(arch 2 256 4) &
+job tiny32k $S $(arch 2 128 4) data.seq_length=32768 &
+[ "${EVAL256K:-0}" = 1 ] && job eval256k +experiment=llama1b_1gpu data.seq_length=262144 train.max_steps=2 eval.every=2 eval.steps=1 eval.passkey=true &
 wait
 
 python - "$OUT" <<'PY'
@@ -71,22 +70,15 @@ for name in sorted(os.listdir(out)):
                   + " ".join(f"{e['eval_loss_by_position'][i][2]:>10.3f}" for e in cols))
     print(f"   {'passkey acc':<14} " + " ".join(f"{e.get('eval_passkey_accuracy', float('nan')):>10.2f}" for e in cols))
 
-    def logprob(step):  # the passkey answers' mean log-probability (4 x ln 1/10 = -9.2: a guess among the digits)
+    def passkeys(step):  # the evaluation's passkey cases
         path = os.path.join(out, name, "eval", f"passkey_step_{step}.jsonl")
-        cases = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
-        return sum(c["answer_logprob"] for c in cases) / max(1, len(cases))
+        return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
 
-    print(f"   {'answer logp':<14} " + " ".join(f"{logprob(e['step']):>10.2f}" for e in cols))
-
-    def by_length(step):  # {length: (correct, cases)}
-        path = os.path.join(out, name, "eval", f"passkey_step_{step}.jsonl")
-        got = {}
-        for c in (json.loads(l) for l in open(path)) if os.path.exists(path) else []:
-            n = got.setdefault(c["length"], [0, 0])
-            n[0], n[1] = n[0] + c["correct"], n[1] + 1
-        return got
-
-    for length in sorted(by_length(b["step"])):
-        print(f"   {'acc at ' + k(length):<14} "
-              + " ".join(f"{'%d/%d' % tuple(by_length(e['step']).get(length, (0, 0))):>10}" for e in cols))
+    cases = [passkeys(e["step"]) for e in cols]
+    # the answers' mean log-probability (4 x ln 1/10 = -9.2: a guess among the digits)
+    print(f"   {'answer logp':<14} "
+          + " ".join(f"{sum(c['answer_logprob'] for c in cs) / max(1, len(cs)):>10.2f}" for cs in cases))
+    for length in sorted({c["length"] for c in cases[-1]}):
+        at = [[c["correct"] for c in cs if c["length"] == length] for cs in cases]
+        print(f"   {'acc at ' + k(length):<14} " + " ".join(f"{'%d/%d' % (sum(a), len(a)):>10}" for a in at))
 PY
