@@ -228,10 +228,13 @@ def console_to(path: str):
 
 
 def main():
-    from framework.launch import adopt_slurm_env
+    from framework.launch import adopt_slurm_env, start_forkserver
     from framework.runtime import mark_start
 
     mark_start()  # start-up phases are timed from here (result.json's `startup`)
+    # first of all: the workers' imports, in another process, while this one imports its own, composes and validates
+    # (an error below ends the command, and the server with it: framework.preload.watch_launcher)
+    start_forkserver(sys.argv[1:])
     from framework.config import moved_key, register
 
     register()
@@ -243,9 +246,6 @@ def main():
         )
         sys.exit(2)
     precheck(sys.argv)
-    from framework.launch import start_forkserver
-
-    start_forkserver(sys.argv[1:])  # the workers' imports, in another process, while this one composes and validates
     adopt_slurm_env()
     rank = int(os.environ.get("RANK", "0"))
     if rank != 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -14,22 +14,32 @@ elastic agent did not set for it (framework.launch.adopt_env)."""
 LAUNCHER = os.getppid()
 
 
-def launcher_gone():
-    """The command ended before the server finished importing (a config error, --help): stop importing for nobody."""
-    if os.getppid() != LAUNCHER:
-        os._exit(0)
+def watch_launcher(done):
+    """Until `done` is set: when the command ends before the server finished importing (a config error, --help),
+    stop importing for nobody, within a tenth of a second."""
+    while not done.wait(0.1):
+        if os.getppid() != LAUNCHER:
+            os._exit(0)
 
 
-import torch  # noqa: E402,F401
+import threading  # noqa: E402
 
-launcher_gone()
+IMPORTED = threading.Event()
+WATCHER = threading.Thread(target=watch_launcher, args=(IMPORTED,), daemon=True)
+WATCHER.start()
+
+import torch  # noqa: E402
+
+if "DS_ACCELERATOR" not in os.environ:  # named, not detected: DeepSpeed's detection warns on every CPU run
+    os.environ["DS_ACCELERATOR"] = "cuda" if torch.cuda.is_available() else "cpu"
 import deepspeed  # noqa: E402,F401
 
-launcher_gone()
-import transformers.models.llama.modeling_llama  # noqa: E402,F401
-from transformers import AutoModelForCausalLM  # noqa: E402,F401
+from framework.imports import hidden  # noqa: E402
 
-launcher_gone()
+with hidden():  # torchvision and scikit-learn: 2 s of import a causal LM does not use (framework.imports)
+    import transformers.models.llama.modeling_llama  # noqa: F401
+    from transformers import AutoModelForCausalLM  # noqa: F401
+
 from deepspeed.runtime.zero import stage3, stage_1_and_2  # noqa: E402,F401
 from framework.engine.lazy_compile import defer_deepspeed_compile  # noqa: E402
 
@@ -37,3 +47,6 @@ defer_deepspeed_compile()  # CPU only: its torch.compile at import costs 2 s on 
 from deepspeed.runtime.zero.muon import muon_optimizer  # noqa: E402,F401
 
 import framework.graph  # noqa: E402,F401  (everything a rank builds)
+
+IMPORTED.set()  # the server forks workers from here on: no thread of ours may run in it
+WATCHER.join()

@@ -32,13 +32,17 @@ def adapter_base(name_or_path: str) -> Optional[str]:
 
 
 def hf_config(*, name_or_path: Optional[str], arch: Dict[str, Any]):
-    """The transformers config the model is built from (no weights loaded)."""
-    from transformers import AutoConfig
+    """The transformers config the model is built from (no weights loaded). The launcher's first use of
+    transformers: imported without torchvision and scikit-learn (framework.imports)."""
+    from framework.imports import hidden
 
-    if name_or_path:
-        return AutoConfig.from_pretrained(adapter_base(name_or_path) or name_or_path)
-    fields = dict(arch)
-    return AutoConfig.for_model(fields.pop("model_type"), **fields)
+    with hidden():
+        from transformers import AutoConfig
+
+        if name_or_path:
+            return AutoConfig.from_pretrained(adapter_base(name_or_path) or name_or_path)
+        fields = dict(arch)
+        return AutoConfig.for_model(fields.pop("model_type"), **fields)
 
 
 class _ZeRO3Config:
