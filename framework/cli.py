@@ -232,12 +232,21 @@ def main():
     from framework.runtime import mark_start
 
     mark_start()  # start-up phases are timed from here (result.json's `startup`)
+    from framework.bytecode import cache_bytecode
+
+    pycache = cache_bytecode()  # PYTHONDONTWRITEBYTECODE set: compiled modules kept in a folder of the framework's
     # first of all: the workers' imports, in another process, while this one imports its own, composes and validates
     # (an error below ends the command, and the server with it: framework.preload.watch_launcher)
     start_forkserver(sys.argv[1:])
     from framework.config import moved_key, register
 
     register()
+    if pycache:
+        log.info(
+            f"bytecode: PYTHONDONTWRITEBYTECODE is set, so every process compiled each module from source at every "
+            f"start; compiled modules are kept in {pycache} instead (FRAMEWORK_PYCACHE=<dir> moves them, "
+            "FRAMEWORK_PYCACHE=0 turns this off)"
+        )
     moved = moved_key(sys.argv[1:])
     if moved:
         log.error(

@@ -22,3 +22,8 @@ FORKSERVER_ENV = "FRAMEWORK_FORKSERVER"
 itself); framework.launch.start_forkserver."""
 TTY_ENV = "FRAMEWORK_CONSOLE_TTY"
 """Set to 1 for the workers while the command's own stdout is a terminal: the console tracker still draws its bar."""
+PYCACHE_ENV = "FRAMEWORK_PYCACHE"
+"""Where the command keeps compiled bytecode when PYTHONDONTWRITEBYTECODE forbids writing it beside the sources
+(framework.bytecode; by default ~/.cache/framework/pycache, and only where torch ships no bytecode); "0": nowhere,
+every process compiles what has no bytecode, as the variable asks. Set by the CLI for the processes it starts, which
+turn writing back on there."""

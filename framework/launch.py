@@ -168,6 +168,9 @@ def worker(
     one-line reason in <run_dir>/.failed.rank<N> for the launcher (removed once it wrote result.json); under
     torchrun/SLURM rank 0 records its own failure and torchrun stops the others. `env`: the launcher's environment
     (our own launcher passes it and its pid: see adopt_env, adopt_stdio)."""
+    from framework.bytecode import follow
+
+    follow()  # a spawned worker (FRAMEWORK_FORKSERVER=0) writes the bytecode it compiles where the command keeps it
     if env is not None:
         adopt_env(env)
     if launcher_pid is not None and "framework.preload" in sys.modules:  # forked from the forkserver

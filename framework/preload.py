@@ -7,6 +7,9 @@ It runs before anything touches CUDA: torch.cuda.is_available() is answered by N
 
 import os
 
+from framework.bytecode import follow
+
+follow()  # the command keeps bytecode in its own folder: write this server's there too
 ENV = dict(os.environ)
 """The environment this process started with: a worker sets from the launcher's environment every variable the
 elastic agent did not set for it (framework.launch.adopt_env)."""
