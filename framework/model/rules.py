@@ -131,15 +131,43 @@ def check_features(m, *, config, device: str, attention: str, environment: bool 
     if m.liger and device_type(device) == "cpu":
         raise ConfigError("model.liger", True, "Liger's kernels are Triton GPU kernels", "set model.liger=false")
     if m.liger and environment:
-        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
-
-        if config.model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        if config.model_type not in liger_model_types():
             raise ConfigError(
                 "model.liger",
                 True,
                 f"Liger has no kernels for model_type {config.model_type!r}",
                 "set model.liger=false",
             )
+
+
+LIGER_TABLE = "MODEL_TYPE_TO_APPLY_LIGER_FN"
+"""liger_kernel.transformers.monkey_patch's table of the model types it patches."""
+
+
+def liger_model_types() -> frozenset:
+    """The model types Liger patches: LIGER_TABLE's keys, read from the module's source when it writes them as a dict
+    literal (Liger 0.8), else by importing it. Importing it imports Liger's Triton kernels and a dozen transformers
+    model families, seconds of the launcher's validation on a GPU machine for a lookup; the workers import it anyway."""
+    import ast
+
+    spec = importlib.util.find_spec("liger_kernel")
+    path = os.path.join(os.path.dirname(spec.origin or ""), "transformers", "monkey_patch.py")
+    try:
+        with open(path) as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        tree = ast.Module(body=[], type_ignores=[])
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == [LIGER_TABLE]
+            and isinstance(node.value, ast.Dict)
+            and all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.value.keys)
+        ):
+            return frozenset(k.value for k in node.value.keys)
+    from liger_kernel.transformers import monkey_patch
+
+    return frozenset(getattr(monkey_patch, LIGER_TABLE))
 
 
 def check_lora(lora, *, config, super_offload: bool):
