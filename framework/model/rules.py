@@ -150,13 +150,14 @@ def liger_model_types() -> frozenset:
     model families, seconds of the launcher's validation on a GPU machine for a lookup; the workers import it anyway."""
     import ast
 
-    spec = importlib.util.find_spec("liger_kernel")
-    path = os.path.join(os.path.dirname(spec.origin or ""), "transformers", "monkey_patch.py")
-    try:
-        with open(path) as f:
-            tree = ast.parse(f.read())
-    except (OSError, SyntaxError, ValueError):
-        tree = ast.Module(body=[], type_ignores=[])
+    origin = getattr(importlib.util.find_spec("liger_kernel"), "origin", None)
+    tree = ast.Module(body=[], type_ignores=[])
+    if origin:
+        try:
+            with open(os.path.join(os.path.dirname(origin), "transformers", "monkey_patch.py")) as f:
+                tree = ast.parse(f.read())
+        except (OSError, SyntaxError, ValueError):
+            pass
     for node in tree.body:
         if (
             isinstance(node, ast.Assign)
@@ -165,9 +166,7 @@ def liger_model_types() -> frozenset:
             and all(isinstance(k, ast.Constant) and isinstance(k.value, str) for k in node.value.keys)
         ):
             return frozenset(k.value for k in node.value.keys)
-    from liger_kernel.transformers import monkey_patch
-
-    return frozenset(getattr(monkey_patch, LIGER_TABLE))
+    return frozenset(getattr(importlib.import_module("liger_kernel.transformers.monkey_patch"), LIGER_TABLE))
 
 
 def check_lora(lora, *, config, super_offload: bool):
