@@ -1,6 +1,8 @@
 """launch: one worker process per rank (torch's elastic launcher, as torchrun does it), or run as the rank that
 torchrun / SLURM already started. Writes result.json once, from rank 0 or from the launcher when a worker died."""
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -9,6 +11,7 @@ import sys
 import time
 import traceback
 import uuid
+import warnings
 from typing import Any, Dict, Optional
 
 from framework.env import FORKSERVER_ENV, JOB_ENV, OWN_LAUNCH_ENV
@@ -75,12 +78,19 @@ def init_distributed(device_type: str, timeout_minutes: int = 30):
 
     if device_type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    # engine.timeout_minutes: DeepSpeed's default is 10, which followers of torchrun/srun spent waiting for rank 0
-    deepspeed.init_distributed(
-        dist_backend="nccl" if device_type == "cuda" else "gloo",
-        verbose=False,
-        timeout=timedelta(minutes=timeout_minutes),
-    )
+    # DeepSpeed's ZeRO collectives call torch's deprecated names: a FutureWarning per rank the user cannot act on
+    for name in ("all_gather_into_tensor", "reduce_scatter_tensor"):
+        warnings.filterwarnings("ignore", rf"`torch\.distributed\.{name}` is deprecated", FutureWarning)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # its CPU backend prints "... built successfully" once per rank
+        # engine.timeout_minutes: DeepSpeed's default is 10, which followers of torchrun/srun spent waiting for rank 0
+        deepspeed.init_distributed(
+            dist_backend="nccl" if device_type == "cuda" else "gloo",
+            verbose=False,
+            timeout=timedelta(minutes=timeout_minutes),
+        )
+    rest = [line for line in printed.getvalue().splitlines() if not line.endswith(" built successfully")]
+    sys.stdout.write("".join(line + "\n" for line in rest))  # anything else it printed, as it was
 
 
 NO_WORKERS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "plan=true")

@@ -121,7 +121,11 @@ def apply_features(model, *, cfg):
         apply_tiled_mlp(model, cfg.tiled_mlp_shards)
     if cfg.activation_checkpointing:
         recompute = cfg.get("recompute_attention", True)
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs(recompute))
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers 5.2x's name; the old one warns
+        if enable is not None:
+            enable(activation_checkpointing_kwargs=checkpointing_kwargs(recompute))
+        else:  # transformers 5.17
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs(recompute))
         if recompute and cfg.get("keep_attention_layers", 0):
             keep_attention_outputs(model, cfg.keep_attention_layers)
         mark_checkpointed_inputs(model)

@@ -25,9 +25,13 @@ def peft_config(cfg):
 def apply_lora(model, cfg):
     """Wrap the model in a peft LoRA model (`cfg`: model.lora). Under ZeRO-3 the base weights are already partitioned
     (zero.Init); the adapters are created whole and DeepSpeed partitions them when it builds the engine."""
+    import warnings
+
     from peft import get_peft_model
 
-    return get_peft_model(model, peft_config(cfg))
+    with warnings.catch_warnings():  # peft reads transformers' old name, which warns from transformers 5.2x on
+        warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning)
+        return get_peft_model(model, peft_config(cfg))
 
 
 def projection_shapes(text_config) -> dict:

@@ -189,3 +189,12 @@ def test_resume_by_run_directory_continues_it_and_extends_a_constant_lr_run(fine
     assert len({m["lr"] for m in metrics}) == 1  # constant
     assert json.load(open(run_dir / "result.json"))["steps"] == 5
     assert not os.path.exists(elsewhere / "outputs")  # the run directory was the resumed one, not a new one
+
+
+def test_a_cpu_run_shows_no_start_up_noise_of_other_packages(finetune):
+    """DeepSpeed's accelerator detection warning, its CPU op's "built successfully" per rank and torch's deprecation
+    warning for the all-gather DeepSpeed calls: none of them is the user's to act on."""
+    _, first, _, _ = finetune
+    console = first.stdout + first.stderr
+    for noise in ("Setting accelerator to CPU", "built successfully", "all_gather_into_tensor", "FutureWarning"):
+        assert noise not in console, (noise, console[:3000])
