@@ -160,14 +160,14 @@ def test_fine_tune_says_what_it_is_about_to_do(finetune):
     assert "train.max_steps=3 x 1 rows per step = 3 rows: " in out and " epochs" in out
 
 
-def test_train_log_holds_the_console_output_and_a_repeated_warning_once(finetune):
+def test_train_log_holds_the_console_output(finetune):
+    """(A repeated warning is kept once: tests/unit/test_first_contact_parts.py; this run has none left to repeat.)"""
     run_dir, first, _, _ = finetune
     log, resumed = open(run_dir / "train.log").read().split("resume directory: ")  # the resume appended its own
     assert "step     5/5 | loss " in resumed
     for step in (1, 2, 3):
         assert f"step     {step}/3 | loss " in log
     assert "corpus " in log and f"[ok] {run_dir}" in log
-    assert log.count("all_gather_into_tensor") <= 1, log.count("all_gather_into_tensor")
     steps = [line for line in first.stdout.splitlines() if line.startswith("step ")]
     assert steps and all("TFLOP/s" not in s and "mfu" not in s and "tok/s/rank" in s for s in steps), steps  # CPU
 
