@@ -13,5 +13,5 @@ one 1b_first . $B1
 PYTHONPYCACHEPREFIX=$HOME/.cache/framework/pycache python -c "import time; t = time.time(); import torch; t1 = time.time(); import framework.preload; print(f'floor with the cache: torch {t1 - t:.1f} s, all {time.time() - t:.1f} s')" 2>&1 | grep floor | tee -a $OUT/summary.txt
 one 1b_cached . $B1
 one 8b_cached . $B8
-one 1b_base "$BASE" $B1
+[ -n "${BASE:-}" ] && one 1b_base "$BASE" $B1
 cd $OUT && tar czf runs.tgz runs && rm -rf runs
