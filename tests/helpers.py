@@ -54,6 +54,20 @@ def save_tiny_model(path: str, family: str = "llama", seed: int = 0, **fields) -
     return path
 
 
+def python_words(
+    code: str, path, *, flags=(), env: Optional[Dict[str, str]] = None, cwd=None, timeout: int = 300
+) -> List[str]:
+    """Run `python <flags> -c code` with `path` first on PYTHONPATH (`env`: the whole environment, os.environ by
+    default); assert it exits 0 and return its stdout split into words."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join([str(path), env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, *flags, "-c", code], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.split()
+
+
 def clean_env(**extra) -> Dict[str, str]:
     """The environment for a CLI subprocess: no inherited launcher or PARALLELISM_CONFIG_* variables."""
     env = {

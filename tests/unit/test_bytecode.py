@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import python_words
 
 from framework.env import PYCACHE_ENV
 
@@ -21,14 +22,10 @@ def pkg(tmp_path):
 
 
 def run(code: str, pkg, flags=(), **env_extra):
+    """`code` in a fresh interpreter with PYTHONDONTWRITEBYTECODE set, the package on its path, from its folder."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPYCACHEPREFIX", PYCACHE_ENV)}
     env.update(PYTHONDONTWRITEBYTECODE="1", **env_extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(pkg / "src"), env.get("PYTHONPATH", "")])
-    out = subprocess.run(
-        [sys.executable, *flags, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=pkg
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout.split()
+    return python_words(code, pkg / "src", flags=flags, env=env, cwd=pkg, timeout=120)
 
 
 def compiled(root):

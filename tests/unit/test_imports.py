@@ -4,10 +4,10 @@ Neither is installed here, so each test puts stand-ins on PYTHONPATH that record
 fresh interpreter (what transformers decides at import is cached for the process)."""
 
 import os
-import subprocess
 import sys
 
 import pytest
+from helpers import python_words
 
 UNUSED = ("torchvision", "sklearn")
 
@@ -22,20 +22,13 @@ def stand_ins(tmp_path):
     return tmp_path
 
 
-def run(code: str, path) -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout.split()
-
-
 def imported(path):
     return sorted(n for n in UNUSED if (path / f"{n}.imported").exists())
 
 
 def test_transformers_finds_both_when_nothing_is_hidden(stand_ins):
     """The control: the stand-ins are found, so the test below can tell hidden from absent."""
-    words = run(
+    words = python_words(
         "from transformers.utils import import_utils as u\n"
         "print(u.is_torchvision_available(), u.is_sklearn_available())",
         stand_ins,
@@ -56,7 +49,7 @@ def test_the_launchers_config_and_the_workers_model_code_import_neither(stand_in
         "import sklearn, torchvision\n"  # the user's own imports still work
         "print(sklearn.__version__, torchvision.__version__)\n"
     )
-    assert run(code, stand_ins) == ["64", "False", "False", "0.0", "0.0"]
+    assert python_words(code, stand_ins) == ["64", "False", "False", "0.0", "0.0"]
     assert imported(stand_ins) == ["sklearn", "torchvision"]  # by the user's line
 
 
@@ -70,7 +63,7 @@ def test_without_hiding_the_model_code_imports_them(stand_ins):
         "except ImportError as e:\n"
         "    print('ImportError', e.name)\n"
     )
-    words = run(code, stand_ins)
+    words = python_words(code, stand_ins)
     assert imported(stand_ins) and "torchvision" in imported(stand_ins), words
 
 

@@ -3,11 +3,8 @@
 
 liger-kernel is not installed here (it needs Triton): stand-in packages in tmp_path, fresh interpreters."""
 
-import os
-import subprocess
-import sys
-
 import pytest
+from helpers import python_words
 
 
 def stand_in(root, monkey_patch_source: str):
@@ -26,10 +23,7 @@ def types_seen(root) -> list:
         "print(' '.join(sorted(liger_model_types())), 'imported' if 'liger_kernel.transformers.monkey_patch' in "
         "sys.modules else 'not-imported')\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout.split()
+    return python_words(code, root, timeout=120)
 
 
 def test_a_dict_literal_is_read_from_the_source_without_running_it(tmp_path):
