@@ -121,11 +121,11 @@ def apply_features(model, *, cfg):
         apply_tiled_mlp(model, cfg.tiled_mlp_shards)
     if cfg.activation_checkpointing:
         recompute = cfg.get("recompute_attention", True)
-        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers 5.2x's name; the old one warns
-        if enable is not None:
-            enable(activation_checkpointing_kwargs=checkpointing_kwargs(recompute))
+        kwargs = checkpointing_kwargs(recompute)
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.2x's name; the old one warns there
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:  # transformers 5.17
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs(recompute))
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         if recompute and cfg.get("keep_attention_layers", 0):
             keep_attention_outputs(model, cfg.keep_attention_layers)
         mark_checkpointed_inputs(model)

@@ -151,14 +151,14 @@ def liger_model_types() -> frozenset:
     import ast
 
     origin = getattr(importlib.util.find_spec("liger_kernel"), "origin", None)
-    tree = ast.Module(body=[], type_ignores=[])
+    body = []
     if origin:
         try:
             with open(os.path.join(os.path.dirname(origin), "transformers", "monkey_patch.py")) as f:
-                tree = ast.parse(f.read())
+                body = ast.parse(f.read()).body
         except (OSError, SyntaxError, ValueError):
             pass
-    for node in tree.body:
+    for node in body:
         if (
             isinstance(node, ast.Assign)
             and [getattr(t, "id", None) for t in node.targets] == [LIGER_TABLE]
