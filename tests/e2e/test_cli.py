@@ -10,7 +10,7 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from helpers import run_cli
+from helpers import REPO, clean_env, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -317,16 +317,13 @@ def test_where_bytecode_may_not_be_written_the_command_and_its_workers_keep_it_i
     """PYTHONDONTWRITEBYTECODE set (container images do; the GPU machines of experiments/startup/ do, with a torch
     that ships no bytecode): the launcher, the forkserver and the workers write what they compile into one folder,
     and the command says so once."""
-    from helpers import clean_env
-
     folder = tmp_path / "pycache"
     env = clean_env(PYTHONDONTWRITEBYTECODE="1", FRAMEWORK_PYCACHE=str(folder))
     run = run_cli(["train.max_steps=1"], str(tmp_path / "run"), env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count(f"compiled modules are kept in {folder}") == 1, run.stdout[:2000]
     kept = {os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs}
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     tag = sys.implementation.cache_tag
     for module in ("framework/validate", "framework/graph"):  # the launcher's; the server's and workers' only
-        assert f"{here.lstrip(os.sep)}/{module}.{tag}.pyc" in kept, sorted(kept)[:20]
+        assert f"{REPO.lstrip(os.sep)}/{module}.{tag}.pyc" in kept, sorted(kept)[:20]
     assert any(k.endswith(f"deepspeed/runtime/zero/stage3.{tag}.pyc") for k in kept)  # imported by the server
