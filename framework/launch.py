@@ -70,6 +70,15 @@ def result_record(status: str, last: Optional[Dict[str, Any]], cfg, error: Optio
     return rec
 
 
+def quiet_collectives():
+    """Warnings torch gives for DeepSpeed's collectives that the user cannot act on: the FutureWarnings for the two
+    deprecated names its ZeRO collectives call, and barrier()'s "using the device under current context" (each rank
+    has set its device, LOCAL_RANK, before the group starts, which is what the warning asks)."""
+    for name in ("all_gather_into_tensor", "reduce_scatter_tensor"):
+        warnings.filterwarnings("ignore", rf"`torch\.distributed\.{name}` is deprecated", FutureWarning)
+    warnings.filterwarnings("ignore", r"barrier\(\): using the device under current context", UserWarning)
+
+
 def init_distributed(device_type: str, timeout_minutes: int = 30):
     from datetime import timedelta
 
@@ -78,9 +87,7 @@ def init_distributed(device_type: str, timeout_minutes: int = 30):
 
     if device_type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    # DeepSpeed's ZeRO collectives call torch's deprecated names: a FutureWarning per rank the user cannot act on
-    for name in ("all_gather_into_tensor", "reduce_scatter_tensor"):
-        warnings.filterwarnings("ignore", rf"`torch\.distributed\.{name}` is deprecated", FutureWarning)
+    quiet_collectives()
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):  # its CPU backend prints "... built successfully" once per rank
         # engine.timeout_minutes: DeepSpeed's default is 10, which followers of torchrun/srun spent waiting for rank 0

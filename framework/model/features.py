@@ -20,7 +20,29 @@ def apply_liger(model):
     """Liger's RMSNorm, RoPE and SwiGLU kernels on this model instance (its loss kernels are the loss group's)."""
     from liger_kernel.transformers import _apply_liger_kernel_to_instance
 
+    quiet_liger_backends()
     _apply_liger_kernel_to_instance(model=model, cross_entropy=False, fused_linear_cross_entropy=False)
+
+
+LIGER_OTHER_BACKENDS = ("._cutedsl.", "._ascend.")
+"""Liger's optional kernel backends (CUTLASS's Python DSL, Huawei Ascend) beside its Triton kernels, the ones we run."""
+
+
+def quiet_liger_backends():
+    """Liger logs a warning per rank at the first call of an op for each optional backend it cannot import ("Backend
+    impl '..._cutedsl.rope' for op 'rope' could not be imported"); its Triton kernel runs either way. Drop those
+    lines for the backends in LIGER_OTHER_BACKENDS; any other import failure is still logged."""
+    import logging
+
+    registry = logging.getLogger("liger_kernel.backends.registry")
+    if not any(isinstance(f, _OtherBackends) for f in registry.filters):
+        registry.addFilter(_OtherBackends())
+
+
+class _OtherBackends:
+    def filter(self, record) -> bool:
+        path = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+        return not (record.msg.startswith("Backend impl") and any(b in path for b in LIGER_OTHER_BACKENDS))
 
 
 def tiled_mlp_shards(b: int, s: int, hidden: int, fixed: int, device) -> int:

@@ -62,3 +62,46 @@ def test_unknown_keys_get_the_nearest_one_and_known_keys_and_groups_pass():
         ["+engine.deepspeed.wall_clock_breakdown=true"],
     ):
         assert unknown_key(fine, CONF_DIR) is None, fine
+
+
+def test_the_warnings_torch_and_liger_give_for_what_we_call_are_dropped_and_others_kept():
+    """GPU-only start-up noise (a CPU run never reaches these lines), checked on the filters themselves: torch's
+    barrier() device warning and the deprecated collectives' FutureWarnings, and Liger's log line for an optional
+    backend it cannot import; an unrelated warning and another failed backend still show."""
+    import logging
+    import warnings
+
+    from framework.launch import quiet_collectives
+    from framework.model.features import quiet_liger_backends
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_collectives()
+        warnings.warn("barrier(): using the device under current context. You can specify `device_id` ...", UserWarning)
+        warnings.warn("`torch.distributed.all_gather_into_tensor` is deprecated, use ...", FutureWarning)
+        warnings.warn("something else the user should see", UserWarning)
+    assert [str(w.message) for w in caught] == ["something else the user should see"]
+
+    registry = logging.getLogger("liger_kernel.backends.registry")
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    handler = Keep()
+    registry.addHandler(handler)
+    try:
+        line = "Backend impl '%s' for op '%s' could not be imported: %s: %s"
+        registry.warning(line, "liger_kernel.ops.backends._cutedsl.rope", "rope", "ImportError", "needs CuTe DSL")
+        assert len(seen) == 1  # not filtered before
+        quiet_liger_backends()
+        quiet_liger_backends()  # once is enough: a second call adds no second filter
+        assert len(registry.filters) == 1
+        registry.warning(line, "liger_kernel.ops.backends._cutedsl.rope", "rope", "ImportError", "needs CuTe DSL")
+        registry.warning(line, "liger_kernel.ops.backends._ascend.rope", "rope", "ImportError", "no tanh")
+        registry.warning(line, "liger_kernel.ops.backends._triton.rope", "rope", "ImportError", "broken")
+        assert len(seen) == 2 and "_triton.rope" in seen[1], seen
+    finally:
+        registry.removeHandler(handler)
+        registry.filters.clear()
