@@ -58,6 +58,22 @@ def merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+def reuse_distance(module) -> int:
+    """ZeRO-3's stage3_max_reuse_distance for this model: two of its largest decoder layers (in parameters), at most
+    DeepSpeed's default (1e9).
+
+    After each module runs, ZeRO-3 walks its recorded module order forward until it has passed that many parameters,
+    keeping gathered the weights it meets again on the way (the MLP weights between tiled MLP calls, lm_head between
+    loss tiles: each is met first). On a model smaller than 1e9 parameters every walk went to the end of the order:
+    quadratic in its length, which tiled MLP with LoRA makes long (a 2-layer model at 2K tokens on CPU: the second
+    step 45 s instead of 1.5 s). Two layers reach every reuse a decoder stack has (tiles, a layer's recomputation
+    before its backward); engine.deepspeed.zero_optimization.stage3_max_reuse_distance sets another."""
+    from framework.model.features import decoder_layers
+
+    sizes = [sum(getattr(p, "ds_numel", p.numel()) for p in layer.parameters()) for layer in decoder_layers(module)]
+    return int(min(1e9, 2 * max(sizes))) if sizes else int(1e9)
+
+
 @builds(EngineConfig)
 def build_engine(module, *, cfg, optimizer, scheduler, ds_cfg: Dict[str, Any], mpu):
     """Wrap `module` (model + loss) in a DeepSpeed engine with the optimizer and LR schedule built for it.
@@ -68,6 +84,8 @@ def build_engine(module, *, cfg, optimizer, scheduler, ds_cfg: Dict[str, Any], m
     from framework.engine.lazy_compile import defer_deepspeed_compile
 
     defer_deepspeed_compile()  # CPU: before deepspeed.initialize imports its Muon module
+    if ds_cfg["zero_optimization"]["stage"] == 3 and "stage3_max_reuse_distance" not in ds_cfg["zero_optimization"]:
+        ds_cfg = merge(ds_cfg, {"zero_optimization": {"stage3_max_reuse_distance": reuse_distance(module)}})
     if optimizer is None:
         for p in module.parameters():
             p.requires_grad_(False)

@@ -52,6 +52,9 @@ def _entry(rank, port, out_dir):
     cfg = OmegaConf.create({"name_or_path": None, "arch": ARCH, "dtype": "fp32"})
     model = build_model(cfg=cfg, attn_implementation="sdpa", device_type="cpu")
     assert all(hasattr(p, "ds_id") for p in model.parameters())  # really partitioned
+    from framework.engine.build import reuse_distance
+
+    torch.save(reuse_distance(model), os.path.join(out_dir, f"reuse{rank}.pt"))  # counts the partitioned weights whole
     params = list(model.parameters())
     with deepspeed.zero.GatheredParameters(params):  # every rank
         torch.save(stats(model), os.path.join(out_dir, f"rank{rank}.pt"))
@@ -68,6 +71,10 @@ def test_zero3_random_init_matches_the_unpartitioned_init(tmp_path):
     fields = dict(ARCH)
     plain = stats(AutoModelForCausalLM.from_config(AutoConfig.for_model(fields.pop("model_type"), **fields)))
     assert set(ranks[0]) == set(plain)
+    h, i = ARCH["hidden_size"], ARCH["intermediate_size"]
+    kv = ARCH["num_key_value_heads"] * h // ARCH["num_attention_heads"]
+    layer = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h  # q, o; k, v; gate, up, down; two norms
+    assert [torch.load(tmp_path / f"reuse{r}.pt") for r in range(2)] == [2 * layer, 2 * layer]
     for name, (std, mean) in plain.items():
         zstd, zmean = ranks[0][name]
         if std < 1e-6:  # norms: all ones in both
