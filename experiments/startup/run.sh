@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start-up on one GPU: seconds from the command to the end of step 1 for the 1B shape at 8K, the 8B shape with ZeRO-3
-# and LoRA at 8K, and a 4-length multirun, with this checkout and (BASE=dir) an older one, interleaved on one machine.
+# and LoRA at 8K (twice), and a 4-length multirun, with this checkout and (BASE=dir) an older one, interleaved on one
+# machine.
 #   BASE=/path/to/old/checkout bash experiments/startup/run.sh [out_dir]     (from the repository root)
 # BASE holds an older commit's framework/ and conf/ (e.g. `git archive <commit> framework conf | tar -x -C dir`); its
 # runs start from that directory with it first on PYTHONPATH. Without BASE only this checkout runs. Everything a run
@@ -23,13 +24,14 @@ one() {  # one <name> <tree> <overrides...>: <tree> is "." (this checkout) or $B
 PYTORCH_NVML_BASED_CUDA_CHECK=1 python -c "import framework.preload, torch; print('cuda initialized by the preload:', torch.cuda.is_initialized())" 2>&1 | tail -1
 [ -n "${BASE:-}" ] && (cd "$BASE" && PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" python -c "import framework.preload" > /dev/null 2>&1)
 one 0_warmup . $B1 > /dev/null
-PYTORCH_NVML_BASED_CUDA_CHECK=1 python -c "import time; t = time.time(); import torch, framework.preload; print(f'import floor (this checkout): {time.time() - t:.1f} s')" 2>&1 | grep "import floor"
+PYTORCH_NVML_BASED_CUDA_CHECK=1 PYTHONPYCACHEPREFIX=${FRAMEWORK_PYCACHE:-$HOME/.cache/framework/pycache} python -c "import time; t = time.time(); import torch, framework.preload; print(f'import floor (this checkout, its bytecode cache): {time.time() - t:.1f} s')" 2>&1 | grep "import floor"
 for i in 1 2; do
   [ -n "${BASE:-}" ] && one 1b_base_$i "$BASE" $B1
   one 1b_$i . $B1
 done
 [ -n "${BASE:-}" ] && one 8b_lora_base "$BASE" $B8
-one 8b_lora . $B8
+one 8b_lora_1 . $B8  # after BASE's 8B run Liger's Triton kernels for the 8B shapes are compiled; without BASE this one compiles them
+one 8b_lora_2 . $B8
 echo "== multirun: $M"
 timeout 400 python -m framework -m $M hydra.sweep.dir="$OUT/runs/multirun" > "$OUT/runs/multirun.log" 2>&1
 echo "   exit $?"

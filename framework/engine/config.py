@@ -37,4 +37,6 @@ class EngineConfig:
     sp_comm_dtype: CommDtype = CommDtype.auto
     """dtype of the Ulysses all-to-all (auto: the model's dtype)."""
     deepspeed: Dict[str, Any] = field(default_factory=dict)
-    """Raw DeepSpeed config merged over the generated one (expert escape hatch)."""
+    """Raw DeepSpeed config merged over the generated one (expert escape hatch). The generated one sets, under ZeRO-3,
+    stage3_max_reuse_distance to two of the model's largest decoder layers (framework/engine/build.py:reuse_distance);
+    a value given here wins."""
