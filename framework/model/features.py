@@ -24,8 +24,9 @@ def apply_liger(model):
     _apply_liger_kernel_to_instance(model=model, cross_entropy=False, fused_linear_cross_entropy=False)
 
 
-LIGER_OTHER_BACKENDS = ("._cutedsl.", "._ascend.")
-"""Liger's optional kernel backends (CUTLASS's Python DSL, Huawei Ascend) beside its Triton kernels, the ones we run."""
+LIGER_OTHER_BACKENDS = ("._cutedsl.", "._cutile.", "._ascend.")
+"""Liger's optional kernel backends (CUTLASS's CuTe DSL, NVIDIA cuTile, Huawei Ascend) beside its Triton kernels, the
+ones we run."""
 
 
 def quiet_liger_backends():

@@ -100,6 +100,7 @@ def test_the_warnings_torch_and_liger_give_for_what_we_call_are_dropped_and_othe
         assert len(registry.filters) == 1
         registry.warning(line, "liger_kernel.ops.backends._cutedsl.rope", "rope", "ImportError", "needs CuTe DSL")
         registry.warning(line, "liger_kernel.ops.backends._ascend.rope", "rope", "ImportError", "no tanh")
+        registry.warning(line, "liger_kernel.ops.backends._cutile.rms_norm", "rms_norm", "ModuleNotFoundError", "cuda")
         registry.warning(line, "liger_kernel.ops.backends._triton.rope", "rope", "ImportError", "broken")
         assert len(seen) == 2 and "_triton.rope" in seen[1], seen
     finally:
