@@ -66,7 +66,7 @@ def reuse_distance(module) -> int:
     keeping gathered the weights it meets again on the way (the MLP weights between tiled MLP calls, lm_head between
     loss tiles: each is met first). On a model smaller than 1e9 parameters every walk went to the end of the order:
     quadratic in its length, which tiled MLP with LoRA makes long (a 2-layer model at 2K tokens on CPU: the second
-    step 45 s instead of 1.5 s). Two layers reach every reuse a decoder stack has (tiles, a layer's recomputation
+    step 45 s instead of 1.8 s). Two layers reach every reuse a decoder stack has (tiles, a layer's recomputation
     before its backward); engine.deepspeed.zero_optimization.stage3_max_reuse_distance sets another."""
     from framework.model.features import decoder_layers
 

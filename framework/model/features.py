@@ -43,7 +43,7 @@ def quiet_liger_backends():
 class _OtherBackends:
     def filter(self, record) -> bool:
         path = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
-        return not (record.msg.startswith("Backend impl") and any(b in path for b in LIGER_OTHER_BACKENDS))
+        return not (str(record.msg).startswith("Backend impl") and any(b in path for b in LIGER_OTHER_BACKENDS))
 
 
 def tiled_mlp_shards(b: int, s: int, hidden: int, fixed: int, device) -> int:
