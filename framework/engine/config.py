@@ -38,5 +38,7 @@ class EngineConfig:
     """dtype of the Ulysses all-to-all (auto: the model's dtype)."""
     deepspeed: Dict[str, Any] = field(default_factory=dict)
     """Raw DeepSpeed config merged over the generated one (expert escape hatch). The generated one sets, under ZeRO-3,
-    stage3_max_reuse_distance to two of the model's largest decoder layers (framework/engine/build.py:reuse_distance);
-    a value given here wins."""
+    stage3_max_reuse_distance to two of the model's largest decoder layers (framework/engine/build.py:reuse_distance)
+    and gathers each decoder layer whole (every layer a ZeRO-3 leaf module, gather_layers_whole); a
+    stage3_max_reuse_distance or zero_optimization.leaf_module given here wins (`leaf_module: {classes: []}`:
+    DeepSpeed's per-submodule hooks)."""
