@@ -82,8 +82,12 @@ def gather_layers_whole(module) -> int:
     calls), and those hooks, Python on the host, were most of a short step: the 8B with LoRA at 8K on one H100 spent
     ~7 s a step in them against a ~1 s plan. The weights held at once are one layer (and the next one prefetched),
     what the planner counts for ZeRO-3; engine.deepspeed.zero_optimization.leaf_module, given, is DeepSpeed's own
-    choice instead (`{classes: []}`: per-submodule hooks, DeepSpeed's default for dense models). Returns how many
-    layers it marked."""
+    choice instead (`{classes: []}`: per-submodule hooks, DeepSpeed's default for dense models).
+    A leaf layer's hooks need its input to require a gradient: with the embedding frozen (LoRA) and no activation
+    checkpointing, the backward met an adapter weight already released ("size of tensor a (0) must match ... (8)").
+    So the embedding's output is made to require one, as transformers' enable_input_require_grads does for
+    checkpointing with frozen embeddings; the first layer's input gradient is then computed and dropped. Returns how
+    many layers it marked."""
     from deepspeed.utils import set_z3_leaf_module
 
     from framework.model.features import decoder_layers
@@ -91,6 +95,10 @@ def gather_layers_whole(module) -> int:
     layers = decoder_layers(module)
     for layer in layers:
         set_z3_leaf_module(layer, True)
+    for m in module.modules():  # the first one is the model's own; a PeftModel hands the call to it
+        if hasattr(m, "enable_input_require_grads"):
+            m.enable_input_require_grads()
+            break
     return len(layers)
 
 

@@ -3,7 +3,8 @@ leaf module) and that changes no number: against DeepSpeed's per-submodule hooks
 (engine.deepspeed.zero_optimization.leaf_module.classes=[]), the same 3-step losses, grad norms and step-1 gradients,
 with full fine-tuning and with LoRA. sp_size=2 (two ranks: the layer's gradients are reduced when its backward is
 done, not parameter by parameter), activation checkpointing (the layer's recomputation fetches it again) and tiled
-MLP forced to 4 tiles (the tiles reuse the gathered weights). tests/unit/test_engine_config.py shows the layers are
+MLP forced to 4 tiles (the tiles reuse the gathered weights); and LoRA without checkpointing, where the layers'
+input needs its gradient asked for (it failed before that). tests/unit/test_engine_config.py shows the layers are
 marked; tests/distributed/test_sp_equivalence.py and test_alst.py compare ZeRO-3 runs, now whole-layer, with runs
 without SP or without the ALST switches."""
 
@@ -25,7 +26,14 @@ PER_SUBMODULE = ["+engine.deepspeed.zero_optimization.leaf_module.classes=[]"]
 LORA = ["model.lora.r=8", "model.lora.alpha=16"]
 
 
-@pytest.mark.parametrize("tuning", [[], LORA], ids=["full", "lora"])
+NO_CHECKPOINTING = ["model.activation_checkpointing=false"]
+
+
+@pytest.mark.parametrize(
+    "tuning",
+    [[], LORA, LORA + NO_CHECKPOINTING],
+    ids=["full", "lora", "lora_no_checkpointing"],  # the last: the frozen embedding's output made to require a grad
+)
 def test_whole_layers_give_the_per_submodule_numbers(tuning, cli_runs, tiny_llama_dir):
     common = common_overrides(tiny_llama_dir) + ZERO3 + tuning
     whole = assert_ok(cli_runs.run(common))
