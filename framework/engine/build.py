@@ -67,7 +67,9 @@ def reuse_distance(module) -> int:
     loss tiles: each is met first). On a model smaller than 1e9 parameters every walk went to the end of the order:
     quadratic in its length, which tiled MLP with LoRA makes long (a 2-layer model at 2K tokens on CPU: the second
     step 45 s instead of 1.8 s). Two layers reach every reuse a decoder stack has (tiles, a layer's recomputation
-    before its backward); engine.deepspeed.zero_optimization.stage3_max_reuse_distance sets another."""
+    before its backward); engine.deepspeed.zero_optimization.stage3_max_reuse_distance sets another. With each layer
+    gathered whole (gather_layers_whole) the order has one entry per layer, and what the distance still decides is
+    a layer's recomputation, lm_head's loss tiles and, with per-submodule hooks chosen, the tiles again."""
     from framework.model.features import decoder_layers
 
     sizes = [sum(getattr(p, "ds_numel", p.numel()) for p in layer.parameters()) for layer in decoder_layers(module)]
@@ -114,10 +116,11 @@ def build_engine(module, *, cfg, optimizer, scheduler, ds_cfg: Dict[str, Any], m
 
     defer_deepspeed_compile()  # CPU: before deepspeed.initialize imports its Muon module
     zero = ds_cfg["zero_optimization"]
-    if zero["stage"] == 3 and "stage3_max_reuse_distance" not in zero:
-        ds_cfg = merge(ds_cfg, {"zero_optimization": {"stage3_max_reuse_distance": reuse_distance(module)}})
-    if zero["stage"] == 3 and "leaf_module" not in zero:
-        gather_layers_whole(module)
+    if zero["stage"] == 3:
+        if "stage3_max_reuse_distance" not in zero:
+            ds_cfg = merge(ds_cfg, {"zero_optimization": {"stage3_max_reuse_distance": reuse_distance(module)}})
+        if "leaf_module" not in zero:
+            gather_layers_whole(module)
     if optimizer is None:
         for p in module.parameters():
             p.requires_grad_(False)

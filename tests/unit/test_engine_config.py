@@ -37,12 +37,8 @@ def test_two_decoder_layers_in_parameters_adapters_included():
     assert reuse_distance(torch.nn.Linear(3, 3)) == int(1e9)  # no decoder layer found: DeepSpeed's default
 
 
-@pytest.mark.parametrize(
-    "stage, given, expected",
-    [(3, None, "model"), (3, 12345, 12345), (2, None, None)],
-    ids=["zero3_default", "zero3_user_value_kept", "zero2_untouched"],
-)
-def test_the_engine_gets_it_under_zero3_unless_the_user_set_one(monkeypatch, stage, given, expected):
+def built(monkeypatch, zero):
+    """(the model, the zero_optimization config deepspeed.initialize got) after build_engine with `zero`."""
     seen = {}
 
     def initialize(model, config, **kw):
@@ -50,11 +46,18 @@ def test_the_engine_gets_it_under_zero3_unless_the_user_set_one(monkeypatch, sta
         return (None,)
 
     monkeypatch.setattr(deepspeed, "initialize", initialize)
-    zero = {"stage": stage}
-    if given is not None:
-        zero["stage3_max_reuse_distance"] = given
     model = tiny()
     build_engine(model, optimizer=object(), scheduler=None, ds_cfg={"zero_optimization": zero}, mpu=None)
+    return model, seen
+
+
+@pytest.mark.parametrize(
+    "stage, given, expected",
+    [(3, None, "model"), (3, 12345, 12345), (2, None, None)],
+    ids=["zero3_default", "zero3_user_value_kept", "zero2_untouched"],
+)
+def test_the_engine_gets_it_under_zero3_unless_the_user_set_one(monkeypatch, stage, given, expected):
+    model, seen = built(monkeypatch, {"stage": stage} | ({} if given is None else {"stage3_max_reuse_distance": given}))
     want = reuse_distance(model) if expected == "model" else expected
     assert seen.get("stage3_max_reuse_distance") == want
 
@@ -67,10 +70,7 @@ def test_the_engine_gets_it_under_zero3_unless_the_user_set_one(monkeypatch, sta
 def test_each_decoder_layer_is_gathered_whole_under_zero3_unless_the_user_chose(monkeypatch, stage, leaf_module, whole):
     from deepspeed.utils import z3_leaf_module
 
-    monkeypatch.setattr(deepspeed, "initialize", lambda model, config, **kw: (None,))
-    zero = {"stage": stage} | ({} if leaf_module is None else {"leaf_module": leaf_module})
-    model = tiny()
-    build_engine(model, optimizer=object(), scheduler=None, ds_cfg={"zero_optimization": zero}, mpu=None)
+    model, _ = built(monkeypatch, {"stage": stage} | ({} if leaf_module is None else {"leaf_module": leaf_module}))
     leaves = [m for m in model.modules() if z3_leaf_module(m)]
     assert leaves == (decoder_layers(model) if whole else [])
     assert len(decoder_layers(model)) == ARCH["num_hidden_layers"]
